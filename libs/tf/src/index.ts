@@ -1,3 +1,16 @@
 export { tf, backendInfo, backendTags, PACKAGES } from './backend.js';
 export type { BackendInfo, TfNamespace, TfPackage } from './backend.js';
 export { tensorCountGuard } from './memory.js';
+export type {
+  LayersModel,
+  NamedTensorMap,
+  Rank,
+  Scalar,
+  SymbolicTensor,
+  Tensor,
+  Tensor1D,
+  Tensor2D,
+  Tensor3D,
+  Tensor4D,
+  Variable,
+} from '@tensorflow/tfjs';

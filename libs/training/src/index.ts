@@ -1,1 +1,10 @@
-export {};
+export { constantSchedule, cosineSchedule, oneCycleSchedule, stepSchedule } from './schedules.js';
+export type { LrSchedule } from './schedules.js';
+export { Adam, Sgd } from './optimizers.js';
+export type { NamedTensors, NamedVariables, Optimizer } from './optimizers.js';
+export { checkpointDir, latestCheckpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+export type { Checkpoint } from './checkpoint.js';
+export { ProgressBar, formatDuration } from './progress.js';
+export type { ProgressOptions } from './progress.js';
+export { gracefulStop } from './interrupt.js';
+export type { GracefulStop } from './interrupt.js';
