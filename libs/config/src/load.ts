@@ -7,7 +7,10 @@ import { deepMerge, isObject, parseOverride, setPath, type JsonObject } from './
 export type Schema<T> = JSONSchemaType<T>;
 
 export interface LoadOptions {
-  /** A JSON config file; it may name a base file with `"extends": "./other.json"` (resolved relative to it). */
+  /**
+   * A JSON config file; it may name a base file with `"extends": "./other.json"` (resolved relative
+   * to it). Top-level keys starting with `$` (`$comment`) are documentation and are dropped.
+   */
   file?: string;
   /** Values under the file (e.g. a built-in preset). */
   base?: JsonObject;
@@ -34,7 +37,8 @@ export function readConfigFile(file: string, seen: string[] = []): JsonObject {
     throw new ConfigError(`${file} is not valid JSON: ${(err as Error).message}`);
   }
   if (!isObject(data)) throw new ConfigError(`${file} must contain a JSON object, got ${Array.isArray(data) ? 'an array' : typeof data}`);
-  const { extends: parent, ...rest } = data;
+  // Keys starting with "$" ("$comment", "$schema") document a file; they are not settings.
+  const { extends: parent, ...rest } = Object.fromEntries(Object.entries(data).filter(([k]) => !k.startsWith('$')));
   if (parent === undefined) return rest;
   if (typeof parent !== 'string') throw new ConfigError(`${file}: "extends" must be a relative file path`);
   return deepMerge(readConfigFile(resolve(dirname(path), parent), [...seen, path]), rest);

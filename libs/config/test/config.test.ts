@@ -46,7 +46,7 @@ describe('loadConfig', () => {
   });
 
   it('follows "extends" relative to the file, child values winning', () => {
-    const dir = tmp({ 'base.json': { name: 'paper', optimizer: { lr: 0.015, momentum: 0.8 } }, 'child.json': { extends: './base.json', optimizer: { lr: 0.1 } } });
+    const dir = tmp({ 'base.json': { $comment: 'the paper', name: 'paper', optimizer: { lr: 0.015, momentum: 0.8 } }, 'child.json': { extends: './base.json', $comment: 'quick', optimizer: { lr: 0.1 } } });
     const cfg = loadConfig(schema, { file: join(dir, 'child.json') });
     expect(cfg.optimizer).toEqual({ lr: 0.1, momentum: 0.8, milestones: [] });
     expect(cfg.name).toBe('paper');
