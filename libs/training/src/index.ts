@@ -8,3 +8,4 @@ export { ProgressBar, formatDuration } from './progress.js';
 export type { ProgressOptions } from './progress.js';
 export { gracefulStop } from './interrupt.js';
 export type { GracefulStop } from './interrupt.js';
+export { trainStep } from './step.js';
