@@ -1,0 +1,211 @@
+/**
+ * U-RISC-style labelled data: image/label pairs matched by file stem across two directories
+ * (e.g. `imgs/Track1/train/0.png` with `label/Track1/train/0.tiff`). Labels are 8-bit; U-RISC
+ * draws membranes black (0) on white (255) and is not always clean binary, so labels are
+ * thresholded at mid-grey. Train/validation splits are made by image, never by patch.
+ */
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { datasetDigest, type DatasetDigest } from './digest.js';
+import { DataError } from './errors.js';
+import { readImage, readImageInfo, type ImageInfo } from './image-io.js';
+import type { BitDepth, GreyImage, Mask } from './image.js';
+import { fileStem, listImageFiles } from './listing.js';
+import { Rng } from './random.js';
+
+/** Which label value is foreground: U-RISC draws membranes black ('black-foreground'). */
+export type LabelPolarity = 'black-foreground' | 'white-foreground';
+
+export interface OpenLabeledOptions {
+  /** Directory of images. */
+  readonly images: string;
+  /** Directory of labels with the same file stems. */
+  readonly labels: string;
+  /** Default 'black-foreground' (U-RISC: membrane 0, background 255). */
+  readonly polarity?: LabelPolarity;
+  /** Label values below it are black, at or above it white. Default 128 (mid-grey). */
+  readonly threshold?: number;
+}
+
+/** One matched pair, checked for size when the dataset is opened. */
+export interface LabeledPair {
+  /** Shared file stem, e.g. "0" for 0.png / 0.tiff. */
+  readonly name: string;
+  readonly image: string;
+  readonly label: string;
+  readonly width: number;
+  readonly height: number;
+  readonly imageBitDepth: BitDepth;
+}
+
+/** A loaded pair: the image at its native depth and the binary mask (1 = foreground). */
+export interface LabeledSample {
+  readonly name: string;
+  readonly image: GreyImage;
+  readonly mask: Mask;
+}
+
+/** Where the U-RISC release keeps one split of one track: `imgs/<track>/<split>`, `label/<track>/<split>`. */
+export function uriscDirectories(root: string, split: 'train' | 'val' | 'test', track = 'Track1'): { images: string; labels: string } {
+  return { images: join(root, 'imgs', track, split), labels: join(root, 'label', track, split) };
+}
+
+/**
+ * Label values -> mask: 1 where the value is on the foreground side of `threshold`.
+ *
+ * @example labelToMask(label, 'black-foreground', 128) // U-RISC: 0 -> 1 (membrane), 255 -> 0
+ */
+export function labelToMask(label: GreyImage, polarity: LabelPolarity, threshold = 128): Mask {
+  const out = new Uint8Array(label.data.length);
+  const black = polarity === 'black-foreground';
+  for (let i = 0; i < out.length; i++) out[i] = (label.data[i] < threshold) === black ? 1 : 0;
+  return { width: label.width, height: label.height, data: out };
+}
+
+function stemMap(dir: string, files: readonly string[]): Map<string, string> {
+  const byStem = new Map<string, string>();
+  for (const f of files) {
+    const stem = fileStem(f);
+    const other = byStem.get(stem);
+    if (other !== undefined) {
+      throw new DataError(join(dir, f), `has the same name stem "${stem}" as ${other}`, 'one file per stem, so images and labels pair up unambiguously');
+    }
+    byStem.set(stem, f);
+  }
+  return byStem;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function checkPair(name: string, image: ImageInfo, label: ImageInfo): LabeledPair {
+  if (label.bitDepth !== 8) {
+    throw new DataError(label.path, `label is ${label.bitDepth}-bit`, 'an 8-bit label image (U-RISC: 0 = membrane, 255 = background)');
+  }
+  if (image.width !== label.width || image.height !== label.height) {
+    throw new DataError(
+      label.path,
+      `label is ${label.width}x${label.height} but its image ${image.path} is ${image.width}x${image.height}`,
+      'a label of the same size as its image',
+    );
+  }
+  return { name, image: image.path, label: label.path, width: image.width, height: image.height, imageBitDepth: image.bitDepth };
+}
+
+export class LabeledImages {
+  private constructor(
+    readonly pairs: readonly LabeledPair[],
+    readonly polarity: LabelPolarity,
+    readonly threshold: number,
+  ) {}
+
+  /**
+   * Pairs images with labels by stem and checks every pair's header (size, label bit depth).
+   *
+   * @example
+   * const train = await LabeledImages.open(uriscDirectories('data/urisc', 'train'));
+   */
+  static async open(options: OpenLabeledOptions): Promise<LabeledImages> {
+    const imagesDir = resolve(options.images);
+    const labelsDir = resolve(options.labels);
+    const polarity = options.polarity ?? 'black-foreground';
+    const threshold = options.threshold ?? 128;
+    if (polarity !== 'black-foreground' && polarity !== 'white-foreground') {
+      throw new Error(`label polarity must be 'black-foreground' or 'white-foreground', got ${JSON.stringify(polarity)}`);
+    }
+    if (!(threshold > 0 && threshold <= 255)) throw new Error(`label threshold must be in (0, 255], got ${threshold}`);
+    const images = stemMap(imagesDir, await listImageFiles(imagesDir));
+    const labels = stemMap(labelsDir, await listImageFiles(labelsDir));
+    for (const [stem, file] of labels) {
+      if (!images.has(stem)) throw new DataError(join(labelsDir, file), `label has no image named "${stem}.*" in ${imagesDir}`, 'every label to have an image with the same stem');
+    }
+    for (const [stem, file] of images) {
+      if (!labels.has(stem)) throw new DataError(join(imagesDir, file), `image has no label named "${stem}.*" in ${labelsDir}`, 'every image to have a label with the same stem');
+    }
+    const stems = [...images.keys()].sort();
+    const pairs = await mapLimit(stems, 8, async (stem) => {
+      const [image, label] = await Promise.all([
+        readImageInfo(join(imagesDir, images.get(stem) as string)),
+        readImageInfo(join(labelsDir, labels.get(stem) as string)),
+      ]);
+      return checkPair(stem, image, label);
+    });
+    return new LabeledImages(pairs, polarity, threshold);
+  }
+
+  get size(): number {
+    return this.pairs.length;
+  }
+
+  get names(): string[] {
+    return this.pairs.map((p) => p.name);
+  }
+
+  /** Decodes pair `i` (or the pair named `name`) into an image and a binary mask. */
+  async load(which: number | string): Promise<LabeledSample> {
+    const pair = typeof which === 'number' ? this.pairs[which] : this.pairs.find((p) => p.name === which);
+    if (pair === undefined) throw new Error(`no labelled pair ${JSON.stringify(which)}; have ${this.names.join(', ')}`);
+    const [image, label] = await Promise.all([readImage(pair.image), readImage(pair.label)]);
+    if (label.bitDepth !== 8) throw new DataError(pair.label, `label is ${label.bitDepth}-bit`, 'an 8-bit label image');
+    if (image.width !== label.width || image.height !== label.height) {
+      throw new DataError(pair.label, `label is ${label.width}x${label.height} but the image is ${image.width}x${image.height}`, 'equal sizes');
+    }
+    return { name: pair.name, image, mask: labelToMask(label, this.polarity, this.threshold) };
+  }
+
+  /** Loads every pair (fine for U-RISC: 30 x 100 Mpixel is ~6 GB with masks; Track 2 is tiny). */
+  async loadAll(): Promise<LabeledSample[]> {
+    const out: LabeledSample[] = [];
+    for (let i = 0; i < this.pairs.length; i++) out.push(await this.load(i));
+    return out;
+  }
+
+  /** The pairs with these names, in this dataset's order. */
+  subset(names: readonly string[]): LabeledImages {
+    const unknown = names.filter((n) => !this.pairs.some((p) => p.name === n));
+    if (unknown.length > 0) throw new Error(`unknown image name(s) ${unknown.join(', ')}; have ${this.names.join(', ')}`);
+    return new LabeledImages(this.pairs.filter((p) => names.includes(p.name)), this.polarity, this.threshold);
+  }
+
+  /**
+   * Splits by image (never by patch, so no validation pixel is trained on): `validation` is a
+   * count of images (>= 1) or a fraction in (0, 1), chosen by a seeded shuffle; at least one
+   * image stays in training.
+   */
+  split(validation: number, seed: number): { train: LabeledImages; validation: LabeledImages } {
+    const n = this.pairs.length;
+    const count = validation < 1 ? Math.round(validation * n) : validation;
+    if (!(validation > 0) || !Number.isInteger(count) || count < 1 || count > n - 1) {
+      throw new Error(`cannot hold out ${validation} of ${n} images for validation; need 1 <= count <= ${n - 1} (or a fraction in (0, 1))`);
+    }
+    const order = new Rng(seed).permutation(n);
+    const held = new Set(Array.from(order.subarray(0, count), (i) => this.pairs[i].name));
+    return {
+      train: new LabeledImages(this.pairs.filter((p) => !held.has(p.name)), this.polarity, this.threshold),
+      validation: new LabeledImages(this.pairs.filter((p) => held.has(p.name)), this.polarity, this.threshold),
+    };
+  }
+
+  /** Fingerprint of images and labels for MLflow `log-inputs`. */
+  digest(): Promise<DatasetDigest> {
+    const files = this.pairs.flatMap((p) => [p.image, p.label]);
+    const root = commonDirectory(files);
+    return datasetDigest(root, files.map((f) => relative(root, f)));
+  }
+}
+
+/** The deepest directory containing all `paths` (absolute). */
+function commonDirectory(paths: readonly string[]): string {
+  let root = dirname(paths[0]);
+  while (!paths.every((p) => p.startsWith(root.endsWith(sep) ? root : root + sep))) root = dirname(root);
+  return root;
+}
