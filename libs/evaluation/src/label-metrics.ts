@@ -55,9 +55,11 @@ export interface AdaptedRandResult {
 }
 
 /**
- * `skimage.metrics.adapted_rand_error(true, test, ignore_labels=ignoreLabels)`:
- * precision = (sum c_ij^2 - n) / (sum b_j^2 - n), recall = (sum c_ij^2 - n) / (sum a_i^2 - n),
- * error = 1 - 2PR / (P + R).
+ * `skimage.metrics.adapted_rand_error(true, test, ignore_labels=ignoreLabels)` with a_i the true
+ * and b_j the test segment sizes: precision = (sum c_ij^2 - n) / (sum b_j^2 - n) (pairs joined in
+ * the test image that are right), recall = (sum c_ij^2 - n) / (sum a_i^2 - n), error = 1 - 2PR / (P + R).
+ * scikit-image 0.26 computes the same error but returns precision and recall swapped relative to
+ * its own docstring; these follow the docstring.
  */
 export function adaptedRandError(
   trueLabels: LabelImage,
