@@ -8,15 +8,20 @@
  *   - `shuffledKeyForward`: single-device "shuffle BN": the key batch is permuted and normalised in
  *     sub-batches, so BN statistics cannot leak which key belongs to which query.
  */
-import { tf, type LayersModel, type Tensor, type Tensor2D, type Variable } from '@emseg/tf';
+import { tf, type Tensor, type Tensor2D, type Tensor4D, type Variable } from '@emseg/tf';
 
-/** theta_k <- m theta_k + (1 - m) theta_q for each pair of trainable weights (same order). */
-export function momentumUpdate(keyWeights: readonly Variable[], queryWeights: readonly Variable[], m: number): void {
-  if (keyWeights.length !== queryWeights.length) {
-    throw new Error(`momentum update: key encoder has ${keyWeights.length} weights, query encoder ${queryWeights.length}`);
-  }
+/**
+ * theta_k <- m theta_k + (1 - m) theta_q for every trainable query weight, matched by name
+ * (the key network has the same architecture and therefore the same weight names).
+ */
+export function momentumUpdate(keyWeights: Record<string, Variable>, queryWeights: Record<string, Variable>, m: number): void {
+  const missing = Object.keys(queryWeights).filter((name) => !(name in keyWeights));
+  if (missing.length) throw new Error(`momentum update: the key network has no weight ${missing.slice(0, 3).join(', ')}`);
   tf.tidy(() => {
-    keyWeights.forEach((k, i) => k.assign(k.mul(m).add(queryWeights[i].mul(1 - m))));
+    for (const [name, q] of Object.entries(queryWeights)) {
+      const k = keyWeights[name];
+      k.assign(k.mul(m).add(q.mul(1 - m)));
+    }
   });
 }
 
@@ -101,20 +106,15 @@ export function permutation(n: number, seed: number): number[] {
 }
 
 /**
- * Keys for a batch with single-device shuffle-BN: permute x [N,H,W,C], run the key network (in
- * training mode, so BN uses batch statistics) on `groups` equal sub-batches, undo the permutation.
- * Returns the network's output rows in the original order.
+ * Keys for a batch with single-device shuffle-BN: permute x [N,H,W,C], run `forward` (which
+ * normalises its batch in sub-batches, e.g. `bnSubBatches`), and undo the permutation, so that the
+ * BN statistics a key sees come from a random subset of the batch rather than from its own query's
+ * sub-batch. Returns `forward`'s rows in the original order.
  */
-export function shuffledKeyForward(keyNet: LayersModel, x: Tensor, groups: number, seed: number): Tensor2D {
+export function shuffledKeyForward(forward: (shuffled: Tensor4D) => Tensor2D, x: Tensor4D, seed: number): Tensor2D {
   const n = x.shape[0];
-  if (groups < 1 || n % groups !== 0) throw new Error(`shuffle-BN: batch ${n} does not split into ${groups} equal groups`);
   const perm = permutation(n, seed);
   const inverse = new Array<number>(n);
   perm.forEach((p, i) => (inverse[p] = i));
-  return tf.tidy(() => {
-    const shuffled = tf.gather(x, perm);
-    const size = n / groups;
-    const outs = Array.from({ length: groups }, (_, g) => keyNet.apply(shuffled.slice(g * size, size), { training: true }) as Tensor2D);
-    return tf.gather(tf.concat(outs, 0), inverse) as Tensor2D;
-  });
+  return tf.tidy(() => tf.gather(forward(tf.gather(x, perm)), inverse) as Tensor2D);
 }

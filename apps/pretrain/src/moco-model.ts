@@ -1,0 +1,107 @@
+/**
+ * The MoCo v2 model (facebookresearch/moco `builder.py` in TensorFlow.js): a query network
+ * (ResNet encoder + projection head) trained by SGD, a key network following it by momentum, and
+ * the queue of negative keys.
+ */
+import { tf, type Tensor, type Tensor2D, type Tensor4D, type Variable } from '@emseg/tf';
+import { globalAveragePool, modelVariables, resnetEncoder, resnetSpecByName, trainableVariables, type ResNetEncoder } from '@emseg/models';
+import type { Optimizer } from '@emseg/training';
+import { KeyQueue, infoNceLogits, infoNceLoss, momentumUpdate, normalizeRows, shuffledKeyForward } from './moco.js';
+import { projectionHead } from './projection-head.js';
+import type { MocoConfig } from './config.js';
+
+type LayersModel = ReturnType<typeof tf.model>;
+
+export interface MocoStepResult {
+  loss: number;
+  /** Mean cosine similarity of each query with its positive key. */
+  posSim: number;
+  /** Mean cosine similarity of queries with the queued negatives. */
+  negSim: number;
+}
+
+interface Branch {
+  encoder: ResNetEncoder;
+  head: LayersModel;
+}
+
+export class MocoModel {
+  readonly query: Branch;
+  readonly key: Branch;
+  readonly queue: KeyQueue;
+
+  constructor(readonly cfg: MocoConfig) {
+    const spec = resnetSpecByName(cfg.encoder.architecture);
+    const features = spec.featureChannels[4];
+    const headArgs = { inFeatures: features, hidden: cfg.moco.mlpHidden ?? features, dim: cfg.moco.dim, seed: cfg.train.seed * 7919 + 17 };
+    const branch = (): Branch => ({
+      encoder: resnetEncoder({ depth: spec.depth, inChannels: cfg.encoder.inChannels, seed: cfg.train.seed }),
+      head: projectionHead(headArgs),
+    });
+    this.query = branch();
+    this.key = branch();
+    // The key network starts as an exact copy of the query network and is never trained by SGD.
+    const q = this.allVariables(this.query);
+    for (const [name, k] of Object.entries(this.allVariables(this.key))) k.assign(q[name]);
+    this.queue = new KeyQueue(cfg.moco.queueSize, cfg.moco.dim, cfg.train.seed + 1);
+  }
+
+  /** Trainable weights of the query network, `encoder/<layer>/<weight>` and `head/...`. */
+  trainable(branch: Branch = this.query): Record<string, Variable> {
+    return { ...prefixed('encoder', trainableVariables(branch.encoder.model)), ...prefixed('head', trainableVariables(branch.head)) };
+  }
+
+  /** Every weight (BN statistics included) of a branch. */
+  allVariables(branch: Branch): Record<string, Variable> {
+    return { ...prefixed('encoder', modelVariables(branch.encoder.model)), ...prefixed('head', modelVariables(branch.head)) };
+  }
+
+  /** Unit-norm embeddings [N, dim] of a batch [N, H, W, C]. */
+  private embed(branch: Branch, x: Tensor4D, bnSubBatches = 1): Tensor2D {
+    return tf.tidy(() => {
+      const maps = branch.encoder.features(x, { training: true, bnSubBatches });
+      return normalizeRows(branch.head.apply(globalAveragePool(maps[maps.length - 1])) as Tensor2D);
+    });
+  }
+
+  /**
+   * One MoCo step on two views of the same crops (both [N, H, W, C], normalised):
+   * momentum-update the key network, compute keys with shuffle-BN, then queries, InfoNCE, SGD
+   * on the query network, and enqueue the keys.
+   */
+  step(viewQ: Tensor4D, viewK: Tensor4D, optimizer: Optimizer, lr: number, shuffleSeed: number): MocoStepResult {
+    const { moco } = this.cfg;
+    momentumUpdate(this.trainable(this.key), this.trainable(this.query), moco.momentum);
+    const k = shuffledKeyForward((x) => this.embed(this.key, x, moco.shuffleGroups), viewK, shuffleSeed);
+    const vars = this.trainable();
+    const names = Object.keys(vars);
+    const list = names.map((n) => vars[n]);
+    const out: { sims?: Tensor } = {};
+    const { value, grads } = tf.variableGrads(() => {
+      const q = this.embed(this.query, viewQ);
+      const logits = infoNceLogits(q, k, this.queue.keys as Tensor2D, moco.temperature);
+      out.sims = tf.keep(tf.stack([logits.slice([0, 0], [-1, 1]).mean(), logits.slice([0, 1], [-1, -1]).mean()]).mul(moco.temperature));
+      return infoNceLoss(logits) as ReturnType<typeof tf.scalar>;
+    }, list);
+    try {
+      optimizer.apply(vars, Object.fromEntries(names.map((n, i) => [n, grads[list[i].name]]).filter(([, g]) => g)), lr);
+      this.queue.enqueue(k);
+      const [posSim, negSim] = Array.from(out.sims!.dataSync());
+      return { loss: value.dataSync()[0], posSim, negSim };
+    } finally {
+      tf.dispose([value, k, ...Object.values(grads), ...(out.sims ? [out.sims] : [])]);
+    }
+  }
+
+  dispose(): void {
+    for (const b of [this.query, this.key]) {
+      b.encoder.dispose();
+      b.head.dispose();
+    }
+    this.queue.dispose();
+  }
+}
+
+function prefixed(prefix: string, vars: Record<string, Variable>): Record<string, Variable> {
+  return Object.fromEntries(Object.entries(vars).map(([k, v]) => [`${prefix}/${k}`, v]));
+}
