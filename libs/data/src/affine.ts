@@ -10,7 +10,7 @@ export const IDENTITY: Affine = [1, 0, 0, 0, 1, 0];
 
 /** `compose(A, B, C)` applies C first, then B, then A (like A * B * C on column vectors). */
 export function compose(...maps: readonly Affine[]): Affine {
-  return maps.reduce((m, n) => [
+  const product = maps.reduce((m, n) => [
     m[0] * n[0] + m[1] * n[3],
     m[0] * n[1] + m[1] * n[4],
     m[0] * n[2] + m[1] * n[5] + m[2],
@@ -18,6 +18,8 @@ export function compose(...maps: readonly Affine[]): Affine {
     m[3] * n[1] + m[4] * n[4],
     m[3] * n[2] + m[4] * n[5] + m[5],
   ], IDENTITY);
+  // No negative zeros, so parameters survive a JSON round trip unchanged.
+  return product.map((v) => v + 0) as unknown as Affine;
 }
 
 export function translation(tx: number, ty: number): Affine {

@@ -164,7 +164,8 @@ export async function generateSyntheticCrops(options: SyntheticCropsOptions): Pr
   if (!Number.isInteger(sources) || sources < 1) throw new Error(`sources must be a positive integer, got ${sources}`);
   await assertFreshDirectory(root);
   const canvas = Math.max(4 * size, 512);
-  const perCanvas = Math.max(1, Math.round((COVERAGE * canvas * canvas) / (size * size)));
+  // Every source directory gets at least one canvas of its own.
+  const perCanvas = Math.max(1, Math.min(Math.round((COVERAGE * canvas * canvas) / (size * size)), Math.ceil(count / sources)));
   const published = await publishDirectory(root, async (tmp) => {
     const pending: Promise<void>[] = [];
     for (let c = 0; c * perCanvas < count; c++) {
