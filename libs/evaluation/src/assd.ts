@@ -9,7 +9,7 @@
  * Distances are in pixels, and in nm when a pixel size is given (U-RISC: 2.18 nm/pixel).
  * Both surfaces empty gives 0; exactly one empty gives Infinity (no surface to measure to).
  */
-import { forEachRowSquaredDistance } from './edt.js';
+import { sumDistancesAt } from './edt.js';
 import { assertSameSize, type Mask } from './image.js';
 
 export interface AssdOptions {
@@ -67,20 +67,7 @@ export function surfaceMask(mask: Mask, surface: 'boundary' | 'all' = 'boundary'
 
 /** Sum of distances from the set pixels of `from` to the nearest set pixel of `to`, and their count. */
 function directedSum(from: Mask, to: Mask): { sum: number; count: number } {
-  const w = from.width;
-  const src = from.data;
-  let sum = 0;
-  let count = 0;
-  forEachRowSquaredDistance(to, (y, d2) => {
-    const row = y * w;
-    for (let x = 0; x < w; x++) {
-      if (src[row + x] !== 0) {
-        sum += Math.sqrt(d2[x]);
-        count++;
-      }
-    }
-  });
-  return { sum, count };
+  return sumDistancesAt(to, from);
 }
 
 function countSet(m: Mask): number {

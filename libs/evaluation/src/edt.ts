@@ -38,6 +38,53 @@ function columnDistances(features: Uint8Array, w: number, h: number): { g: Uint1
 }
 
 /**
+ * Phase 2 on one row: the lower envelope of the parabolas (x - u)^2 + g(u)^2, whose value at x is
+ * the squared distance d2[x] (Meijster). Segment k of the envelope is parabola s[k] from x = t[k];
+ * returns the last segment's index. With F[u] = u^2 + g(u)^2 parabola u at x is F[u] - 2xu + x^2,
+ * so comparisons drop the common x^2; every intersection is >= 0, so `| 0` is the floor.
+ */
+function buildEnvelope(F: Float64Array, w: number, s: Int32Array, t: Int32Array): number {
+  let q = 0;
+  s[0] = 0;
+  t[0] = 0;
+  for (let u = 1; u < w; u++) {
+    const Fu = F[u];
+    let sq = s[q];
+    // pop parabolas that u beats at the start of their segment
+    for (;;) {
+      const tq = t[q];
+      if (F[sq] - 2 * tq * sq <= Fu - 2 * tq * u) break;
+      if (--q < 0) break;
+      sq = s[q];
+    }
+    if (q < 0) {
+      q = 0;
+      s[0] = u;
+    } else {
+      // Sep(sq, u) + 1: first x where u's parabola is strictly below sq's (>= w: never in this row)
+      const x = (Fu - F[sq]) / (2 * (u - sq));
+      const sep = x >= w ? w : (x | 0) + 1;
+      if (sep < w) {
+        q++;
+        s[q] = u;
+        t[q] = sep;
+      }
+    }
+  }
+  return q;
+}
+
+/** Read the envelope built by {@link buildEnvelope} into d2 (squared distances, Infinity past `infSq`). */
+function fillRow(F: Float64Array, w: number, s: Int32Array, t: Int32Array, q: number, d2: Float64Array, infSq: number): void {
+  for (let u = w - 1; u >= 0; u--) {
+    const sq = s[q];
+    const v = F[sq] - 2 * u * sq + u * u;
+    d2[u] = v >= infSq ? Infinity : v;
+    if (u === t[q]) q--;
+  }
+}
+
+/**
  * Call `visit(y, d2)` for every row y with `d2[x]` the squared Euclidean distance from (x, y) to
  * the nearest feature pixel (`Infinity` when there is none). `d2` is reused between rows.
  */
@@ -48,50 +95,62 @@ export function forEachRowSquaredDistance(
   assertImage(features, 'feature mask');
   const { width: w, height: h } = features;
   const { g, inf } = columnDistances(features.data, w, h);
-  const gg = new Float64Array(w); // g(u)^2 of the current row
+  const F = new Float64Array(w); // u^2 + g(u)^2 of the current row
   const s = new Int32Array(w); // parabola apexes of the lower envelope
-  const t = new Float64Array(w); // where each envelope segment starts
+  const t = new Int32Array(w); // where each envelope segment starts
   const d2 = new Float64Array(w);
   const infSq = inf * inf;
   for (let y = 0; y < h; y++) {
     const row = y * w;
     for (let u = 0; u < w; u++) {
       const gu = g[row + u];
-      gg[u] = gu === inf ? infSq : gu * gu;
+      F[u] = u * u + (gu === inf ? infSq : gu * gu);
     }
-    let q = 0;
-    s[0] = 0;
-    t[0] = 0;
-    for (let u = 1; u < w; u++) {
-      // f(t, i) = (t - i)^2 + g(i)^2; pop parabolas that u beats at their segment start
-      while (q >= 0) {
-        const tq = t[q];
-        const sq = s[q];
-        if ((tq - sq) * (tq - sq) + gg[sq] <= (tq - u) * (tq - u) + gg[u]) break;
-        q--;
-      }
-      if (q < 0) {
-        q = 0;
-        s[0] = u;
-      } else {
-        const sq = s[q];
-        // Sep(i, u) = floor((u^2 - i^2 + g(u)^2 - g(i)^2) / (2 (u - i)))
-        const sep = Math.floor((u * u - sq * sq + gg[u] - gg[sq]) / (2 * (u - sq))) + 1;
-        if (sep < w) {
-          q++;
-          s[q] = u;
-          t[q] = sep;
-        }
-      }
-    }
-    for (let u = w - 1; u >= 0; u--) {
-      const sq = s[q];
-      const v = (u - sq) * (u - sq) + gg[sq];
-      d2[u] = v >= infSq ? Infinity : v;
-      if (u === t[q]) q--;
-    }
+    fillRow(F, w, s, t, buildEnvelope(F, w, s, t), d2, infSq);
     visit(y, d2);
   }
+}
+
+/**
+ * Sum of Euclidean distances from the set pixels of `queries` to the nearest set pixel of
+ * `features`, and their count, without materializing the transform (the envelope of each row is
+ * read only at query pixels). Infinity when there are queries but no feature.
+ */
+export function sumDistancesAt(features: Mask, queries: Mask): { sum: number; count: number } {
+  assertImage(features, 'feature mask');
+  const { width: w, height: h } = features;
+  const { g, inf } = columnDistances(features.data, w, h);
+  const F = new Float64Array(w);
+  const s = new Int32Array(w);
+  const t = new Int32Array(w);
+  const infSq = inf * inf;
+  const qd = queries.data;
+  let sum = 0;
+  let count = 0;
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    let first = -1;
+    for (let u = 0; u < w; u++) if (qd[row + u] !== 0) {
+      first = u;
+      break;
+    }
+    if (first < 0) continue; // no query in this row
+    for (let u = 0; u < w; u++) {
+      const gu = g[row + u];
+      F[u] = u * u + (gu === inf ? infSq : gu * gu);
+    }
+    let q = buildEnvelope(F, w, s, t);
+    for (let u = w - 1; u >= first; u--) {
+      if (qd[row + u] !== 0) {
+        const sq = s[q];
+        const v = F[sq] - 2 * u * sq + u * u;
+        sum += v >= infSq ? Infinity : Math.sqrt(v);
+        count++;
+      }
+      if (u === t[q]) q--;
+    }
+  }
+  return { sum, count };
 }
 
 /**

@@ -54,19 +54,30 @@ export const URISC_MIN_BACKGROUND_RATIO = 5;
  * pixels with prediction value p and ground-truth value g. Every U-RISC quantity is a sum over it.
  */
 function jointGreyHistogram(pred: Uint8Array, gt: Uint8Array): Float64Array {
-  // Two interleaved Uint32 histograms halve the store-to-load dependency on the hot bins of binary
-  // images; counts stay below 2^32 for any image under 4.29 gigapixels.
-  const a = new Uint32Array(65536);
-  const b = new Uint32Array(65536);
+  const hist = new Uint32Array(65536); // counts < 2^32 for images under 4.29 gigapixels
   const n = pred.length;
-  let i = 0;
-  for (; i + 1 < n; i += 2) {
-    a[(pred[i] << 8) | gt[i]]++;
-    b[(pred[i + 1] << 8) | gt[i + 1]]++;
+  let start = 0;
+  let blank = 0; // 4-pixel words white in both images, the bulk of a U-RISC pair
+  if (pred.byteOffset % 4 === 0 && gt.byteOffset % 4 === 0) {
+    const words = n >> 2;
+    const pw = new Uint32Array(pred.buffer, pred.byteOffset, words);
+    const gw = new Uint32Array(gt.buffer, gt.byteOffset, words);
+    for (let k = 0; k < words; k++) {
+      if ((pw[k] & gw[k]) === -1) {
+        blank++;
+        continue;
+      }
+      const i = k << 2;
+      hist[(pred[i] << 8) | gt[i]]++;
+      hist[(pred[i + 1] << 8) | gt[i + 1]]++;
+      hist[(pred[i + 2] << 8) | gt[i + 2]]++;
+      hist[(pred[i + 3] << 8) | gt[i + 3]]++;
+    }
+    start = words << 2;
   }
-  if (i < n) a[(pred[i] << 8) | gt[i]]++;
-  const out = new Float64Array(65536);
-  for (let k = 0; k < 65536; k++) out[k] = a[k] + b[k];
+  for (let i = start; i < n; i++) hist[(pred[i] << 8) | gt[i]]++;
+  const out = Float64Array.from(hist);
+  out[65535] += 4 * blank;
   return out;
 }
 
