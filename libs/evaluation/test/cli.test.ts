@@ -44,6 +44,8 @@ describe('score CLI', () => {
     expect(json.summary.images).toBe(3);
     expect(json.summary.f1).toBeCloseTo(fixture.meanF1, 15);
     expect(json.summary.assdNm).toBeCloseTo(json.summary.assd * 2.18, 12);
+    expect(json.summary.vRand).toBeGreaterThan(0.2);
+    expect(json.summary.vInfo).toBeGreaterThan(0); // the gapped predictions merge cells: low, but not the degenerate 0
     expect(json.isbiCurve).toHaveLength(11);
     // atomic write: no temp file left beside the output
     expect(readdirSync(join(tmp, 'nested'))).toEqual(['scores.json']);

@@ -85,6 +85,16 @@ describe('ASSD', () => {
     expect(assd(blob, blob).assd).toBe(0);
   });
 
+  it('all membrane against a single true pixel: the surface of a full image is its border', () => {
+    const all = maskFromRows(['###', '###', '###']);
+    const centre = maskFromRows(['...', '.#.', '...']);
+    const r = assd(all, centre);
+    expect(r.predictedSurfacePixels).toBe(8);
+    expect(r.predictionToTruth).toBeCloseTo((4 + 4 * Math.SQRT2) / 8, 14);
+    expect(r.truthToPrediction).toBe(1);
+    expect(r.assd).toBeCloseTo((4 + 4 * Math.SQRT2 + 1) / 9, 14);
+  });
+
   it('empty masks: both empty 0, one empty Infinity', () => {
     const empty = maskFromRows(['...']);
     expect(assd(empty, empty).assd).toBe(0);

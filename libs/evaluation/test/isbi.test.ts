@@ -172,6 +172,16 @@ describe('ISBI 2012 V_Rand / V_Info', () => {
     expect(s.rand.split).toBe(22 / 32);
   });
 
+  it('an all-boundary proposal makes every pixel a singleton', () => {
+    const s = isbiBinaryScores(maskFromRows(['#####', '#####']), trueCells, false);
+    // no pair is joined: merge 1, split = n / sum a^2 = 8 / 32
+    expect([s.rand.merge, s.rand.split]).toEqual([1, 0.25]);
+    // I = H(T) = log 2, H(S) = log 8: merge 1, split 1/3, V_Info 1/2
+    expect(s.info.merge).toBeCloseTo(1, 14);
+    expect(s.info.split).toBeCloseTo(1 / 3, 14);
+    expect(s.info.vInfo).toBeCloseTo(0.5, 14);
+  });
+
   it('an empty ground-truth foreground scores 0, a single true cell has V_Info 0', () => {
     const none = maskFromRows(['.....', '.....']);
     expect(isbiBinaryScores(maskFromRows(['#####', '#####']), none).rand.vRand).toBe(0);
