@@ -162,7 +162,8 @@ class Builder {
   constructor(private readonly seed: number | undefined) {}
 
   private kernelInit(): Initializer {
-    const seed = this.seed === undefined ? undefined : this.seed * 1000 + this.convCount++;
+    // +1: tfjs treats a seed of 0 as "no seed" (Math.random), which would make seed 0 non-deterministic.
+    const seed = this.seed === undefined ? undefined : this.seed * 1000 + ++this.convCount;
     return tf.initializers.varianceScaling({ scale: 2, mode: 'fanOut', distribution: 'normal', seed });
   }
 

@@ -89,7 +89,8 @@ export function unet(options: UNetOptions): UNet {
   const skips = [features[3], features[2], features[1], features[0], null];
   let seedCount = 0;
   const init = (kind: 'he' | 'glorot') => {
-    const seed = options.seed === undefined ? undefined : options.seed * 1000 + seedCount++;
+    // +1: tfjs treats a seed of 0 as "no seed" (Math.random).
+    const seed = options.seed === undefined ? undefined : options.seed * 1000 + ++seedCount;
     return kind === 'he'
       ? tf.initializers.varianceScaling({ scale: 2, mode: 'fanIn', distribution: 'uniform', seed })
       : tf.initializers.glorotUniform({ seed });
