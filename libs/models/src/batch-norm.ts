@@ -1,4 +1,5 @@
 import { tf, type Tensor } from '@emseg/tf';
+import { fusedBatchNormTraining } from './fused-batch-norm.js';
 
 type LayerVariable = InstanceType<typeof tf.LayerVariable>;
 type Shape = (number | null)[];
@@ -79,6 +80,13 @@ export class BatchNorm extends tf.layers.Layer {
       }
       const groups = kwargs.bnSubBatches ?? 1;
       if (groups === 1) {
+        const fused = fusedBatchNormTraining(x, gamma, beta, this.movingMean.read(), this.movingVariance.read(), this.epsilon, this.momentum);
+        if (fused) {
+          this.movingMean.write(fused.runningMean);
+          this.movingVariance.write(fused.runningVariance);
+          tf.dispose([fused.runningMean, fused.runningVariance]);
+          return fused.y;
+        }
         const { mean, variance } = tf.moments(x, [0, 1, 2]);
         this.updateRunningStats(mean, variance, x.size / x.shape[3]!);
         return tf.batchNorm(x, mean, variance, beta, gamma, this.epsilon);

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { tf, type Tensor } from '@emseg/tf';
-import { BatchNorm } from '@emseg/models';
+import { afterEach, describe, expect, it } from 'vitest';
+import { tensorCountGuard, tf, type Scalar, type Tensor, type Variable } from '@emseg/tf';
+import { BatchNorm, fusedBatchNormAvailable } from '@emseg/models';
 
 // x: [b=2, h=1, w=2, c=2]. Channel 0 holds 1, 2, 3, 6 (mean 3, biased var 3.5, unbiased 14/3);
 // channel 1 holds 0, 0, 0, 4 (mean 1, biased var 3, unbiased 4).
@@ -55,5 +55,60 @@ describe('BatchNorm (torch semantics)', () => {
     const bn = new BatchNorm({ name: 'bn_config' });
     expect(bn.getClassName()).toBe('BatchNormalization');
     expect(bn.getConfig()).toMatchObject({ name: 'bn_config', axis: -1, momentum: 0.9, epsilon: 1e-5, center: true, scale: true });
+  });
+});
+
+describe('fused native BatchNorm kernels', () => {
+  afterEach(() => {
+    delete process.env.EMSEG_FUSED_BN;
+  });
+
+  /** Loss sum(bn(x) * w) in training mode: its value, gradients and the updated running statistics. */
+  function trainingPass(fused: boolean) {
+    process.env.EMSEG_FUSED_BN = fused ? '1' : '0';
+    const bn = new BatchNorm({ name: `bn_${fused ? 'fused' : 'composite'}` });
+    const x = tf.randomNormal([4, 6, 6, 8], 1, 2, 'float32', 1);
+    const w = tf.randomNormal([4, 6, 6, 8], 0, 1, 'float32', 2);
+    tf.dispose(bn.apply(x) as Tensor); // build
+    (bn.weights[0].read() as Variable).assign(tf.randomUniform([8], 0.5, 1.5, 'float32', 3));
+    const params = bn.trainableWeights.map((v) => v.read() as Variable);
+    const loss = (input: Tensor) => (bn.apply(input, { training: true }) as Tensor).mul(w).sum() as Scalar;
+    const { grads } = tf.variableGrads(() => loss(x), params);
+    const dx = tf.grad(loss)(x);
+    const values = (t: Tensor) => Array.from(t.dataSync());
+    return {
+      dGamma: values(grads[params[0].name]),
+      dBeta: values(grads[params[1].name]),
+      dx: values(dx),
+      stats: bn.weights.slice(2).flatMap((v) => values(v.read())),
+    };
+  }
+
+  it('are used on the native backend', () => {
+    expect(fusedBatchNormAvailable()).toBe(true);
+    process.env.EMSEG_FUSED_BN = '0';
+    expect(fusedBatchNormAvailable()).toBe(false);
+  });
+
+  it('give the composite ops\' gradients and running statistics', () => {
+    const fused = trainingPass(true);
+    const composite = trainingPass(false);
+    for (const key of ['dGamma', 'dBeta', 'dx', 'stats'] as const) {
+      const scale = Math.max(1, ...composite[key].map(Math.abs));
+      fused[key].forEach((v, i) => expect(Math.abs(v - composite[key][i]) / scale, key).toBeLessThan(1e-5));
+    }
+  });
+
+  it('free everything a forward/backward pass allocates', () => {
+    const bn = new BatchNorm({ name: 'bn_leak' });
+    const x = tf.randomNormal([2, 4, 4, 3]);
+    tf.dispose(bn.apply(x) as Tensor);
+    const params = bn.trainableWeights.map((v) => v.read() as Variable);
+    const guard = tensorCountGuard();
+    for (let i = 0; i < 3; i++) {
+      const { value, grads } = tf.variableGrads(() => (bn.apply(x, { training: true }) as Tensor).square().sum() as Scalar, params);
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+    expect(guard.leaked()).toBe(0);
   });
 });
