@@ -1,0 +1,109 @@
+import { mkdtempSync, mkdirSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tf } from '@emseg/tf';
+import { loadConfig } from '@emseg/config';
+import { generateSyntheticCrops, greyImage, writeImage } from '@emseg/data';
+import { loadCheckpoint, latestCheckpoint, type GracefulStop } from '@emseg/training';
+import { checkMocoConfig, mocoSchema, type MocoConfig } from '../src/config.js';
+import { pretrainMoco, type StepMetrics } from '../src/pretrain.js';
+
+const QUICK = join(__dirname, '..', '..', '..', 'configs', 'pretrain', 'quick.json');
+
+/** A tiny but complete MoCo setup: ResNet-18 on 32 px views, batch 8, queue 32. */
+function tinyConfig(extra: string[] = []): MocoConfig {
+  return loadConfig(mocoSchema, {
+    file: QUICK,
+    overrides: ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'moco.shuffleGroups=2', 'train.checkpointEvery=1000', 'optimizer.lr=0.03', ...extra],
+  });
+}
+
+/** Stops the loop after `n` steps, like a SIGINT would. */
+function stopAfter(n: number): { stop: GracefulStop; onStep: () => void } {
+  let steps = 0;
+  return {
+    stop: { get requested() { return steps >= n; }, signal: null, dispose() {} },
+    onStep: () => void steps++,
+  };
+}
+
+let crops: string;
+beforeAll(async () => {
+  crops = join(mkdtempSync(join(tmpdir(), 'emseg-moco-')), 'crops');
+  await generateSyntheticCrops({ dir: crops, seed: 5, count: 96, size: 48 });
+});
+
+describe('MoCoV2 pretraining loop', () => {
+  it('lowers the InfoNCE loss on synthetic EM crops once the queue holds real keys, without leaking tensors', async () => {
+    const cfg = tinyConfig(['train.maxSteps=36', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0']);
+    const losses: number[] = [];
+    const tensorCounts: number[] = [];
+    const out = mkdtempSync(join(tmpdir(), 'emseg-moco-run-'));
+    const result = await pretrainMoco({
+      cfg,
+      dataDir: crops,
+      outDir: out,
+      listener: {
+        step: (_s, m: StepMetrics) => {
+          losses.push(m.loss);
+          tensorCounts.push(tf.memory().numTensors);
+        },
+      },
+    });
+    expect(result.status).toBe('FINISHED');
+    expect(result.steps).toBe(36);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    // Steps 0-3 fill the queue (4 x 8 = 32 keys); compare the first full-queue steps with the last ones.
+    expect(mean(losses.slice(-8))).toBeLessThan(mean(losses.slice(4, 12)));
+    expect(new Set(tensorCounts.slice(1)).size).toBe(1);
+    expect(readdirSync(join(out, 'encoder')).sort()).toEqual(['encoder.json', 'model.json', 'weights.bin']);
+  });
+
+  it('resumes from a checkpoint to the same parameters as an uninterrupted run', async () => {
+    const cfg = tinyConfig(['train.maxSteps=6', 'train.checkpointEvery=2']);
+    const straight = mkdtempSync(join(tmpdir(), 'emseg-moco-a-'));
+    await pretrainMoco({ cfg, dataDir: crops, outDir: straight });
+
+    const interrupted = mkdtempSync(join(tmpdir(), 'emseg-moco-b-'));
+    const { stop, onStep } = stopAfter(3);
+    const first = await pretrainMoco({ cfg, dataDir: crops, outDir: interrupted, stop, listener: { step: onStep } });
+    expect(first.status).toBe('KILLED');
+    expect(first.steps).toBe(3);
+    const resumed = await pretrainMoco({ cfg, dataDir: crops, outDir: interrupted, resume: true });
+    expect(resumed.status).toBe('FINISHED');
+    expect(resumed.steps).toBe(6);
+
+    const a = loadCheckpoint(latestCheckpoint(join(straight, 'checkpoints'))!);
+    const b = loadCheckpoint(latestCheckpoint(join(interrupted, 'checkpoints'))!);
+    expect(Object.keys(b.tensors).sort()).toEqual(Object.keys(a.tensors).sort());
+    let worst = 0;
+    for (const [name, t] of Object.entries(a.tensors)) {
+      const diff = tf.tidy(() => t.sub(b.tensors[name]).abs().max().dataSync()[0]);
+      worst = Math.max(worst, diff);
+    }
+    expect(worst).toBeLessThan(1e-4);
+    expect(b.state).toEqual(a.state);
+    tf.dispose([...Object.values(a.tensors), ...Object.values(b.tensors)]);
+  });
+});
+
+describe('bad input', () => {
+  it('an empty data directory names the directory', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'emseg-empty-'));
+    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: empty, outDir: mkdtempSync(join(tmpdir(), 'o-')) })).rejects.toThrow(empty);
+  });
+
+  it('crops smaller than data.cropSize name the file and both sizes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'emseg-small-'));
+    mkdirSync(join(dir, 'a'));
+    for (let i = 0; i < 10; i++) await writeImage(join(dir, 'a', `c${i}.png`), greyImage(20, 20, new Uint8Array(400).fill(100 + i)));
+    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: dir, outDir: mkdtempSync(join(tmpdir(), 'o-')) })).rejects.toThrow(/c0\.png: is 20 x 20 pixels, smaller than data\.cropSize 32/);
+  });
+
+  it('out-of-range and inconsistent config values are named', () => {
+    expect(() => tinyConfig(['moco.momentum=1.5'])).toThrow(/moco\.momentum must be <= 1/);
+    expect(() => tinyConfig(['encoder.architecture="vgg16"'])).toThrow(/encoder\.architecture must be one of "resnet18", "resnet34", "resnet50"/);
+    expect(() => checkMocoConfig(tinyConfig(['moco.queueSize=36']), 'quick.json')).toThrow(/moco\.queueSize \(36\) must be a multiple of train\.batchSize \(8\)/);
+  });
+});
