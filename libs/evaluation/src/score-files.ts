@@ -148,6 +148,15 @@ function best(curve: IsbiThresholdScores[], key: 'vRand' | 'vInfo'): IsbiThresho
   return b;
 }
 
+/** The probability levels (float32 of grey / 255, as `probabilityFromGrey` stores them) present in an 8-bit image. */
+function greyLevels(grey: GreyImage): number[] {
+  const seen = new Uint8Array(256);
+  for (let i = 0; i < grey.data.length; i++) seen[grey.data[i]] = 1;
+  const levels: number[] = [];
+  for (let v = 0; v < 256; v++) if (seen[v]) levels.push(Math.fround(v / 255));
+  return levels;
+}
+
 function scoreImage(
   pair: ImagePair,
   pred: GreyImage,
@@ -173,14 +182,15 @@ function scoreImage(
   }
   if (metrics.has('vrand') || metrics.has('vinfo') || metrics.has('randerror')) {
     const slice = { cellProbability: probabilityFromGrey(pred), trueCells: cellMaskFromGrey(gt) };
+    const levels = greyLevels(pred);
     if (metrics.has('vrand') || metrics.has('vinfo')) {
-      const s = isbiScores(slice, { thresholds: options.thresholds });
+      const s = isbiScores(slice, { thresholds: options.thresholds, levels });
       if (metrics.has('vrand')) result.vRand = s.vRand;
       if (metrics.has('vinfo')) result.vInfo = s.vInfo;
       out.isbi = s.curve;
     }
     if (metrics.has('randerror')) {
-      const s = isbiScores(slice, { thresholds: options.thresholds, thinning: false });
+      const s = isbiScores(slice, { thresholds: options.thresholds, thinning: false, levels });
       result.randError = 1 - s.vRand;
       out.rand = s.curve;
     }

@@ -136,6 +136,17 @@ describe('ISBI 2012 V_Rand / V_Info', () => {
     two.curve.forEach((p, j) => expect(p.vRand).toBeCloseTo(one.curve[j].vRand, 14));
   });
 
+  it('known levels only skip thresholds that binarize identically', () => {
+    // a 3-level map: thresholds in [0, 0.25) and [0.25, 0.75) and [0.75, 1) each binarize alike
+    const c = fx.isbi[0];
+    const p = f32(c.cellProbability);
+    const data = p.data.map((v) => (v < 0.3 ? 0 : v < 0.7 ? 0.5 : 1));
+    const slice = { cellProbability: { ...p, data }, trueCells: u8(c.trueCells) };
+    const plain = isbiScores(slice);
+    const fast = isbiScores(slice, { levels: [0, 0.5, 1] });
+    expect(fast.curve).toEqual(plain.curve);
+  });
+
   it("uses Java's accumulated thresholds: 11 values, the last just below 1", () => {
     const ts = isbiThresholds();
     expect(ts).toHaveLength(11);
