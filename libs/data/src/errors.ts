@@ -12,6 +12,13 @@ export class DataError extends Error {
     this.name = 'DataError';
     this.path = path;
   }
+
+  /** Rebuilds an error whose full message is already known (e.g. sent back from a worker thread). */
+  static withMessage(path: string, message: string): DataError {
+    const err = new DataError(path, '');
+    err.message = message;
+    return err;
+  }
 }
 
 /** A human-readable reason for a failed file-system call (`ENOENT` -> "does not exist"). */

@@ -65,13 +65,16 @@ function clamp01(v: number): number {
  * with the image mean (c * x + (1 - c) * mean); both clamp to [0, 1]. Factors of 1 change nothing.
  */
 export function adjustBrightnessContrast(data: Float32Array, brightness: number, contrast: number): void {
-  if (brightness !== 1) for (let i = 0; i < data.length; i++) data[i] = clamp01(data[i] * brightness);
-  if (contrast !== 1) {
-    let sum = 0;
-    for (let i = 0; i < data.length; i++) sum += data[i];
-    const mean = sum / data.length;
-    for (let i = 0; i < data.length; i++) data[i] = clamp01(contrast * data[i] + (1 - contrast) * mean);
+  if (brightness === 1 && contrast === 1) return;
+  let sum = 0;
+  for (let i = 0; i < data.length; i++) {
+    const v = clamp01(data[i] * brightness);
+    data[i] = v;
+    sum += v;
   }
+  if (contrast === 1) return;
+  const offset = (1 - contrast) * (sum / data.length);
+  for (let i = 0; i < data.length; i++) data[i] = clamp01(contrast * data[i] + offset);
 }
 
 /** Gamma correction in place: x -> x^gamma (gamma < 1 brightens mid-greys). */
@@ -80,8 +83,18 @@ export function adjustGamma(data: Float32Array, gamma: number): void {
   for (let i = 0; i < data.length; i++) data[i] = Math.pow(data[i] < 0 ? 0 : data[i], gamma);
 }
 
-/** Adds zero-mean Gaussian noise of standard deviation `std` in place, clamping to [0, 1]. */
+/**
+ * Adds zero-mean Gaussian noise of standard deviation `std` in place (Box-Muller, both deviates
+ * of each pair used), clamping to [0, 1].
+ */
 export function addGaussianNoise(data: Float32Array, std: number, rng: Rng): void {
   if (std === 0) return;
-  for (let i = 0; i < data.length; i++) data[i] = clamp01(data[i] + std * rng.normal());
+  for (let i = 0; i < data.length; i += 2) {
+    let u = rng.next();
+    while (u === 0) u = rng.next();
+    const r = std * Math.sqrt(-2 * Math.log(u));
+    const theta = 2 * Math.PI * rng.next();
+    data[i] = clamp01(data[i] + r * Math.cos(theta));
+    if (i + 1 < data.length) data[i + 1] = clamp01(data[i + 1] + r * Math.sin(theta));
+  }
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { UnlabeledCrops, generateSyntheticCrops, writeImage, type ViewBatch } from '@emseg/data';
+import { DataError, UnlabeledCrops, generateSyntheticCrops, writeImage, type ViewBatch } from '@emseg/data';
 import { pattern8, tempDir } from './helpers.js';
 
 const dir = tempDir('crops');
@@ -85,6 +85,24 @@ describe('epochs and streaming', () => {
     expect(b).toEqual(a);
     const c = await collect(crops, { seed: 5, epoch: 3, batchSize: 8, size: 20 });
     expect(c[0].views[0].data).not.toEqual(a[0].views[0].data);
+  });
+
+  it('gives the same batches when worker threads decode and augment', async () => {
+    const crops = await UnlabeledCrops.open(root);
+    const inProcess = await collect(crops, { seed: 4, epoch: 1, batchSize: 8, size: 20 });
+    const threaded = await collect(crops, { seed: 4, epoch: 1, batchSize: 8, size: 20, workers: 2 });
+    expect(threaded).toEqual(inProcess);
+  });
+
+  it('reports a bad crop from a worker thread as a DataError with its path', async () => {
+    const copy = join(dir, 'bad-in-worker');
+    await generateSyntheticCrops({ dir: copy, seed: 4, count: 4, size: 16, sources: 1 });
+    const crops = await UnlabeledCrops.open(copy);
+    writeFileSync(join(copy, crops.files[1]), 'not a png');
+    const err = await collect(crops, { seed: 1, epoch: 0, batchSize: 4, size: 16, workers: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect((err as DataError).path).toBe(join(copy, crops.files[1]));
+    expect((err as DataError).message).toMatch(/0000001\.png: is not a readable image/);
   });
 
   it('counts the time the consumer waited', async () => {
