@@ -1,5 +1,5 @@
 import { tf, type Tensor } from '@emseg/tf';
-import { fusedBatchNormTraining } from './fused-batch-norm.js';
+import { fusedBatchNormTraining } from './native-kernels.js';
 
 type LayerVariable = InstanceType<typeof tf.LayerVariable>;
 type Shape = (number | null)[];

@@ -5,7 +5,8 @@
 export { FEATURE_STRIDES, RESNET_ARCHITECTURES, RESNET_DEPTHS, resnetSpec, resnetSpecByName } from './architecture.js';
 export type { ResNetArchitecture, ResNetDepth, ResNetSpec } from './architecture.js';
 export { BatchNorm, isBatchNorm } from './batch-norm.js';
-export { fusedBatchNormAvailable } from './fused-batch-norm.js';
+export { Relu } from './relu.js';
+export { nativeKernelsAvailable } from './native-kernels.js';
 export type { BatchNormArgs, BatchNormCallArgs } from './batch-norm.js';
 export { ENCODER_FREEZE_MODES, ResNetEncoder, globalAveragePool, resnetEncoder } from './resnet.js';
 export type { EncoderFreeze, ResNetEncoderOptions } from './resnet.js';

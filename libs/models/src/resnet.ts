@@ -1,6 +1,7 @@
 import { tf, type LayersModel, type SymbolicTensor, type Tensor, type Tensor2D, type Tensor4D } from '@emseg/tf';
 import { FEATURE_STRIDES, resnetSpec, type ResNetArchitecture, type ResNetDepth, type ResNetSpec } from './architecture.js';
 import { BatchNorm, isBatchNorm, type BatchNormCallArgs } from './batch-norm.js';
+import { Relu } from './relu.js';
 
 type Initializer = ReturnType<typeof tf.initializers.zeros>;
 
@@ -196,7 +197,7 @@ class Builder {
   }
 
   relu(name: string, x: SymbolicTensor): SymbolicTensor {
-    return tf.layers.reLU({ name }).apply(x) as SymbolicTensor;
+    return new Relu({ name }).apply(x) as SymbolicTensor;
   }
 
   /** torchvision `downsample`: 1x1 conv with the block's stride + BN, when the shape changes. */

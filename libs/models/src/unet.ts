@@ -1,5 +1,6 @@
 import { tf, type LayersModel, type SymbolicTensor, type Tensor4D } from '@emseg/tf';
 import { BatchNorm, type BatchNormCallArgs } from './batch-norm.js';
+import { Relu } from './relu.js';
 import type { EncoderFreeze, ResNetEncoder } from './resnet.js';
 
 export const DEFAULT_DECODER_CHANNELS = [256, 128, 64, 32, 16] as const;
@@ -105,7 +106,7 @@ export function unet(options: UNetOptions): UNet {
       kernelInitializer: init('he'),
     });
     const bn = new BatchNorm({ name: `${name}_bn${index}` });
-    const relu = tf.layers.reLU({ name: `${name}_relu${index}` });
+    const relu = new Relu({ name: `${name}_relu${index}` });
     return relu.apply(bn.apply(conv.apply(x))) as SymbolicTensor;
   };
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { tensorCountGuard, tf, type Scalar, type Tensor, type Variable } from '@emseg/tf';
-import { BatchNorm, fusedBatchNormAvailable } from '@emseg/models';
+import { BatchNorm, Relu, nativeKernelsAvailable } from '@emseg/models';
 
 // x: [b=2, h=1, w=2, c=2]. Channel 0 holds 1, 2, 3, 6 (mean 3, biased var 3.5, unbiased 14/3);
 // channel 1 holds 0, 0, 0, 4 (mean 1, biased var 3, unbiased 4).
@@ -58,14 +58,14 @@ describe('BatchNorm (torch semantics)', () => {
   });
 });
 
-describe('fused native BatchNorm kernels', () => {
+describe('native kernels (fused BatchNorm, ReluGrad)', () => {
   afterEach(() => {
-    delete process.env.EMSEG_FUSED_BN;
+    delete process.env.EMSEG_NATIVE_KERNELS;
   });
 
   /** Loss sum(bn(x) * w) in training mode: its value, gradients and the updated running statistics. */
   function trainingPass(fused: boolean) {
-    process.env.EMSEG_FUSED_BN = fused ? '1' : '0';
+    process.env.EMSEG_NATIVE_KERNELS = fused ? '1' : '0';
     const bn = new BatchNorm({ name: `bn_${fused ? 'fused' : 'composite'}` });
     const x = tf.randomNormal([4, 6, 6, 8], 1, 2, 'float32', 1);
     const w = tf.randomNormal([4, 6, 6, 8], 0, 1, 'float32', 2);
@@ -85,9 +85,9 @@ describe('fused native BatchNorm kernels', () => {
   }
 
   it('are used on the native backend', () => {
-    expect(fusedBatchNormAvailable()).toBe(true);
-    process.env.EMSEG_FUSED_BN = '0';
-    expect(fusedBatchNormAvailable()).toBe(false);
+    expect(nativeKernelsAvailable()).toBe(true);
+    process.env.EMSEG_NATIVE_KERNELS = '0';
+    expect(nativeKernelsAvailable()).toBe(false);
   });
 
   it('give the composite ops\' gradients and running statistics', () => {
@@ -97,6 +97,17 @@ describe('fused native BatchNorm kernels', () => {
       const scale = Math.max(1, ...composite[key].map(Math.abs));
       fused[key].forEach((v, i) => expect(Math.abs(v - composite[key][i]) / scale, key).toBeLessThan(1e-5));
     }
+  });
+
+  it('ReLU: same values and gradient as tf.relu, and serialises as the stock layer', () => {
+    const x = tf.tensor1d([-2, -0.5, 0.25, 3]);
+    const w = tf.tensor1d([1, 2, 3, 4]);
+    const layer = new Relu({ name: 'relu_native' });
+    const { value, grad } = tf.valueAndGrad((t: Tensor) => (layer.apply(t) as Tensor).mul(w).sum() as Scalar)(x);
+    expect(value.dataSync()[0]).toBeCloseTo(0.25 * 3 + 3 * 4, 6);
+    expect(Array.from(grad.dataSync())).toEqual([0, 0, 3, 4]);
+    expect(layer.getClassName()).toBe('ReLU');
+    expect(layer.getConfig()).toMatchObject({ name: 'relu_native', maxValue: null });
   });
 
   it('free everything a forward/backward pass allocates', () => {

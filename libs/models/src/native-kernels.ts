@@ -1,10 +1,12 @@
 import { tf, type Tensor } from '@emseg/tf';
 
 /**
- * Training-mode batch normalisation as two native TensorFlow kernels (FusedBatchNormV3 forward,
- * FusedBatchNormGradV3 backward) instead of ~25 small tfjs ops and as many passes over the
- * activations. Only on the native backend (tfjs-node); `fusedBatchNormTraining` returns null
- * elsewhere, or when `EMSEG_FUSED_BN=0`, and the caller falls back to composite ops.
+ * Native TensorFlow kernels for the two layers whose tfjs training path costs most:
+ * - batch normalisation in training mode: FusedBatchNormV3 forward, FusedBatchNormGradV3 backward,
+ *   instead of ~25 small tfjs ops and as many passes over the activations;
+ * - ReLU's gradient: ReluGrad, instead of tfjs's dy * step(x) (Greater, IsNan, Select, Fill, Mul).
+ * Only on the native backend (tfjs-node); elsewhere, or with `EMSEG_NATIVE_KERNELS=0`, the
+ * functions fall back to plain tfjs ops. Both paths are tested to agree.
  */
 
 interface OpAttr {
@@ -19,21 +21,42 @@ interface NativeBackend {
 }
 
 function nativeBackend(): NativeBackend | null {
-  if (process.env.EMSEG_FUSED_BN === '0') return null;
+  if (process.env.EMSEG_NATIVE_KERNELS === '0') return null;
   const backend = tf.backend() as unknown as Partial<NativeBackend>;
   return typeof backend.executeMultipleOutputs === 'function' && backend.binding ? (backend as NativeBackend) : null;
 }
 
-/** Whether training-mode BN runs as fused native kernels here (else composite tfjs ops). */
-export function fusedBatchNormAvailable(): boolean {
+/** Whether the native kernels are used here (else plain tfjs ops). */
+export function nativeKernelsAvailable(): boolean {
   return nativeBackend() !== null;
+}
+
+const floatType = (b: NativeBackend, name = 'T'): OpAttr => ({ name, type: b.binding.TF_ATTR_TYPE, value: b.binding.TF_FLOAT });
+
+/**
+ * max(x, 0), whose gradient is one native ReluGrad kernel on the native backend.
+ */
+export function relu(x: Tensor): Tensor {
+  const backend = nativeBackend();
+  if (backend === null || x.dtype !== 'float32') return tf.relu(x);
+  const op = tf.customGrad((...args) => {
+    const save = args[1] as (tensors: Tensor[]) => void;
+    const y = tf.relu(args[0] as Tensor);
+    save([y]);
+    return {
+      value: y,
+      // ReluGrad(dy, features) = dy where features > 0; the output is > 0 exactly where the input is.
+      gradFunc: (dy: Tensor, saved: Tensor[]) => backend.executeMultipleOutputs('ReluGrad', [floatType(backend)], [dy, saved[0]], 1)[0],
+    };
+  });
+  return op(x);
 }
 
 function attrs(b: NativeBackend, epsilon: number, extra: OpAttr[] = []): OpAttr[] {
   const { binding } = b;
   return [
-    { name: 'T', type: binding.TF_ATTR_TYPE, value: binding.TF_FLOAT },
-    { name: 'U', type: binding.TF_ATTR_TYPE, value: binding.TF_FLOAT },
+    floatType(b),
+    floatType(b, 'U'),
     { name: 'epsilon', type: binding.TF_ATTR_FLOAT, value: epsilon },
     { name: 'data_format', type: binding.TF_ATTR_STRING, value: 'NHWC' },
     { name: 'is_training', type: binding.TF_ATTR_BOOL, value: true },
