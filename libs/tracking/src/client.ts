@@ -282,7 +282,7 @@ export class MlflowClient {
   async downloadArtifact(artifactUri: string, artifactPath: string, destFile: string): Promise<void> {
     const endpoint = `GET mlflow-artifacts/${artifactPath}`;
     const res = await this.send(this.artifactUrl(artifactUri, artifactPath), { headers: this.headers() }, endpoint, this.artifactTimeoutMs);
-    await this.check(res, endpoint);
+    if (!res.ok) await this.check(res, endpoint);
     mkdirSync(dirname(destFile), { recursive: true });
     const temp = `${destFile}.${process.pid}.${Date.now()}.part`;
     try {

@@ -10,6 +10,7 @@
  *   {"ack":7}                      every non-artifact record with seq <= 7 is delivered (or rejected)
  *   {"done":9}                     the artifact record 9 is uploaded
  *   {"rejected":8,"reason":"..."}  the server refused record 8 for good (it counts as handled)
+ *   {"closed":1700000000999}       the writer stopped writing (run ended, process exiting)
  *
  * A torn last line (the process died mid-write) is ignored when reading.
  */
@@ -96,10 +97,15 @@ export class JournalWriter {
     this.write(`${JSON.stringify({ rejected: seq, reason: reason.slice(0, 500) })}\n`);
   }
 
+  /** Marks the journal as no longer written to (`{"closed":<ms>}`) and closes the file. */
   close(): void {
     if (this.fd === undefined) return;
-    closeSync(this.fd);
-    this.fd = undefined;
+    try {
+      this.write(`{"closed":${Date.now()}}\n`);
+    } finally {
+      closeSync(this.fd);
+      this.fd = undefined;
+    }
   }
 
   /** Closes and deletes the journal (after everything in it was delivered). */
@@ -134,6 +140,8 @@ export interface JournalState {
   damagedLines: number;
   /** Set when the run's final status record is in the journal. */
   endStatus?: string;
+  /** True when the last writer closed the journal (false: still being written, or it crashed). */
+  closed: boolean;
 }
 
 /** Reads and interprets a whole journal. Throws a TrackingError naming the file if it is not one. */
@@ -156,6 +164,7 @@ export function readJournal(path: string): JournalState {
   const rejected: Array<{ seq: number; reason: string }> = [];
   let acked = 0;
   let damagedLines = 0;
+  let closed = false;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     if (line === '') continue;
@@ -164,7 +173,9 @@ export function readJournal(path: string): JournalState {
       damagedLines++;
       continue;
     }
+    closed = 'closed' in entry;
     if ('seq' in entry) records.push(entry);
+    else if ('closed' in entry) continue;
     else if ('ack' in entry) acked = Math.max(acked, entry.ack);
     else if ('done' in entry) done.add(entry.done);
     else rejected.push({ seq: entry.rejected, reason: entry.reason });
@@ -179,6 +190,7 @@ export function readJournal(path: string): JournalState {
     totalRecords: records.length,
     rejected,
     damagedLines,
+    closed,
   };
   for (const record of records) {
     state.lastSeq = Math.max(state.lastSeq, record.seq);
@@ -228,7 +240,7 @@ export function readRecordsFrom(path: string, offset: number, endOffset: number,
 
 const NEWLINE = 0x0a;
 
-type Entry = TrackingRecord | { ack: number } | { done: number } | { rejected: number; reason: string };
+type Entry = TrackingRecord | { ack: number } | { done: number } | { rejected: number; reason: string } | { closed: number };
 
 function parseLine(line: string): Entry | undefined {
   let value: Record<string, unknown>;
@@ -239,6 +251,7 @@ function parseLine(line: string): Entry | undefined {
   }
   if (typeof value !== 'object' || value === null) return undefined;
   if (typeof value.ack === 'number') return { ack: value.ack };
+  if (typeof value.closed === 'number') return { closed: value.closed };
   if (typeof value.done === 'number') return { done: value.done };
   if (typeof value.rejected === 'number') return { rejected: value.rejected, reason: String(value.reason ?? '') };
   if (typeof value.seq !== 'number' || typeof value.type !== 'string') return undefined;

@@ -101,7 +101,7 @@ export async function syncJournals(paths: readonly string[], options: SyncOption
 export async function syncJournal(path: string, options: SyncOptions = {}, servers = new Map<string, MlflowServer>()): Promise<SyncReport> {
   const state = readJournal(path);
   const { header } = state;
-  if (!options.force && header.host === hostname() && header.pid !== process.pid && processAlive(header.pid)) {
+  if (!options.force && !state.closed && header.host === hostname() && header.pid !== process.pid && processAlive(header.pid)) {
     throw new TrackingError(`journal ${path} is still being written by process ${header.pid}; wait for it to end, or pass --force`);
   }
   const problems: TrackingProblem[] = [];

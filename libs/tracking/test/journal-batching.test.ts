@@ -58,6 +58,16 @@ describe('journal', () => {
     expect(after.pendingRecords).toEqual([]);
     expect(after.pendingArtifacts).toEqual([]);
     expect(after.rejected).toEqual([{ seq: 7, reason: 'refused' }]);
+    expect(after.closed).toBe(true);
+  });
+
+  it('tells a journal still being written from a closed one', () => {
+    const path = join(dir, 'open.jsonl');
+    const journal = JournalWriter.create(path, header('open'));
+    journal.append([metric(1)]);
+    expect(readJournal(path).closed).toBe(false);
+    journal.close();
+    expect(readJournal(path).closed).toBe(true);
   });
 
   it('skips a torn last line left by a crash mid-write', () => {
@@ -87,8 +97,8 @@ describe('journal', () => {
     journal.ack(3);
     journal.append(records.slice(20));
     const end = journal.bytes;
-    journal.close();
     expect(end).toBe(readFileSync(path).length);
+    journal.close();
 
     const seen: number[] = [];
     let offset = start;

@@ -1,0 +1,139 @@
+/**
+ * No lost metrics: the server dies in the middle of a run, training keeps logging, the server
+ * comes back, and after the flush every metric point is on the server exactly once. A run that
+ * ends while the server is down leaves a journal that the `sync` command delivers later.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MlflowClient, startMlflowServer, Tracker, type MlflowServer, type TrackerOptions } from '@emseg/tracking';
+import { buildTrackingDist, problemSink, REPO_ROOT, startTestServer, waitFor, type TestServer } from './support.js';
+
+const run$ = promisify(execFile);
+let ts: TestServer;
+let server: MlflowServer;
+
+beforeAll(async () => {
+  buildTrackingDist();
+  ts = await startTestServer('outage');
+  server = ts.server;
+});
+afterAll(async () => {
+  await server?.stop();
+  await ts?.cleanup();
+});
+
+/** Kills the server the hard way (SIGKILL to its whole process group), as a crash would. */
+async function crashServer(): Promise<void> {
+  process.kill(-server.pgid, 'SIGKILL');
+  expect(await waitFor(() => !server.running, 15_000)).toBe(true);
+}
+
+async function restartServer(): Promise<void> {
+  server = await startMlflowServer({ storeDir: ts.server.storeDir, port: ts.server.port });
+}
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function options(extra: Partial<TrackerOptions>): TrackerOptions {
+  return {
+    trackingUri: ts.server.uri,
+    env: {},
+    journalDir: ts.journalDir,
+    handleProcessEvents: false,
+    // Small in-memory limit, so the outage also exercises records that live only in the journal.
+    delivery: { tickMs: 50, maxInMemory: 300, backoff: { baseMs: 100, maxMs: 1000 } },
+    ...extra,
+  };
+}
+
+function expectEachStepOnce(points: Array<{ step: number; value: number }>, steps: number): void {
+  expect(points).toHaveLength(steps);
+  const seen = new Map<number, number>();
+  for (const p of points) seen.set(p.step, (seen.get(p.step) ?? 0) + 1);
+  for (let step = 0; step < steps; step++) expect(seen.get(step), `step ${step}`).toBe(1);
+  for (const p of points) expect(p.value).toBe(p.step * 0.5);
+}
+
+describe('the server crashes mid-run and comes back', () => {
+  it('ends up with every metric point exactly once, and training never noticed', async () => {
+    const sink = problemSink();
+    const run = await Tracker.start({ ...options({ onProblem: sink.onProblem }), experiment: 'outage', runName: 'crash-and-recover' });
+    let step = 0;
+    const log = async (until: number): Promise<void> => {
+      for (; step < until; step++) {
+        const t0 = performance.now();
+        run.logMetric('loss', step * 0.5, step);
+        run.logMetric('lr', step * 0.5, step);
+        expect(performance.now() - t0).toBeLessThan(50); // never blocks on the network
+        if (step % 20 === 0) await yieldToLoop();
+      }
+    };
+    await log(400);
+    expect((await run.flush(30_000)).delivered).toBe(true);
+
+    await crashServer();
+    await log(2000); // 3200 records while nothing answers: most of them only in the journal
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sink.problems.map((p) => p.kind)).toContain('server-unavailable');
+
+    await restartServer();
+    await log(2100);
+    const ended = await run.end('FINISHED');
+    expect(ended).toMatchObject({ delivered: true, pendingRecords: 0 });
+    expect(sink.problems.map((p) => p.kind)).toContain('recovered');
+
+    const client = new MlflowClient({ trackingUri: server.uri });
+    expectEachStepOnce(await client.getMetricHistory(run.id, 'loss'), 2100);
+    expectEachStepOnce(await client.getMetricHistory(run.id, 'lr'), 2100);
+    expect((await client.getRun(run.id)).info.status).toBe('FINISHED');
+    expect(existsSync(run.journalPath)).toBe(false);
+  });
+});
+
+describe('the server is down when the run ends', () => {
+  it('keeps everything in the journal, and `sync` delivers it later exactly once', async () => {
+    const sink = problemSink();
+    const artifact = join(ts.dir, 'summary.json');
+    writeFileSync(artifact, '{"best_f1":0.61}');
+    const run = await Tracker.start({ ...options({ onProblem: sink.onProblem }), experiment: 'outage', runName: 'end-while-down', params: { lr: 0.01 } });
+    for (let step = 0; step < 250; step++) {
+      run.logMetric('val/f1', step * 0.5, step);
+      if (step % 50 === 0) await yieldToLoop();
+    }
+    await run.flush(30_000);
+    await crashServer();
+    for (let step = 250; step < 600; step++) run.logMetric('val/f1', step * 0.5, step);
+    run.setTag('emseg.best', 'epoch-12');
+    const upload = run.logArtifact(artifact, 'reports');
+    const ended = await run.end('FINISHED', { timeoutMs: 1500 });
+    expect(ended.delivered).toBe(false);
+    expect(ended.pendingRecords).toBeGreaterThanOrEqual(352); // 350 points, the tag, the status
+    expect(ended.journalPath).toBe(run.journalPath);
+    expect((await upload).failed).toHaveLength(1);
+    const undelivered = sink.problems.find((p) => p.kind === 'undelivered');
+    expect(undelivered?.message).toContain(`nx run tracking:sync -- --journal ${run.journalPath}`);
+    expect(existsSync(run.journalPath)).toBe(true);
+
+    await restartServer();
+    const cli = join(REPO_ROOT, 'libs/tracking/dist/cli/sync.js');
+    const { stdout } = await run$(process.execPath, [cli, '--journal', ts.journalDir, '--timeout', '60'], { cwd: REPO_ROOT });
+    expect(stdout).toContain(`run ${run.id}`);
+    expect(stdout).toContain('complete, journal removed');
+    expect(existsSync(run.journalPath)).toBe(false);
+
+    const client = new MlflowClient({ trackingUri: server.uri });
+    expectEachStepOnce(await client.getMetricHistory(run.id, 'val/f1'), 600);
+    const stored = await client.getRun(run.id);
+    expect(stored.info.status).toBe('FINISHED');
+    expect(stored.tags['emseg.best']).toBe('epoch-12');
+    expect(stored.params).toEqual({ lr: '0.01' });
+    expect(await client.listArtifacts(run.id, 'reports')).toEqual([{ path: 'reports/summary.json', isDir: false, fileSize: 16 }]);
+
+    // Nothing left to do: a second sync finds no journal, exit status 0.
+    const again = await run$(process.execPath, [cli, '--journal', ts.journalDir], { cwd: REPO_ROOT });
+    expect(again.stdout).toContain('no journals found');
+  });
+});
