@@ -1,17 +1,19 @@
 /**
  * Exact Euclidean distance transform in linear time (Meijster, Roerdink & Hesselink 2000):
- * phase 1 finds, for every pixel, the vertical distance to the nearest feature pixel in its column
- * (two row-major sweeps, cache friendly); phase 2 takes, row by row, the lower envelope of the
- * parabolas (x - u)^2 + g(u)^2. Squared distances are integers, so results are exact and
+ * phase 1 finds, for every pixel, the vertical distance g to the nearest feature pixel in its column
+ * (a downward and an upward row-major sweep, cache friendly); phase 2 takes, row by row, the lower
+ * envelope of the parabolas (x - u)^2 + g(u)^2. Squared distances are integers, so results are exact and
  * `sqrt` of them equals `scipy.ndimage.distance_transform_edt(features == 0)` bit for bit.
  */
 import { assertImage, type Mask } from './image.js';
 
 /**
- * Phase 1: vertical distance to the nearest feature in the column, or `inf` (= width + height)
- * where the column has none. Uint16 storage while `inf` fits, else Int32.
+ * Phase 1, downward sweep: distance to the nearest feature at or above each pixel in its column,
+ * or `inf` (= width + height) where there is none. Uint16 storage while `inf` fits, else Int32.
+ * The upward sweep is fused with phase 2 (see {@link finishColumnRow}), row by row from the bottom,
+ * so each row is finished while it is still in cache.
  */
-function columnDistances(features: Uint8Array, w: number, h: number): { g: Uint16Array | Int32Array; inf: number } {
+function downwardDistances(features: Uint8Array, w: number, h: number): { g: Uint16Array | Int32Array; inf: number } {
   const inf = w + h;
   const g = inf < 65535 ? new Uint16Array(w * h) : new Int32Array(w * h);
   for (let x = 0; x < w; x++) g[x] = features[x] !== 0 ? 0 : inf;
@@ -26,15 +28,26 @@ function columnDistances(features: Uint8Array, w: number, h: number): { g: Uint1
       }
     }
   }
-  for (let y = h - 2; y >= 0; y--) {
-    const row = y * w;
+  return { g, inf };
+}
+
+/**
+ * Upward sweep for row y (row y + 1 already final), then F[u] = u^2 + g(u)^2 for phase 2.
+ */
+function finishColumnRow(g: Uint16Array | Int32Array, w: number, h: number, y: number, inf: number, F: Float64Array): void {
+  const row = y * w;
+  const infSq = inf * inf;
+  if (y < h - 1) {
     for (let x = 0; x < w; x++) {
       const i = row + x;
       const down = g[i + w] + 1;
       if (down < g[i]) g[i] = down;
     }
   }
-  return { g, inf };
+  for (let u = 0; u < w; u++) {
+    const gu = g[row + u];
+    F[u] = u * u + (gu >= inf ? infSq : gu * gu);
+  }
 }
 
 /**
@@ -85,7 +98,7 @@ function fillRow(F: Float64Array, w: number, s: Int32Array, t: Int32Array, q: nu
 }
 
 /**
- * Call `visit(y, d2)` for every row y with `d2[x]` the squared Euclidean distance from (x, y) to
+ * Call `visit(y, d2)` for every row y (bottom to top) with `d2[x]` the squared Euclidean distance from (x, y) to
  * the nearest feature pixel (`Infinity` when there is none). `d2` is reused between rows.
  */
 export function forEachRowSquaredDistance(
@@ -94,18 +107,14 @@ export function forEachRowSquaredDistance(
 ): void {
   assertImage(features, 'feature mask');
   const { width: w, height: h } = features;
-  const { g, inf } = columnDistances(features.data, w, h);
+  const { g, inf } = downwardDistances(features.data, w, h);
   const F = new Float64Array(w); // u^2 + g(u)^2 of the current row
   const s = new Int32Array(w); // parabola apexes of the lower envelope
   const t = new Int32Array(w); // where each envelope segment starts
   const d2 = new Float64Array(w);
   const infSq = inf * inf;
-  for (let y = 0; y < h; y++) {
-    const row = y * w;
-    for (let u = 0; u < w; u++) {
-      const gu = g[row + u];
-      F[u] = u * u + (gu === inf ? infSq : gu * gu);
-    }
+  for (let y = h - 1; y >= 0; y--) {
+    finishColumnRow(g, w, h, y, inf, F);
     fillRow(F, w, s, t, buildEnvelope(F, w, s, t), d2, infSq);
     visit(y, d2);
   }
@@ -119,7 +128,7 @@ export function forEachRowSquaredDistance(
 export function sumDistancesAt(features: Mask, queries: Mask): { sum: number; count: number } {
   assertImage(features, 'feature mask');
   const { width: w, height: h } = features;
-  const { g, inf } = columnDistances(features.data, w, h);
+  const { g, inf } = downwardDistances(features.data, w, h);
   const F = new Float64Array(w);
   const s = new Int32Array(w);
   const t = new Int32Array(w);
@@ -127,18 +136,17 @@ export function sumDistancesAt(features: Mask, queries: Mask): { sum: number; co
   const qd = queries.data;
   let sum = 0;
   let count = 0;
-  for (let y = 0; y < h; y++) {
+  for (let y = h - 1; y >= 0; y--) {
     const row = y * w;
+    finishColumnRow(g, w, h, y, inf, F); // always: the row above needs this row final
     let first = -1;
-    for (let u = 0; u < w; u++) if (qd[row + u] !== 0) {
-      first = u;
-      break;
+    for (let u = 0; u < w; u++) {
+      if (qd[row + u] !== 0) {
+        first = u;
+        break;
+      }
     }
     if (first < 0) continue; // no query in this row
-    for (let u = 0; u < w; u++) {
-      const gu = g[row + u];
-      F[u] = u * u + (gu === inf ? infSq : gu * gu);
-    }
     let q = buildEnvelope(F, w, s, t);
     for (let u = w - 1; u >= first; u--) {
       if (qd[row + u] !== 0) {
