@@ -1,1 +1,214 @@
-export {};
+#!/usr/bin/env node
+/**
+ * emseg finetune: U-Net fine-tuning for EM membrane segmentation (U-RISC), full-image prediction and
+ * official scoring.
+ *
+ *   nx run finetune:urisc                                   quick config on the embedded synthetic data
+ *   nx run finetune:urisc -c track2 --data DIR --encoder REF   the paper setup on real U-RISC data
+ *   nx run finetune:predict -- IMAGES... --out DIR          probability maps + binary submissions
+ *   nx run finetune:score -- --pred DIR --labels DIR        official U-RISC F1 of a folder
+ */
+import { join, resolve } from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { ensureDefaultData } from '@emseg/data';
+import { MlflowClient } from '@emseg/tracking';
+import { ProgressBar } from '@emseg/training';
+import type { InferenceOptions } from './inference.js';
+import { predictFiles } from './predict.js';
+import { scoreFolder, scoresCsv, scoresJson, scoresTable } from './score.js';
+import { Segmenter } from './segmenter.js';
+import { DEFAULT_CONFIG, runUrisc, runsUriResolver, type UriscArgs } from './urisc-run.js';
+import { LATEST_FINETUNE, WORKSPACE, writeTextAtomic } from './workspace.js';
+import { readFileSync, existsSync } from 'node:fs';
+
+const DEFAULT_PREDICTIONS = join(WORKSPACE, '.emseg', 'predictions', 'latest');
+
+interface PredictArgs {
+  inputs: string[];
+  model?: string;
+  out: string;
+  tileSize?: number;
+  overlap?: number;
+  window?: InferenceOptions['window'];
+  batchSize?: number;
+  tta?: boolean;
+  threshold?: number;
+  probability: 'png' | 'tiff' | 'none';
+  trackingUri?: string;
+}
+
+/** The model to predict with: --model (directory or runs:/ URI), else the latest finished fine-tuning. */
+async function locateModel(model: string | undefined, trackingUri: string | undefined): Promise<string> {
+  if (model?.startsWith('runs:')) {
+    const uri = trackingUri ?? process.env.MLFLOW_TRACKING_URI;
+    if (!uri) throw new Error(`--model ${model} is an MLflow URI: pass --tracking-uri (or set MLFLOW_TRACKING_URI) for the server that holds the run`);
+    return runsUriResolver(new MlflowClient({ trackingUri: uri }), join(WORKSPACE, '.emseg', 'downloads'))(model);
+  }
+  if (model) return model;
+  if (!existsSync(LATEST_FINETUNE)) throw new Error(`no --model given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass --model DIR`);
+  const latest = JSON.parse(readFileSync(LATEST_FINETUNE, 'utf8')) as { modelDir?: string };
+  if (typeof latest.modelDir !== 'string') throw new Error(`${LATEST_FINETUNE}: expected {"modelDir": "..."} as written by finetune:urisc`);
+  process.stderr.write(`model: the latest fine-tuning, ${latest.modelDir}\n`);
+  return latest.modelDir;
+}
+
+async function predict(args: PredictArgs): Promise<number> {
+  const segmenter = Segmenter.load(await locateModel(args.model, args.trackingUri));
+  try {
+    const info = segmenter.loadedInfo!;
+    const inference: InferenceOptions = {
+      tileSize: args.tileSize ?? info.inference.tileSize,
+      overlap: args.overlap ?? info.inference.overlap,
+      window: args.window ?? info.inference.window,
+      batchSize: args.batchSize ?? info.inference.batchSize,
+      flipTta: args.tta ?? info.inference.flipTta,
+    };
+    if (inference.tileSize % 32 !== 0) throw new Error(`--tile-size must be a multiple of 32 (the U-Net's input), got ${inference.tileSize}`);
+    if (!(inference.overlap >= 0 && inference.overlap < inference.tileSize)) throw new Error(`--overlap must be in [0, tile size ${inference.tileSize}), got ${inference.overlap}`);
+    const threshold = args.threshold ?? info.threshold;
+    let inputs = args.inputs;
+    if (inputs.length === 0) {
+      const data = await ensureDefaultData();
+      inputs = [data.urisc.splits.test.images];
+      process.stderr.write(`inputs: the embedded synthetic test images in ${inputs[0]}\n`);
+    }
+    process.stderr.write(`model: ${info.architecture} U-Net (step ${info.step}, validation F1 ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}\n`);
+    const out = resolve(args.out);
+    let bar: ProgressBar | undefined;
+    let current = '';
+    const results = await predictFiles(segmenter, {
+      inputs,
+      outDir: out,
+      inference,
+      threshold,
+      probability: args.probability,
+      onTiles: (image, done, total) => {
+        if (image !== current) {
+          bar?.done();
+          current = image;
+          bar = new ProgressBar({ label: image.split('/').pop() ?? image, total, unit: 'tile' });
+        }
+        bar?.tick(1);
+      },
+      onImage: (r) => {
+        bar?.done();
+        bar = undefined;
+        current = '';
+        process.stdout.write(`${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% membrane, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`);
+        if (r.problem) process.stderr.write(`warning: ${r.problem}\n`);
+      },
+    });
+    process.stdout.write(`${results.length} image(s) predicted into ${out}; score them with: nx run finetune:score -- --pred ${out} --labels <label folder>\n`);
+    return 0;
+  } finally {
+    segmenter.dispose();
+  }
+}
+
+interface ScoreArgs {
+  pred: string;
+  labels?: string;
+  json?: string;
+  csv?: string;
+  ignoreUnpaired: boolean;
+}
+
+async function score(args: ScoreArgs): Promise<number> {
+  let labels = args.labels;
+  if (!labels) {
+    labels = (await ensureDefaultData()).urisc.splits.test.labels;
+    process.stderr.write(`labels: the embedded synthetic test labels in ${labels}\n`);
+  }
+  const result = await scoreFolder(resolve(args.pred), resolve(labels), { ignoreUnpairedLabels: args.ignoreUnpaired });
+  process.stdout.write(`${scoresTable(result)}\n\nofficial U-RISC F1 (mean over ${result.images.length} images): ${result.meanF1.toFixed(4)}\n`);
+  if (args.json) writeTextAtomic(resolve(args.json), scoresJson(result));
+  if (args.csv) writeTextAtomic(resolve(args.csv), scoresCsv(result));
+  return 0;
+}
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('emseg-finetune')
+    .usage('$0 <command> [options]')
+    .command(
+      'urisc',
+      'fine-tune a U-Net (encoder from a pretrained bundle or random) on U-RISC-layout data, validate with the official F1, score the test split',
+      (y) =>
+        y
+          .option('config', { type: 'string', default: DEFAULT_CONFIG, describe: 'run configuration (JSON; see configs/finetune/: quick, track1, track2)' })
+          .option('data', { type: 'string', describe: 'U-RISC release root (imgs/<track>/{train,val,test}, label/<track>/...); default: the embedded synthetic data' })
+          .option('encoder', { type: 'string', describe: 'encoder bundle directory, runs:/<run_id>/encoder, "latest-pretrain" or "random" (default: model.encoder of the config)' })
+          .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value, e.g. --set train.steps=500 (repeatable)' })
+          .option('out', { type: 'string', describe: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)' })
+          .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest checkpoint in --out' })
+          .option('test', { type: 'boolean', default: true, describe: 'predict and score the test split with the best model at the end (--no-test to skip)' })
+          .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-finetune', describe: 'MLflow experiment' })
+          .option('run-name', { type: 'string', describe: 'MLflow run name (default unet-<arch>-<time>)' })
+          .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
+          .check((a) => {
+            if (a.resume && !a.out) throw new Error('--resume needs --out DIR, the run directory to continue');
+            return true;
+          })
+          .example('$0 urisc', 'quick run on the embedded synthetic data, from the latest quick pretraining')
+          .example('$0 urisc --config configs/finetune/track2.json --data /data/urisc --encoder runs:/4f2c.../encoder', 'the paper setup on Track 2')
+          .example('$0 urisc --out .emseg/runs/finetune/r1 --resume', 'continue an interrupted run'),
+      async (a) => {
+        process.exitCode = await runUrisc(a as unknown as UriscArgs);
+      },
+    )
+    .command(
+      'predict [inputs..]',
+      'predict whole images in blended tiles: 16-bit probability maps and binary U-RISC submissions (membrane black = 0)',
+      (y) =>
+        y
+          .positional('inputs', { type: 'string', array: true, default: [] as string[], describe: 'image files and/or folders (default: the embedded synthetic test images)' })
+          .option('model', { type: 'string', describe: 'model directory, a fine-tuning run directory or runs:/<run_id>/model (default: the latest fine-tuning)' })
+          .option('out', { type: 'string', default: DEFAULT_PREDICTIONS, describe: 'output folder: <stem>.png submissions, probability/<stem>.png maps' })
+          .option('tile-size', { type: 'number', describe: 'tile edge, a multiple of 32 (default: as validated)' })
+          .option('overlap', { type: 'number', describe: 'pixels shared by neighbouring tiles (default: as validated)' })
+          .option('window', { type: 'string', choices: ['gaussian', 'linear', 'uniform'] as const, describe: 'tile blending window (default: as validated)' })
+          .option('batch-size', { type: 'number', describe: 'tiles per forward pass' })
+          .option('tta', { type: 'boolean', describe: 'average the four flips of every tile (--no-tta to disable)' })
+          .option('threshold', { type: 'number', describe: 'membrane where probability >= threshold (default: as validated)' })
+          .option('probability', { type: 'string', choices: ['png', 'tiff', 'none'] as const, default: 'png' as const, describe: 'probability map format (16-bit)' })
+          .option('tracking-uri', { type: 'string', describe: 'MLflow server for a runs:/ --model' })
+          .example('$0 predict data/imgs/Track1/test --out out/test --tta', 'a submission folder for the test images')
+          .example('$0 predict big.png --model .emseg/runs/finetune/r1 --tile-size 1024 --overlap 512', 'one 10k x 10k image'),
+      async (a) => {
+        process.exitCode = await predict(a as unknown as PredictArgs);
+      },
+    )
+    .command(
+      'score',
+      'official U-RISC F1 of a folder of binary predictions against a folder of labels (paired by name)',
+      (y) =>
+        y
+          .option('pred', { type: 'string', default: DEFAULT_PREDICTIONS, describe: 'folder of predictions (membrane black = 0)' })
+          .option('labels', { type: 'string', describe: 'folder of labels (default: the embedded synthetic test labels)' })
+          .option('json', { type: 'string', describe: 'write per-image scores as JSON here' })
+          .option('csv', { type: 'string', describe: 'write per-image scores as CSV here' })
+          .option('ignore-unpaired', { type: 'boolean', default: false, describe: 'ignore labels without a prediction (as the competition script does)' })
+          .example('$0 score --pred out/test --labels data/label/Track1/test --csv scores.csv', 'score a submission folder'),
+      async (a) => {
+        process.exitCode = await score(a as unknown as ScoreArgs);
+      },
+    )
+    .demandCommand(1, 'name a command: urisc, predict or score')
+    .strict()
+    .help()
+    .fail((msg, err, y) => {
+      if (err) {
+        process.stderr.write(`error: ${err.message}\n`);
+      } else {
+        process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
+      }
+      process.exit(2);
+    })
+    .parseAsync();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`error: ${(err as Error).message}\n`);
+  process.exit(1);
+});

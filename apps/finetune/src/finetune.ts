@@ -1,0 +1,293 @@
+/**
+ * The U-Net fine-tuning loop: labelled patches -> focal + dice steps -> periodic full-image
+ * validation with the official U-RISC F1 -> the best model kept, checkpoints for resume.
+ * Tracking-agnostic: progress, metrics and files go to a `FinetuneListener` (main.ts wires MLflow).
+ *
+ * Determinism: the batch at step s is fixed by (train.seed, s) (patch positions and augmentation
+ * are seeded per epoch and position), so a resumed run sees the same batches as an uninterrupted one.
+ */
+import { join } from 'node:path';
+import { tf, type Tensor } from '@emseg/tf';
+import { maskBatchToTensor, patchBatches, patchGrid, URISC_AUGMENTATION, type LabeledImages, type LabeledSample, type PatchBatch } from '@emseg/data';
+import { segmentationLoss, trainableVariables, type EncoderFreeze, type SegmentationLossSpec } from '@emseg/models';
+import {
+  Adam,
+  constantSchedule,
+  cosineSchedule,
+  latestCheckpoint,
+  loadCheckpoint,
+  oneCycleSchedule,
+  saveCheckpoint,
+  stepSchedule,
+  trainStep,
+  type LrSchedule,
+} from '@emseg/training';
+import type { FinetuneConfig } from './config.js';
+import { evaluateSegmenter, type Evaluation } from './evaluate.js';
+import type { InferenceOptions } from './inference.js';
+import type { Segmenter } from './segmenter.js';
+
+export interface StepMetrics {
+  loss: number;
+  lr: number;
+  /** Wall time of the step, data preparation included. */
+  stepMs: number;
+  /** Of which preparing the batch (patch cutting, augmentation). */
+  dataMs: number;
+  epoch: number;
+  frozen: EncoderFreeze;
+}
+
+export interface FinetuneListener {
+  /** Called once the data are ready, before the first step. */
+  start?(info: { trainImages: number; validationImages: number; batchesPerEpoch: number; totalSteps: number; startStep: number }): void | Promise<void>;
+  step?(step: number, metrics: StepMetrics): void;
+  /** After each validation; `best` tells whether it is the best so far (and was saved). */
+  evaluation?(step: number, evaluation: Evaluation, best: boolean): void | Promise<void>;
+  checkpoint?(dir: string, step: number): void | Promise<void>;
+  /** Things the user should know (unfreezing, ...). */
+  note?(message: string): void;
+}
+
+export interface FinetuneOptions {
+  cfg: FinetuneConfig;
+  /** The model to train (owned by the caller, who disposes it). */
+  segmenter: Segmenter;
+  /** Decoded training images with masks (see loadTrainingSamples). */
+  train: readonly LabeledSample[];
+  /** Validation images, predicted whole every validation.every steps; null = no validation. */
+  validation: LabeledImages | null;
+  /** Run directory: checkpoints/, best/ and overlays/ go here. */
+  outDir: string;
+  /** Continue from the newest checkpoint in outDir/checkpoints. */
+  resume?: boolean;
+  /** Checked after every step (a GracefulStop): save, then return KILLED. */
+  stop?: { readonly requested: boolean };
+  listener?: FinetuneListener;
+  mlflowRunId?: string | null;
+}
+
+export interface BestModel {
+  step: number;
+  f1: number;
+  bestF1: number;
+}
+
+export interface FinetuneResult {
+  status: 'FINISHED' | 'KILLED';
+  steps: number;
+  totalSteps: number;
+  lastLoss: number | null;
+  /** The best validated model (or the final one when nothing was validated). */
+  modelDir: string;
+  best: BestModel | null;
+  lastEvaluation: Evaluation | null;
+  checkpointDir: string;
+}
+
+interface CheckpointState {
+  step: number;
+  optimizerIterations: number;
+  architecture: string;
+  best: BestModel | null;
+}
+
+/** The tiling part of the inference section. */
+export function inferenceOptions(i: FinetuneConfig['inference']): InferenceOptions {
+  return { tileSize: i.tileSize, overlap: i.overlap, window: i.window, batchSize: i.batchSize, flipTta: i.flipTta };
+}
+
+/** The learning rate at each step, from the optimizer section. */
+export function learningRateSchedule(o: FinetuneConfig['optimizer'], totalSteps: number): LrSchedule {
+  switch (o.schedule) {
+    case 'constant':
+      return o.warmupSteps > 0 ? stepSchedule(o.lr, [], 1, { warmupSteps: o.warmupSteps }) : constantSchedule(o.lr);
+    case 'cosine':
+      return cosineSchedule(o.lr, totalSteps, { warmupSteps: o.warmupSteps });
+    case 'one-cycle':
+      return oneCycleSchedule(o.lr, totalSteps);
+  }
+}
+
+function lossSpec(l: FinetuneConfig['loss']): SegmentationLossSpec {
+  return l.kind === 'bce' ? { kind: 'bce' } : { kind: 'focal-dice', gamma: l.gamma, alpha: l.alpha, lambda: l.lambda };
+}
+
+/** Batches per epoch: every grid patch once (grid), or patches.perEpoch patches (random). */
+export function batchesPerEpoch(samples: readonly LabeledSample[], p: FinetuneConfig['patches'], batchSize: number): number {
+  const grid = samples.reduce((n, s) => n + patchGrid(s.image.width, s.image.height, { size: p.size, stride: p.stride }).length, 0);
+  const patches = p.sampling === 'random' ? (p.perEpoch ?? grid) : grid;
+  const batches = Math.floor(patches / batchSize);
+  if (batches === 0) {
+    throw new Error(`one epoch has ${patches} patch(es), fewer than train.batchSize (${batchSize}): raise patches.perEpoch or add images`);
+  }
+  return batches;
+}
+
+/** The encoder freezing in force at `step`. */
+function freezingAt(cfg: FinetuneConfig, step: number): EncoderFreeze {
+  const { freezeEncoder, unfreezeAfter } = cfg.model;
+  return unfreezeAfter !== null && step >= unfreezeAfter ? 'none' : freezeEncoder;
+}
+
+/** Is `e` better than the best so far? Official F1 first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
+function improves(e: Evaluation, best: BestModel | null): boolean {
+  return best === null || e.f1 > best.f1 || (e.f1 === best.f1 && e.bestF1 > best.bestF1);
+}
+
+export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
+  const { cfg, segmenter, outDir } = opts;
+  const totalSteps = cfg.train.steps;
+  const ckptRoot = join(outDir, 'checkpoints');
+  const bestRoot = join(outDir, 'best');
+  const lrAt = learningRateSchedule(cfg.optimizer, totalSteps);
+  const loss = segmentationLoss(lossSpec(cfg.loss));
+  const perEpoch = batchesPerEpoch(opts.train, cfg.patches, cfg.train.batchSize);
+  const optimizer = new Adam(0.9, 0.999, 1e-8, cfg.optimizer.kind === 'adamw' ? cfg.optimizer.weightDecay : 0);
+  const inference = cfg.inference;
+
+  let step = 0;
+  let best: BestModel | null = null;
+  let lastEvaluation: Evaluation | null = null;
+  let lastEvaluatedStep = -1;
+  let lastLoss: number | null = null;
+  try {
+    if (opts.resume) ({ step, best } = restore(segmenter, optimizer, ckptRoot, cfg));
+    let frozen = freezingAt(cfg, step);
+    segmenter.net.freezeEncoder(frozen);
+    await opts.listener?.start?.({
+      trainImages: opts.train.length,
+      validationImages: opts.validation?.size ?? 0,
+      batchesPerEpoch: perEpoch,
+      totalSteps,
+      startStep: step,
+    });
+
+    let lastSaved = step;
+    const save = async () => {
+      const tensors: Record<string, Tensor> = {};
+      for (const [name, v] of Object.entries(segmenter.variables())) tensors[`model/${name}`] = v;
+      for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
+      const state: CheckpointState = { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best };
+      const dir = await saveCheckpoint(ckptRoot, step, tensors, state);
+      lastSaved = step;
+      await opts.listener?.checkpoint?.(dir, step);
+    };
+    const validate = async () => {
+      if (!opts.validation || opts.validation.size === 0) return;
+      const overlayCount = cfg.validation.overlays;
+      const evaluation = await evaluateSegmenter(segmenter, opts.validation, {
+        inference: inferenceOptions(inference),
+        threshold: inference.threshold,
+        maxMembraneFraction: cfg.data.maxMembraneFraction,
+        overlays: overlayCount > 0 ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) } : undefined,
+      });
+      lastEvaluation = evaluation;
+      lastEvaluatedStep = step;
+      const better = improves(evaluation, best);
+      if (better) {
+        best = { step, f1: evaluation.f1, bestF1: evaluation.bestF1 };
+        await segmenter.save(bestRoot, segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: evaluation.f1, mlflowRunId: opts.mlflowRunId ?? null }));
+      }
+      await opts.listener?.evaluation?.(step, evaluation, better);
+    };
+
+    outer: while (step < totalSteps) {
+      const epoch = Math.floor(step / perEpoch);
+      const skip = step - epoch * perEpoch;
+      const batches = patchBatches(opts.train, {
+        mode: cfg.patches.sampling,
+        size: cfg.patches.size,
+        stride: cfg.patches.stride,
+        batchSize: cfg.train.batchSize,
+        seed: cfg.train.seed,
+        epoch,
+        patchesPerEpoch: cfg.patches.sampling === 'random' ? perEpoch * cfg.train.batchSize : undefined,
+        foregroundProbability: cfg.patches.sampling === 'random' ? cfg.patches.foregroundProbability : undefined,
+        augmentation: cfg.patches.augmentation === 'urisc' ? URISC_AUGMENTATION : undefined,
+      });
+      let index = 0;
+      let t0 = performance.now();
+      for (const batch of batches) {
+        if (index++ < skip) {
+          t0 = performance.now();
+          continue;
+        }
+        const dataMs = performance.now() - t0;
+        if (freezingAt(cfg, step) !== frozen) {
+          frozen = freezingAt(cfg, step);
+          segmenter.net.freezeEncoder(frozen);
+          opts.listener?.note?.(`step ${step}: encoder unfrozen (model.unfreezeAfter = ${cfg.model.unfreezeAfter})`);
+        }
+        const lr = lrAt(step);
+        lastLoss = trainOnBatch(segmenter, batch, loss, optimizer, lr);
+        step++;
+        const now = performance.now();
+        opts.listener?.step?.(step, { loss: lastLoss, lr, stepMs: now - t0, dataMs, epoch, frozen });
+        if (!Number.isFinite(lastLoss)) throw new Error(`loss became ${lastLoss} at step ${step}; lower optimizer.lr (now ${cfg.optimizer.lr})`);
+        if (cfg.validation.every > 0 && step % cfg.validation.every === 0) await validate();
+        if (step % cfg.train.checkpointEvery === 0) await save();
+        if (opts.stop?.requested || step >= totalSteps) break outer;
+        t0 = performance.now();
+      }
+    }
+    const killed = Boolean(opts.stop?.requested) && step < totalSteps;
+    if (!killed && lastEvaluatedStep !== step) await validate();
+    if (lastSaved !== step || latestCheckpoint(ckptRoot) === null) await save();
+    if (latestCheckpoint(bestRoot) === null) {
+      // Nothing validated (no validation images, or stopped first): the current weights are the model.
+      await segmenter.save(bestRoot, segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: null, mlflowRunId: opts.mlflowRunId ?? null }));
+    }
+    return {
+      status: killed ? 'KILLED' : 'FINISHED',
+      steps: step,
+      totalSteps,
+      lastLoss,
+      modelDir: latestCheckpoint(bestRoot) as string,
+      best,
+      lastEvaluation,
+      checkpointDir: ckptRoot,
+    };
+  } finally {
+    optimizer.dispose();
+  }
+}
+
+/** One optimisation step on a batch of patches; returns the loss. */
+function trainOnBatch(segmenter: Segmenter, batch: PatchBatch, loss: ReturnType<typeof segmentationLoss>, optimizer: Adam, lr: number): number {
+  const { size, height, width, data } = batch.images;
+  const x = tf.tensor4d(data, [size, height, width, 1]);
+  const y = maskBatchToTensor(batch.masks);
+  try {
+    return trainStep(trainableVariables(segmenter.net.model), () => loss(segmenter.forward(x, true), y), optimizer, lr);
+  } finally {
+    tf.dispose([x, y]);
+  }
+}
+
+/** Loads the newest checkpoint into the model and optimizer; returns its step and best model. */
+function restore(segmenter: Segmenter, optimizer: Adam, root: string, cfg: FinetuneConfig): { step: number; best: BestModel | null } {
+  const dir = latestCheckpoint(root);
+  if (dir === null) {
+    process.stderr.write(`--resume: no checkpoint under ${root}; starting from step 0\n`);
+    return { step: 0, best: null };
+  }
+  const ck = loadCheckpoint<CheckpointState>(dir);
+  try {
+    if (ck.state.architecture !== segmenter.architecture) {
+      throw new Error(`checkpoint ${dir} is a ${ck.state.architecture} U-Net, but this run builds a ${segmenter.architecture} one (model.architecture / --encoder must match the interrupted run)`);
+    }
+    for (const [name, v] of Object.entries(segmenter.variables())) {
+      const t = ck.tensors[`model/${name}`];
+      if (!t) throw new Error(`checkpoint ${dir} has no weight model/${name}; was it written with other model.decoderChannels?`);
+      if (!tf.util.arraysEqual(t.shape, v.shape)) throw new Error(`checkpoint ${dir}: model/${name} has shape [${t.shape}], the model expects [${v.shape}]`);
+      v.assign(t);
+    }
+    const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
+    optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
+    if (ck.step > cfg.train.steps) process.stderr.write(`--resume: checkpoint step ${ck.step} is past train.steps ${cfg.train.steps}; nothing left to train\n`);
+    return { step: ck.step, best: ck.state.best };
+  } finally {
+    tf.dispose(Object.values(ck.tensors));
+  }
+}

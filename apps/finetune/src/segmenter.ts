@@ -1,0 +1,172 @@
+/**
+ * The membrane segmenter: a U-Net over a ResNet encoder plus the input normalisation it was trained
+ * with, so callers feed grey values in [0, 1]. Saved as a model directory (the checkpoint format of
+ * @emseg/training: `manifest.json` with a `SegmenterInfo` state, `tensors.bin` with every weight by
+ * name, BN statistics included) that `predict` and colleagues load without the training config.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tf, type Tensor, type Tensor4D, type Variable } from '@emseg/tf';
+import {
+  assignWeights,
+  modelVariables,
+  normalizeInput,
+  resnetEncoder,
+  resnetSpecByName,
+  unet,
+  type Normalization,
+  type ResNetArchitecture,
+  type ResNetEncoder,
+  type UNet,
+} from '@emseg/models';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '@emseg/training';
+import type { InferenceOptions } from './inference.js';
+
+/** What a saved model is; the state of its manifest.json. */
+export interface SegmenterInfo {
+  kind: 'emseg-unet';
+  architecture: ResNetArchitecture;
+  inChannels: number;
+  decoderChannels: number[];
+  normalization: Normalization;
+  /** The threshold the model was validated with (the binary submission's default). */
+  threshold: number;
+  /** The tiling it was validated with (predict's defaults). */
+  inference: InferenceOptions;
+  /** Where the encoder came from: 'random', a bundle directory or a runs:/ URI. */
+  encoderSource: string;
+  /** The MLflow run that produced the encoder, if known. */
+  encoderRunId: string | null;
+  /** Training step the weights are from, and their validation F1 (null if never validated). */
+  step: number;
+  valF1: number | null;
+  /** MLflow run of the fine-tuning, if tracked. */
+  mlflowRunId: string | null;
+}
+
+export type SegmenterSource = Pick<SegmenterInfo, 'encoderSource' | 'encoderRunId'>;
+
+/** Flip sets of test-time augmentation: axes of [n, h, w, c] reversed (none, width, height, both). */
+const FLIPS: readonly (readonly number[])[] = [[], [2], [1], [1, 2]];
+
+export class Segmenter {
+  constructor(
+    readonly net: UNet,
+    readonly normalization: Normalization,
+    readonly source: SegmenterSource,
+  ) {}
+
+  /**
+   * A U-Net over `encoder` (its layers are shared, not copied), decoder initialised from `seed`.
+   *
+   * @example const seg = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null });
+   */
+  static create(encoder: ResNetEncoder, normalization: Normalization, source: SegmenterSource, options: { decoderChannels?: readonly number[]; seed?: number } = {}): Segmenter {
+    const net = unet({ encoder, decoderChannels: options.decoderChannels, seed: options.seed });
+    return new Segmenter(net, normalization, source);
+  }
+
+  get architecture(): ResNetArchitecture {
+    return this.net.encoder.architecture;
+  }
+
+  /** Logits [b, h, w, 1] of grey images [b, h, w, 1] in [0, 1] (normalised here). */
+  forward(images: Tensor4D, training: boolean): Tensor4D {
+    return tf.tidy(() => this.net.forward(normalizeInput(images, this.normalization), { training }));
+  }
+
+  /**
+   * Membrane probabilities of `count` square tiles of `size` pixels (row-major floats in [0, 1],
+   * tile after tile), in the same layout. `flipTta` averages the four flips (identity, horizontal,
+   * vertical, both), each prediction flipped back first.
+   */
+  probabilities(tiles: Float32Array, count: number, size: number, flipTta: boolean): Float32Array {
+    if (tiles.length !== count * size * size) throw new Error(`probabilities: ${tiles.length} values are not ${count} tiles of ${size} x ${size}`);
+    const out = tf.tidy(() => {
+      const x = tf.tensor4d(tiles, [count, size, size, 1]);
+      const flips = flipTta ? FLIPS : FLIPS.slice(0, 1);
+      let sum: Tensor | null = null;
+      for (const axes of flips) {
+        const input = axes.length ? tf.reverse(x, [...axes]) : x;
+        let p: Tensor = tf.sigmoid(this.forward(input, false));
+        if (axes.length) p = tf.reverse(p, [...axes]);
+        sum = sum === null ? p : sum.add(p);
+      }
+      return (sum as Tensor).div(flips.length);
+    });
+    try {
+      return out.dataSync() as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  }
+
+  /** Every weight by name, BN running statistics included. */
+  variables(): Record<string, Variable> {
+    return modelVariables(this.net.model);
+  }
+
+  /** The model description stored with the weights. */
+  info(extra: Pick<SegmenterInfo, 'threshold' | 'inference' | 'step' | 'valF1' | 'mlflowRunId'>): SegmenterInfo {
+    return {
+      kind: 'emseg-unet',
+      architecture: this.architecture,
+      inChannels: this.net.encoder.inChannels,
+      decoderChannels: [...this.net.decoderChannels],
+      normalization: this.normalization,
+      ...this.source,
+      ...extra,
+    };
+  }
+
+  /**
+   * Saves the weights as the single model under `root` (`root/step-<n>/`, written atomically; older
+   * ones removed). Returns the model directory.
+   */
+  save(root: string, info: SegmenterInfo): Promise<string> {
+    return saveCheckpoint(root, info.step, this.variables(), info, { keep: 1 });
+  }
+
+  /**
+   * Loads a saved model: a model directory (with manifest.json), a root holding one (`best/`), or
+   * a fine-tuning run directory (its `best/` model).
+   */
+  static load(path: string): Segmenter {
+    const dir = resolveModelDir(path);
+    const ck = loadCheckpoint<SegmenterInfo>(dir);
+    try {
+      const info = ck.state;
+      if (info?.kind !== 'emseg-unet') throw new Error(`${dir}/manifest.json is not an emseg U-Net model (state.kind ${JSON.stringify(info?.kind)}); expected a model saved by finetune (its best/ directory)`);
+      const spec = resnetSpecByName(info.architecture);
+      const encoder = resnetEncoder({ depth: spec.depth, inChannels: info.inChannels });
+      const seg = Segmenter.create(encoder, info.normalization, { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId }, { decoderChannels: info.decoderChannels });
+      try {
+        assignWeights(seg.net.model, ck.tensors, `model ${dir}`);
+      } catch (err) {
+        seg.dispose();
+        throw err;
+      }
+      seg.loadedInfo = info;
+      return seg;
+    } finally {
+      tf.dispose(Object.values(ck.tensors));
+    }
+  }
+
+  /** The info a loaded model was saved with (undefined for a fresh one). */
+  loadedInfo: SegmenterInfo | undefined;
+
+  dispose(): void {
+    this.net.dispose();
+  }
+}
+
+/** A model directory from a path that is one, holds one, or is a run directory with `best/`. */
+export function resolveModelDir(path: string): string {
+  if (existsSync(join(path, 'manifest.json'))) return path;
+  for (const root of [join(path, 'best'), path]) {
+    const dir = latestCheckpoint(root);
+    if (dir !== null) return dir;
+  }
+  throw new Error(`${path} holds no saved model: expected a model directory (manifest.json + tensors.bin), its parent (e.g. <run>/best) or a fine-tuning run directory`);
+}

@@ -1,0 +1,258 @@
+/**
+ * The `urisc` command: one fine-tuning run, tracked in MLflow. Opens and checks the data, picks the
+ * encoder, runs the loop (finetune.ts), then predicts and scores the test split with the best model.
+ *
+ * MLflow gets: the flattened config and data/encoder params, backend tags, the datasets (train,
+ * validation, test digests), the encoder's source run (tag and link in the description), train
+ * loss/lr/step time, validation F1/precision/recall/best-threshold F1 per evaluation with PNG
+ * overlays, the best model (`model/`), per-image scores (`scores/*.json|csv`) and the test scores.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { backendInfo, backendTags } from '@emseg/tf';
+import { flatten, loadConfig } from '@emseg/config';
+import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
+import { downloadArtifacts, parseRunsUri, Tracker, type MlflowClient, type TrackedRun } from '@emseg/tracking';
+import { ProgressBar, gracefulStop } from '@emseg/training';
+import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
+import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
+import type { Evaluation } from './evaluate.js';
+import { finetune, inferenceOptions } from './finetune.js';
+import { predictFiles } from './predict.js';
+import { scoreFolder, scoresCsv, scoresJson, type UriscFolderScore } from './score.js';
+import { Segmenter } from './segmenter.js';
+import { checkImageSize, loadTrainingSamples, openUriscData, type UriscData } from './urisc-data.js';
+import { FINETUNE_RUNS, LATEST_FINETUNE, WORKSPACE, writeJsonAtomic, writeTextAtomic } from './workspace.js';
+
+export interface UriscArgs {
+  config: string;
+  data?: string;
+  encoder?: string;
+  set: string[];
+  out?: string;
+  resume: boolean;
+  test: boolean;
+  experiment: string;
+  runName?: string;
+  trackingUri?: string;
+}
+
+export const DEFAULT_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
+
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+/** Downloads `runs:/<id>/<path>` artifacts through `client` into `dir`. */
+export function runsUriResolver(client: MlflowClient, dir: string): (uri: string) => Promise<string> {
+  return async (uri) => {
+    const { runId, path } = parseRunsUri(uri);
+    return downloadArtifacts(client, runId, path, join(dir, runId));
+  };
+}
+
+/** The MLflow UI address of a run, or null when the run is unknown to this server. */
+async function runLink(client: MlflowClient, runId: string): Promise<string | null> {
+  try {
+    const run = await client.getRun(runId);
+    return `${client.trackingUri.replace(/\/+$/, '')}/#/experiments/${run.info.experimentId}/runs/${runId}`;
+  } catch {
+    return null;
+  }
+}
+
+/** Every validation image must hold one inference tile. */
+function checkValidationSizes(images: LabeledImages, tileSize: number): void {
+  for (const pair of images.pairs) {
+    checkImageSize(pair.image, pair.width, pair.height, tileSize, 'inference tile', `a smaller tile (--set inference.tileSize=${Math.max(32, Math.floor(Math.min(pair.width, pair.height) / 32) * 32)})`);
+  }
+}
+
+async function logDatasets(run: TrackedRun, data: UriscData): Promise<void> {
+  const sets: Array<[string, LabeledImages | null, string]> = [
+    ['train', data.train, 'training'],
+    ['validation', data.validation, 'validation'],
+    ['test', data.test, 'testing'],
+  ];
+  for (const [split, images, context] of sets) {
+    if (!images || images.size === 0) continue;
+    const digest = await images.digest();
+    run.logInput({ name: `urisc-${data.track}-${split}`.toLowerCase(), digest: digest.digest.replace(/^sha256:/, '').slice(0, 36), source: data.root, context });
+  }
+}
+
+function evaluationMetrics(prefix: string, e: Evaluation): Record<string, number> {
+  return {
+    [`${prefix}_f1`]: e.f1,
+    [`${prefix}_precision`]: e.precision,
+    [`${prefix}_recall`]: e.recall,
+    [`${prefix}_best_f1`]: e.bestF1,
+    [`${prefix}_best_threshold`]: e.bestThreshold,
+    [`${prefix}_seconds`]: e.seconds,
+  };
+}
+
+function evaluationCsv(e: Evaluation): string {
+  const head = 'name,f1,precision,recall,best_f1,best_threshold,predicted_membrane,rejected';
+  const rows = e.images.map((r) => [r.name, r.f1, r.precision, r.recall, r.bestF1, r.bestThreshold, r.predictedMembrane, r.rejected ? `"${r.rejected.replaceAll('"', '""')}"` : ''].join(','));
+  return `${head}\n${rows.join('\n')}\nmean,${e.f1},${e.precision},${e.recall},${e.bestF1},${e.bestThreshold},,\n`;
+}
+
+/** Predicts the test images with the saved model and scores them; per-image files go to outDir/scores. */
+async function testScores(modelDir: string, data: UriscData, cfg: FinetuneConfig, outDir: string): Promise<{ score: UriscFolderScore; json: string; csv: string }> {
+  const dirs = uriscDirectories(data.root, 'test', data.track);
+  const predDir = join(outDir, 'predictions', 'test');
+  const segmenter = Segmenter.load(modelDir);
+  try {
+    const bar = new ProgressBar({ label: 'test', total: data.test?.size ?? 0, unit: 'img' });
+    await predictFiles(segmenter, {
+      inputs: [dirs.images],
+      outDir: predDir,
+      inference: inferenceOptions(cfg.inference),
+      threshold: cfg.inference.threshold,
+      probability: 'png',
+      onImage: (r) => bar.tick(1, { membrane: r.membraneFraction }),
+    });
+    bar.done();
+  } finally {
+    segmenter.dispose();
+  }
+  // Labels of another polarity are not in the competition's convention; the official score needs it.
+  if (cfg.data.polarity !== 'black-foreground') throw new Error('test scoring needs U-RISC labels (data.polarity black-foreground)');
+  const score = await scoreFolder(predDir, dirs.labels);
+  const json = join(outDir, 'scores', 'test.json');
+  const csv = join(outDir, 'scores', 'test.csv');
+  writeTextAtomic(json, scoresJson(score));
+  writeTextAtomic(csv, scoresCsv(score));
+  return { score, json, csv };
+}
+
+/** Runs `urisc`; returns the exit code (0 finished, 130 stopped by a signal). */
+export async function runUrisc(args: UriscArgs): Promise<number> {
+  const cfg: FinetuneConfig = loadConfig(finetuneSchema, { file: args.config, overrides: args.set });
+  checkFinetuneConfig(cfg, args.config);
+  const runName = args.runName ?? `unet-${cfg.model.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
+  const outDir = resolve(args.out ?? join(FINETUNE_RUNS, runName));
+
+  let dataRoot = args.data;
+  if (!dataRoot) {
+    const embedded = await ensureDefaultData();
+    dataRoot = embedded.urisc.root;
+    cfg.data.track = embedded.urisc.track;
+    log(`data: embedded synthetic U-RISC (${embedded.spec.urisc.size} px; ${embedded.urisc.splits.train.names.length} train, ${embedded.urisc.splits.val.names.length} val, ${embedded.urisc.splits.test.names.length} test) in ${dataRoot}${embedded.created ? ' (generated now)' : ''}`);
+  }
+  const data = await openUriscData(dataRoot, { ...cfg.data, seed: cfg.train.seed });
+  checkValidationSizes(data.validation, cfg.inference.tileSize);
+  const samples = await loadTrainingSamples(data.train, cfg.patches.size, cfg.data.maxMembraneFraction);
+  log(`data: ${data.train.size} train, ${data.validation.size} validation (${data.validationSource === 'val' ? 'val split' : 'held out of train'}), ${data.test?.size ?? 0} test images`);
+  mkdirSync(outDir, { recursive: true });
+  writeJsonAtomic(join(outDir, 'config.json'), cfg);
+
+  const info = backendInfo();
+  log(`backend: ${info.package} (TensorFlow ${info.tensorflowVersion ?? 'pure JS'}, ${info.gpu ? 'GPU' : 'CPU'})`);
+  const encoderRef = args.encoder ?? cfg.model.encoder;
+  const run: TrackedRun = await Tracker.start({
+    trackingUri: args.trackingUri,
+    experiment: args.experiment,
+    runName,
+    handleProcessEvents: false, // we end the run ourselves, after saving a checkpoint
+    description: `U-Net fine-tuning on ${data.root} (${data.track})`,
+    tags: { ...backendTags(), 'emseg.app': 'finetune', 'emseg.config': resolve(args.config), 'emseg.outDir': outDir },
+    params: { ...flatten(cfg as unknown as Record<string, unknown>), 'data.root': data.root, 'encoder.ref': encoderRef ?? 'null' },
+  });
+  log(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}`);
+  const stop = gracefulStop();
+  let bar: ProgressBar | undefined;
+  let choice: EncoderChoice | undefined;
+  let segmenter: Segmenter | undefined;
+  try {
+    await run.logArtifact(join(outDir, 'config.json'));
+    choice = await resolveEncoder(encoderRef, {
+      architecture: cfg.model.architecture,
+      normalization: cfg.model.normalization,
+      seed: cfg.model.seed,
+      resolveUri: runsUriResolver(run.client, join(outDir, 'downloads')),
+      log,
+    });
+    log(`encoder: ${choice.description}`);
+    const link = choice.runId ? await runLink(run.client, choice.runId) : null;
+    run.setTags({
+      'emseg.encoder.source': choice.source,
+      'emseg.encoder.architecture': choice.encoder.architecture,
+      ...(choice.runId ? { 'emseg.encoder.runId': choice.runId } : {}),
+      ...(link ? { 'emseg.encoder.link': link } : {}),
+      'mlflow.note.content': [
+        `U-Net (${choice.encoder.architecture} encoder) fine-tuned on ${data.root} (${data.track}).`,
+        `Encoder: ${choice.source === 'random' ? 'random init' : `\`${choice.source}\``}${choice.runId ? `, from run ${link ? `[${choice.runId}](${link})` : choice.runId}` : ''}.`,
+      ].join('\n\n'),
+    });
+    run.logParams({ 'encoder.architecture': choice.encoder.architecture, 'encoder.normalization': JSON.stringify(choice.normalization) });
+    await logDatasets(run, data);
+    segmenter = Segmenter.create(choice.encoder, choice.normalization, { encoderSource: choice.source, encoderRunId: choice.runId }, { decoderChannels: cfg.model.decoderChannels, seed: cfg.model.seed });
+
+    const result = await finetune({
+      cfg,
+      segmenter,
+      train: samples,
+      validation: data.validation,
+      outDir,
+      resume: args.resume,
+      stop,
+      mlflowRunId: run.id,
+      listener: {
+        start: ({ totalSteps, startStep, batchesPerEpoch }) => {
+          run.logParams({ 'train.batchesPerEpoch': batchesPerEpoch });
+          bar = new ProgressBar({ label: 'finetune', total: totalSteps, unit: 'patch', start: startStep });
+        },
+        step: (step, m) => {
+          if (step % cfg.train.logEvery === 0 || step === 1) run.logMetrics({ train_loss: m.loss, lr: m.lr, step_ms: m.stepMs, data_ms: m.dataMs, epoch: m.epoch }, step);
+          bar?.tick(cfg.train.batchSize, { loss: m.loss, lr: m.lr });
+        },
+        evaluation: async (step, e, best) => {
+          run.logMetrics(evaluationMetrics('val', e), step);
+          log(`\nstep ${step}: validation F1 ${e.f1.toFixed(4)} (P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold})${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ' [some predictions fail the U-RISC format check: F1 0]' : ''}`);
+          if (e.overlays.length) await run.logArtifacts(join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`), `overlays/step-${String(step).padStart(6, '0')}`);
+          if (best) run.setTags({ 'emseg.best.step': String(step), 'emseg.best.valF1': e.f1.toFixed(6) });
+        },
+        note: (m) => log(`\n${m}`),
+      },
+    });
+    bar?.done(result.status === 'KILLED' ? '(stopped)' : '');
+    await run.logArtifacts(result.modelDir, 'model');
+    if (result.lastEvaluation) {
+      writeTextAtomic(join(outDir, 'scores', 'validation.json'), `${JSON.stringify(result.lastEvaluation, null, 2)}\n`);
+      writeTextAtomic(join(outDir, 'scores', 'validation.csv'), evaluationCsv(result.lastEvaluation));
+    }
+    let test: { score: UriscFolderScore } | null = null;
+    if (result.status === 'FINISHED' && data.test && args.test) {
+      test = await testScores(result.modelDir, data, cfg, outDir);
+      const mean = (k: 'precision' | 'recall') => test!.score.images.reduce((s, r) => s + r[k], 0) / test!.score.images.length;
+      run.logMetrics({ test_f1: test.score.meanF1, test_precision: mean('precision'), test_recall: mean('recall') }, result.steps);
+    }
+    if (existsSync(join(outDir, 'scores'))) await run.logArtifacts(join(outDir, 'scores'), 'scores');
+    if (result.status === 'FINISHED') {
+      writeJsonAtomic(LATEST_FINETUNE, { runId: run.id, trackingUri: run.client.trackingUri, outDir, modelDir: result.modelDir, modelUri: `runs:/${run.id}/model`, finishedAt: new Date().toISOString() });
+    }
+    const best = result.best;
+    process.stdout.write(
+      [
+        `fine-tuning ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
+        `encoder:        ${choice.description}`,
+        best ? `best model:     step ${best.step}, validation F1 ${best.f1.toFixed(4)} (best-threshold F1 ${best.bestF1.toFixed(4)})` : 'best model:     not validated (the final weights)',
+        ...(test ? [`test F1:        ${test.score.meanF1.toFixed(4)} (official U-RISC, mean over ${test.score.images.length} images; per image in ${join(outDir, 'scores', 'test.csv')})`] : []),
+        `model:          ${result.modelDir}  (MLflow: runs:/${run.id}/model)`,
+        `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,
+        `see the run:    npm run mlflow`,
+        '',
+      ].join('\n'),
+    );
+    await run.end(result.status);
+    return result.status === 'KILLED' ? 130 : 0;
+  } catch (err) {
+    bar?.done('(failed)');
+    await run.end('FAILED', { reason: (err as Error).message });
+    throw err;
+  } finally {
+    stop.dispose();
+    if (segmenter) segmenter.dispose();
+    else choice?.encoder.dispose();
+  }
+}

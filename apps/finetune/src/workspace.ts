@@ -1,0 +1,35 @@
+/**
+ * Where fine-tuning keeps things in the workspace, and the small file helpers every command uses.
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The workspace root (apps/finetune/{src,dist}/ -> ../../..). */
+export const WORKSPACE = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/**
+ * Written by `pretrain:moco` when a pretraining finishes (`{ runId, trackingUri, bundleDir,
+ * encoderUri }`); `finetune:urisc` starts from that encoder. The file path is the contract: the
+ * app is not imported.
+ */
+export const LATEST_PRETRAIN = join(WORKSPACE, '.emseg', 'runs', 'pretrain', 'latest.json');
+
+/** Written by `finetune:urisc` when a fine-tuning finishes; `predict` uses its model by default. */
+export const LATEST_FINETUNE = join(WORKSPACE, '.emseg', 'runs', 'finetune', 'latest.json');
+
+/** Run directories of fine-tuning: `.emseg/runs/finetune/<run name>`. */
+export const FINETUNE_RUNS = join(WORKSPACE, '.emseg', 'runs', 'finetune');
+
+/** Writes JSON atomically (temporary sibling + rename), creating the directory. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Writes text atomically (temporary sibling + rename), creating the directory. */
+export function writeTextAtomic(path: string, text: string | Uint8Array): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
