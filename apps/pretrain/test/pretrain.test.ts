@@ -36,7 +36,9 @@ beforeAll(async () => {
 
 describe('MoCoV2 pretraining loop', () => {
   it('lowers the InfoNCE loss on synthetic EM crops once the queue holds real keys, without leaking tensors', async () => {
-    const cfg = tinyConfig(['train.maxSteps=36', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0']);
+    // Mild augmentation so that 48 steps of a tiny model are enough to see learning.
+    const mild = ['augmentation.rotation.p=0', 'augmentation.resizedCrop.scale=[0.7,1]', 'augmentation.blur.p=0', 'augmentation.noise.p=0', 'augmentation.brightness=0.1', 'augmentation.contrast=0.1'];
+    const cfg = tinyConfig(['train.epochs=10', 'train.maxSteps=48', 'optimizer.lr=0.1', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0', ...mild]);
     const losses: number[] = [];
     const tensorCounts: number[] = [];
     const out = mkdtempSync(join(tmpdir(), 'emseg-moco-run-'));
@@ -52,10 +54,10 @@ describe('MoCoV2 pretraining loop', () => {
       },
     });
     expect(result.status).toBe('FINISHED');
-    expect(result.steps).toBe(36);
+    expect(result.steps).toBe(48);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     // Steps 0-3 fill the queue (4 x 8 = 32 keys); compare the first full-queue steps with the last ones.
-    expect(mean(losses.slice(-8))).toBeLessThan(mean(losses.slice(4, 12)));
+    expect(mean(losses.slice(-8))).toBeLessThan(mean(losses.slice(4, 12)) - 0.1);
     expect(new Set(tensorCounts.slice(1)).size).toBe(1);
     expect(readdirSync(join(out, 'encoder')).sort()).toEqual(['encoder.json', 'model.json', 'weights.bin']);
   });
