@@ -258,13 +258,19 @@ async function launch(options: LaunchOptions): Promise<MlflowServer> {
 
 async function stopSupervisor(supervisor: ChildProcess, exitedPromise: Promise<void>, pgid: number): Promise<void> {
   if (supervisor.exitCode !== null || supervisor.signalCode !== null) return;
+  // The supervisor is unref'd while it runs; waiting for it to exit must keep this process alive,
+  // or `await server.stop()` returns to an empty event loop and the process quits mid-await.
+  supervisor.ref();
   try {
     supervisor.kill('SIGTERM');
   } catch {
     // already gone
   }
-  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000).unref());
-  if ((await Promise.race([exitedPromise, timeout])) === 'timeout') {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 15_000)));
+  const outcome = await Promise.race([exitedPromise, timeout]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') {
     for (const target of [pgid > 0 ? -pgid : 0, supervisor.pid ?? 0]) {
       try {
         if (target !== 0) process.kill(target, 'SIGKILL');
@@ -272,7 +278,7 @@ async function stopSupervisor(supervisor: ChildProcess, exitedPromise: Promise<v
         // gone
       }
     }
-    await Promise.race([exitedPromise, new Promise((r) => setTimeout(r, 2000).unref())]);
+    await Promise.race([exitedPromise, new Promise((r) => setTimeout(r, 2000))]);
   }
 }
 
