@@ -2,8 +2,8 @@
 non-trivial BN statistics, saved as a checkpoint, and its eval-mode features on a random input.
 
     python reference_features.py OUT_DIR --depth 18 [--in-channels 1] [--size 64 64] [--batch 2]
-        [--seed 0] [--moco]      # keys as a MoCo checkpoint: module.encoder_q.*, module.encoder_k.*,
-                                 # module.queue, a projection MLP in fc, and "norms"
+        [--seed 0] [--moco]      # keys as a MoCo checkpoint: module.encoder_q.*, module.encoder_k.*
+                                 # (stem only, to stay small), module.queue, a projection MLP in fc, "norms"
         [--grey]                 # one grey input channel, repeated for the model's in-channels
     python reference_features.py --list-keys   # {"18": {key: shape}, "34": ..., "50": ...} as JSON
 
@@ -75,7 +75,8 @@ def main() -> None:
     if args.moco:
         dim = model.fc.in_features
         model.fc = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 128))
-        key_encoder = {k: v + 1.0 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        # A second ResNet stem under encoder_k is enough to make prefix detection choose.
+        key_encoder = {k: v + 1.0 if v.is_floating_point() else v for k, v in model.state_dict().items() if k.startswith(("conv1.", "bn1."))}
         state_dict = {f"module.encoder_q.{k}": v for k, v in model.state_dict().items()}
         state_dict.update({f"module.encoder_k.{k}": v for k, v in key_encoder.items()})
         state_dict["module.queue"] = torch.randn(128, 16)

@@ -203,7 +203,7 @@ export async function loadEncoder(ref: string, options: LoadEncoderOptions = {})
   }
   const weights = await readLayersWeights(dir);
   const spec = resnetSpecByName(meta.architecture);
-  const encoder = resnetEncoder({ depth: spec.depth, inChannels: meta.inputChannels, inputSize: options.inputSize ?? null });
+  const encoder = resnetEncoder({ depth: spec.depth, inChannels: meta.inputChannels, inputSize: options.inputSize ?? null, initialize: false });
   try {
     assignWeights(encoder.model, weights, `encoder bundle ${dir} (${meta.architecture})`);
   } catch (err) {

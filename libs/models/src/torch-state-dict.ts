@@ -141,7 +141,7 @@ export function encoderFromTorchStateDict(stateDict: Map<string, TorchTensor>, o
     throw new Error(`conv1 takes ${stemChannels} input channels; cannot import it as a ${inChannels}-channel encoder`);
   }
 
-  const encoder = resnetEncoder({ depth, inChannels });
+  const encoder = resnetEncoder({ depth, inChannels, initialize: false });
   const weights: NamedTensorMap = {};
   try {
     for (const local of encoderKeys) {

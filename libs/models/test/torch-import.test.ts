@@ -52,14 +52,30 @@ async function compareWithTorch(reference: string, bundle: string): Promise<{ sh
   return result;
 }
 
-beforeAll(() => waitForVenv(170_000), 180_000);
+const moco = join(work, 'moco18');
+const rgb = join(work, 'rgb18');
+let torchKeys: Record<string, Record<string, number[]>>;
+let rgbStateDict: Map<string, TorchTensor>;
+
+// Python starts slowly (importing torch), so the fixtures are made once, in parallel.
+beforeAll(async () => {
+  await waitForVenv(120_000);
+  const [keys] = await Promise.all([
+    py('reference_features.py', '--list-keys'),
+    py('reference_features.py', moco, '--depth', '18', '--moco', '--size', '64', '64', '--batch', '2'),
+    py('reference_features.py', rgb, '--depth', '18', '--in-channels', '3', '--grey', '--size', '45', '37', '--batch', '1').then(() =>
+      py('export_state_dict.py', join(rgb, 'checkpoint.pth'), join(rgb, 'export')),
+    ),
+  ]);
+  torchKeys = JSON.parse(keys) as typeof torchKeys;
+  rgbStateDict = (await readTorchExport(join(rgb, 'export'))).stateDict;
+}, 180_000);
 
 describe('naming contract', () => {
   it('every torchvision state_dict tensor of ResNet-18/34/50 maps to exactly one encoder weight of the transposed shape', async () => {
-    const keys = JSON.parse(await py('reference_features.py', '--list-keys')) as Record<string, Record<string, number[]>>;
     for (const depth of [18, 34, 50] as const) {
       const expected: Record<string, number[]> = {};
-      for (const [key, shape] of Object.entries(keys[depth])) {
+      for (const [key, shape] of Object.entries(torchKeys[depth])) {
         if (key.startsWith('fc.') || key.endsWith('num_batches_tracked')) continue;
         const dot = key.lastIndexOf('.');
         const layer = key.slice(0, dot).replace(/\./g, '_');
@@ -67,7 +83,7 @@ describe('naming contract', () => {
         const name = { weight: shape.length === 4 ? 'kernel' : 'gamma', bias: 'beta', running_mean: 'moving_mean', running_var: 'moving_variance' }[param];
         expected[`${layer}/${name}`] = shape.length === 4 ? [shape[2], shape[3], shape[1], shape[0]] : shape;
       }
-      const encoder = resnetEncoder({ depth, inChannels: 3 });
+      const encoder = resnetEncoder({ depth, inChannels: 3, initialize: false });
       const actual = Object.fromEntries(encoder.model.weights.map((w) => [w.originalName, w.shape]));
       expect(actual).toEqual(expected);
       encoder.dispose();
@@ -77,8 +93,7 @@ describe('naming contract', () => {
 
 describe('import-torch', () => {
   it('imports a MoCo checkpoint (module.encoder_q.*) whose features equal PyTorch\'s at all 5 strides within 1e-4', async () => {
-    const ref = join(work, 'moco18');
-    await py('reference_features.py', ref, '--depth', '18', '--moco', '--size', '64', '64', '--batch', '2');
+    const ref = moco;
     const result = await importTorchCheckpoint({ checkpoint: join(ref, 'checkpoint.pth'), out: join(ref, 'bundle'), python });
     expect(result.prefix).toBe('module.encoder_q.');
     expect(result.warnings).toEqual([]);
@@ -93,8 +108,7 @@ describe('import-torch', () => {
   });
 
   it('sums a 3-channel stem to 1 channel with a warning; odd input sizes match too', async () => {
-    const ref = join(work, 'rgb18');
-    await py('reference_features.py', ref, '--depth', '18', '--in-channels', '3', '--grey', '--size', '45', '37', '--batch', '1');
+    const ref = rgb;
     const result = await importTorchCheckpoint({
       checkpoint: join(ref, 'checkpoint.pth'),
       out: join(ref, 'bundle'),
@@ -124,17 +138,8 @@ describe('import-torch', () => {
 });
 
 describe('encoderFromTorchStateDict', () => {
-  let stateDict: Map<string, TorchTensor>;
-
-  beforeAll(async () => {
-    const ref = join(work, 'plain18');
-    await py('reference_features.py', ref, '--depth', '18', '--size', '32', '32', '--batch', '1');
-    await py('export_state_dict.py', join(ref, 'checkpoint.pth'), join(ref, 'export'));
-    stateDict = (await readTorchExport(join(ref, 'export'))).stateDict;
-  }, 180_000);
-
   const edited = (edit: (m: Map<string, TorchTensor>) => void) => {
-    const copy = new Map(stateDict);
+    const copy = new Map(rgbStateDict);
     edit(copy);
     return copy;
   };
@@ -145,18 +150,18 @@ describe('encoderFromTorchStateDict', () => {
   });
 
   it('rejects keys that are not part of a ResNet encoder and block counts of other depths', () => {
-    const extra = edited((m) => m.set('layer5.0.conv1.weight', stateDict.get('layer4.0.conv1.weight')!));
+    const extra = edited((m) => m.set('layer5.0.conv1.weight', rgbStateDict.get('layer4.0.conv1.weight')!));
     expect(() => encoderFromTorchStateDict(extra)).toThrow('state_dict key "layer5.0.conv1.weight" is not part of a torchvision ResNet encoder');
     const shallow = edited((m) => [...m.keys()].filter((k) => k.startsWith('layer3.1.')).forEach((k) => m.delete(k)));
     expect(() => encoderFromTorchStateDict(shallow)).toThrow('the state_dict is a ResNet with 2/2/1/2 basic blocks, which is not one of resnet18, resnet34, resnet50');
   });
 
   it('asks for a prefix when several ResNets are present, and refuses impossible channel counts', () => {
-    const two = new Map([...stateDict].flatMap(([k, v]) => [[`a.${k}`, v] as const, [`b.${k}`, v] as const]));
+    const two = new Map([...rgbStateDict].flatMap(([k, v]) => [[`a.${k}`, v] as const, [`b.${k}`, v] as const]));
     expect(() => encoderFromTorchStateDict(two)).toThrow('several ResNets in the state_dict (prefixes "a.", "b."); choose one with --prefix');
     const picked = encoderFromTorchStateDict(two, { prefix: 'b.' });
     expect(picked.ignored.every((k) => k.startsWith('a.') || k.startsWith('b.fc.'))).toBe(true);
     picked.encoder.dispose();
-    expect(() => encoderFromTorchStateDict(stateDict, { inChannels: 2 })).toThrow('conv1 takes 1 input channels; cannot import it as a 2-channel encoder');
+    expect(() => encoderFromTorchStateDict(rgbStateDict, { inChannels: 2 })).toThrow('conv1 takes 3 input channels; cannot import it as a 2-channel encoder');
   });
 });
