@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Ajv, type ErrorObject, type JSONSchemaType } from 'ajv';
+import { Ajv, type ErrorObject, type SchemaObject } from 'ajv';
 import { ConfigError } from './errors.js';
 import { deepMerge, isObject, parseOverride, setPath, type JsonObject } from './dotted.js';
 
-export type Schema<T> = JSONSchemaType<T>;
+/**
+ * A JSON Schema describing a config of type T. (ajv's JSONSchemaType is exact but rejects common
+ * patterns such as nullable numbers with bounds; validation at load time is what makes the result a T.)
+ */
+export type Schema<T> = SchemaObject & { readonly __config?: T };
 
 export interface LoadOptions {
   /**
