@@ -56,8 +56,9 @@ export async function openUriscData(rootDir: string, options: UriscDataOptions):
   let train = all;
   let validation: LabeledImages;
   let validationSource: UriscData['validationSource'];
-  if (isDir(valDirs.images)) {
-    validation = await open('val');
+  const val = isDir(valDirs.images) ? await open('val') : null;
+  if (val !== null && val.size > 0) {
+    validation = val;
     validationSource = 'val';
   } else {
     ({ train, validation } = all.split(options.holdout, options.seed));
@@ -65,7 +66,7 @@ export async function openUriscData(rootDir: string, options: UriscDataOptions):
   }
   const testDirs = uriscDirectories(root, 'test', options.track);
   const test = isDir(testDirs.images) && isDir(testDirs.labels) ? await open('test') : null;
-  return { root, track: options.track, train, validation, validationSource, test };
+  return { root, track: options.track, train, validation, validationSource, test: test !== null && test.size > 0 ? test : null };
 }
 
 /** Fraction of foreground (membrane) pixels of a mask. */
@@ -87,7 +88,7 @@ export function checkMembraneFraction(pair: LabeledPair, sample: LabeledSample, 
     throw new DataError(
       pair.label,
       `${(fraction * 100).toFixed(1)}% of the pixels are membrane when read as ${polarity} (more than ${(maxFraction * 100).toFixed(0)}%): the label polarity looks inverted`,
-      `membranes to be a minority of pixels (U-RISC: ~5%); if this dataset draws membranes ${polarity === 'black-foreground' ? 'white' : 'black'}, set --set data.polarity=${other}`,
+      `membranes to be a minority of pixels (U-RISC: ~5%); if this dataset draws membranes ${polarity === 'black-foreground' ? 'white' : 'black'}, run with --set data.polarity=${other}`,
     );
   }
 }

@@ -1,0 +1,60 @@
+/**
+ * Shared fixtures of the finetune tests: tiny synthetic U-RISC datasets on disk (real PNG/TIFF files
+ * decoded by sharp) and small configurations built through the real config loader.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '@emseg/config';
+import { generateSyntheticUrisc, type SyntheticUriscDataset } from '@emseg/data';
+import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from '../src/config.js';
+import { WORKSPACE } from '../src/workspace.js';
+
+export const QUICK_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
+
+/** A fresh temporary directory; remove it with `cleanup()`. */
+export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `emseg-finetune-${prefix}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A U-RISC-layout synthetic dataset (Track1 folders) of `size` px images, ~8% membrane. */
+export function tinyUrisc(dir: string, options: { size?: number; seed?: number; count?: { train: number; val: number; test: number } } = {}): Promise<SyntheticUriscDataset> {
+  return generateSyntheticUrisc({
+    dir,
+    seed: options.seed ?? 7,
+    count: options.count ?? { train: 2, val: 1, test: 1 },
+    size: options.size ?? 128,
+    cellSize: 80,
+    lowContrastFraction: 0,
+  });
+}
+
+/**
+ * The quick config with a tiny model and run: ResNet-18 under a narrow decoder, 64 px patches, no
+ * augmentation, whole-image tiles of 128. `overrides` are `--set` strings applied last.
+ */
+export function tinyConfig(overrides: string[] = []): FinetuneConfig {
+  const cfg = loadConfig(finetuneSchema, {
+    file: QUICK_CONFIG,
+    overrides: [
+      'model.encoder=random',
+      'model.decoderChannels=[32,16,16,8,8]',
+      'patches.size=64',
+      'patches.stride=64',
+      'patches.perEpoch=8',
+      'patches.augmentation=none',
+      'train.batchSize=2',
+      'train.steps=4',
+      'train.checkpointEvery=100',
+      'validation.every=0',
+      'validation.overlays=0',
+      'inference.tileSize=128',
+      'inference.overlap=0',
+      'inference.batchSize=1',
+      ...overrides,
+    ],
+  });
+  checkFinetuneConfig(cfg, 'test config');
+  return cfg;
+}
