@@ -69,6 +69,14 @@ describe('encoder bundle round trip', () => {
     const after = encoder.features(x);
     before.forEach((f, i) => expect(maxAbsDiff(f, after[i])).toBe(0));
     tf.dispose([before, after]);
+
+    // The loaded encoder's variables carry uniqueness suffixes (conv1/kernel_2): saving it again
+    // must still write the contract names.
+    expect(encoder.model.weights[0].name).not.toBe('conv1/kernel');
+    const resaved = join(root, 'resaved');
+    await saveEncoderBundle(resaved, encoder, meta);
+    const manifest = JSON.parse(readFileSync(join(resaved, 'model.json'), 'utf8')).weightsManifest[0].weights as Array<{ name: string }>;
+    expect(manifest.map((w) => w.name).sort()).toEqual(Object.keys(a).sort());
     encoder.dispose();
   });
 
