@@ -32,6 +32,7 @@ interface MocoArgs {
   experiment: string;
   runName?: string;
   trackingUri?: string;
+  probe?: string;
 }
 
 function writeJsonAtomic(path: string, value: unknown): void {
@@ -52,6 +53,7 @@ async function moco(args: MocoArgs): Promise<number> {
     dataDir = data.crops.root;
     process.stderr.write(`data: embedded synthetic crops (${data.crops.count} x ${data.spec.crops.size} px) in ${dataDir}${data.created ? ' (generated now)' : ''}\n`);
   }
+  const probeDir = args.probe === 'embedded' ? (await ensureDefaultData()).urisc.root : args.probe;
   mkdirSync(outDir, { recursive: true });
   writeJsonAtomic(join(outDir, 'config.json'), cfg);
 
@@ -78,7 +80,12 @@ async function moco(args: MocoArgs): Promise<number> {
       resume: args.resume,
       stop,
       mlflowRunId: run.id,
+      probeDir,
       listener: {
+        probe: (step, p) => {
+          run.logMetrics({ probe_f1: p.f1, probe_precision: p.precision, probe_recall: p.recall, probe_threshold: p.threshold }, step);
+          process.stderr.write(`\nlinear probe at step ${step}: best-threshold F1 ${p.f1.toFixed(4)} (threshold ${p.threshold.toFixed(2)})\n`);
+        },
         start: ({ crops, totalSteps, startStep, digest }) => {
           run.logInput({ name: 'unlabeled-crops', digest: digest.digest, source: resolve(dataDir), context: 'training' });
           run.logParams({ 'data.crops': crops, 'train.totalSteps': totalSteps });
@@ -131,6 +138,7 @@ async function main(): Promise<void> {
           .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest checkpoint in --out' })
           .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-pretrain', describe: 'MLflow experiment' })
           .option('run-name', { type: 'string', describe: 'MLflow run name (default moco-<arch>-<time>)' })
+          .option('probe', { type: 'string', describe: 'U-RISC-layout folder of a few labelled images ("embedded": the synthetic ones): fit a linear membrane probe on frozen features every probe.every steps and log its F1' })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
           .check((a) => {
             if (a.resume && !a.out) throw new Error('--resume needs --out DIR, the run directory to continue');

@@ -18,6 +18,7 @@ import {
 } from '@emseg/training';
 import type { MocoConfig } from './config.js';
 import { MocoModel, type MocoStepResult } from './moco-model.js';
+import { disposeProbeData, loadProbeData, runProbe, type ProbeData, type ProbeResult } from './probe.js';
 
 export interface StepMetrics extends MocoStepResult {
   lr: number;
@@ -30,6 +31,7 @@ export interface PretrainListener {
   start?(info: { crops: number; stepsPerEpoch: number; totalSteps: number; startStep: number; digest: DatasetDigest }): void | Promise<void>;
   step?(step: number, metrics: StepMetrics): void;
   checkpoint?(dir: string, step: number): void | Promise<void>;
+  probe?(step: number, result: ProbeResult): void;
 }
 
 export interface PretrainOptions {
@@ -42,6 +44,8 @@ export interface PretrainOptions {
   resume?: boolean;
   stop?: GracefulStop;
   listener?: PretrainListener;
+  /** U-RISC-layout folder of a few labelled images for the linear probe (see probe.ts). */
+  probeDir?: string;
   /** Extra facts for the bundle's encoder.json. */
   mlflowRunId?: string | null;
 }
@@ -95,7 +99,12 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
   const model = new MocoModel(cfg);
   const optimizer = new Sgd(cfg.optimizer.momentum, cfg.optimizer.weightDecay);
   let step = 0;
+  let probeData: ProbeData | null = null;
   try {
+    if (opts.probeDir) probeData = await loadProbeData(opts.probeDir, { patchSize: cfg.probe.patchSize, mean: cfg.data.mean, std: cfg.data.std });
+    const probe = () => {
+      if (probeData) opts.listener?.probe?.(step, runProbe(model.query.encoder, probeData, { steps: cfg.probe.steps }));
+    };
     if (opts.resume) step = restore(model, optimizer, ckptRoot, cfg);
     const digest = await crops.digest();
     await opts.listener?.start?.({ crops: crops.size, stepsPerEpoch, totalSteps, startStep: step, digest });
@@ -140,10 +149,12 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
         t0 = now;
         if (!Number.isFinite(result.loss)) throw new Error(`loss became ${result.loss} at step ${step}; lower optimizer.lr (now ${cfg.optimizer.lr})`);
         if (step % cfg.train.checkpointEvery === 0) await save();
+        if (cfg.probe.every > 0 && step % cfg.probe.every === 0 && step < totalSteps) probe();
         if (opts.stop?.requested || step >= totalSteps) break outer;
       }
     }
     if (lastSaved !== step || latestCheckpoint(ckptRoot) === null) await save();
+    probe();
     const killed = Boolean(opts.stop?.requested) && step < totalSteps;
     const bundleDir = join(outDir, 'encoder');
     await saveEncoderBundle(
@@ -158,6 +169,7 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
     );
     return { status: killed ? 'KILLED' : 'FINISHED', steps: step, totalSteps, lastLoss, bundleDir, checkpointDir: ckptRoot };
   } finally {
+    if (probeData) disposeProbeData(probeData);
     model.dispose();
     optimizer.dispose();
   }

@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '@emseg/tf';
 import { loadConfig } from '@emseg/config';
-import { generateSyntheticCrops, greyImage, writeImage } from '@emseg/data';
+import { generateSyntheticCrops, generateSyntheticUrisc, greyImage, writeImage } from '@emseg/data';
+import { resnetEncoder } from '@emseg/models';
 import { loadCheckpoint, latestCheckpoint, type GracefulStop } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from '../src/config.js';
 import { pretrainMoco, type StepMetrics } from '../src/pretrain.js';
+import { disposeProbeData, loadProbeData, runProbe } from '../src/probe.js';
 
 const QUICK = join(__dirname, '..', '..', '..', 'configs', 'pretrain', 'quick.json');
 
@@ -87,6 +89,29 @@ describe('MoCoV2 pretraining loop', () => {
     expect(worst).toBeLessThan(1e-4);
     expect(b.state).toEqual(a.state);
     tf.dispose([...Object.values(a.tensors), ...Object.values(b.tensors)]);
+  });
+});
+
+describe('linear membrane probe', () => {
+  it('fits on frozen features and reports a best-threshold F1, deterministically and without leaks', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'emseg-probe-')), 'urisc');
+    await generateSyntheticUrisc({ dir, seed: 3, count: { train: 1, val: 1, test: 0 }, size: 128, cellSize: 40 });
+    const data = await loadProbeData(dir, { patchSize: 64, mean: 0.573, std: 0.127 });
+    expect(data.train.images.shape).toEqual([4, 64, 64, 1]);
+    const encoder = resnetEncoder({ depth: 18, inChannels: 1, seed: 1 });
+    const before = tf.memory().numTensors;
+    const a = runProbe(encoder, data, { steps: 30 });
+    expect(tf.memory().numTensors).toBe(before);
+    const b = runProbe(encoder, data, { steps: 30 });
+    expect(a.f1).toBeGreaterThan(0);
+    expect(a.f1).toBeLessThanOrEqual(1);
+    expect(b.f1).toBeCloseTo(a.f1, 5);
+    // A pixel's own grey value already separates dark membranes: even random features beat chance
+    // (F1 of predicting everything membrane = 2p / (1 + p) for membrane fraction p).
+    const p = data.val.masks.mean().dataSync()[0];
+    expect(a.f1).toBeGreaterThan((2 * p) / (1 + p));
+    encoder.dispose();
+    disposeProbeData(data);
   });
 });
 
