@@ -10,7 +10,7 @@ import { assertImage, type Mask } from './image.js';
 /**
  * Phase 1, downward sweep: distance to the nearest feature at or above each pixel in its column,
  * or `inf` (= width + height) where there is none. Uint16 storage while `inf` fits, else Int32.
- * The upward sweep is fused with phase 2 (see {@link finishColumnRow}), row by row from the bottom,
+ * The upward sweep is fused with phase 2 (see {@link upwardRow}), row by row from the bottom,
  * so each row is finished while it is still in cache.
  */
 function downwardDistances(features: Uint8Array, w: number, h: number): { g: Uint16Array | Int32Array; inf: number } {
@@ -31,19 +31,21 @@ function downwardDistances(features: Uint8Array, w: number, h: number): { g: Uin
   return { g, inf };
 }
 
-/**
- * Upward sweep for row y (row y + 1 already final), then F[u] = u^2 + g(u)^2 for phase 2.
- */
-function finishColumnRow(g: Uint16Array | Int32Array, w: number, h: number, y: number, inf: number, F: Float64Array): void {
+/** Upward sweep for row y (row y + 1 already final): g becomes the distance to the nearest feature in the column. */
+function upwardRow(g: Uint16Array | Int32Array, w: number, h: number, y: number): void {
+  if (y >= h - 1) return;
+  const row = y * w;
+  for (let x = 0; x < w; x++) {
+    const i = row + x;
+    const down = g[i + w] + 1;
+    if (down < g[i]) g[i] = down;
+  }
+}
+
+/** F[u] = u^2 + g(u)^2 of row y, for phase 2. */
+function fillF(g: Uint16Array | Int32Array, w: number, y: number, inf: number, F: Float64Array): void {
   const row = y * w;
   const infSq = inf * inf;
-  if (y < h - 1) {
-    for (let x = 0; x < w; x++) {
-      const i = row + x;
-      const down = g[i + w] + 1;
-      if (down < g[i]) g[i] = down;
-    }
-  }
   for (let u = 0; u < w; u++) {
     const gu = g[row + u];
     F[u] = u * u + (gu >= inf ? infSq : gu * gu);
@@ -114,7 +116,8 @@ export function forEachRowSquaredDistance(
   const d2 = new Float64Array(w);
   const infSq = inf * inf;
   for (let y = h - 1; y >= 0; y--) {
-    finishColumnRow(g, w, h, y, inf, F);
+    upwardRow(g, w, h, y);
+    fillF(g, w, y, inf, F);
     fillRow(F, w, s, t, buildEnvelope(F, w, s, t), d2, infSq);
     visit(y, d2);
   }
@@ -122,8 +125,11 @@ export function forEachRowSquaredDistance(
 
 /**
  * Sum of Euclidean distances from the set pixels of `queries` to the nearest set pixel of
- * `features`, and their count, without materializing the transform (the envelope of each row is
- * read only at query pixels). Infinity when there are queries but no feature.
+ * `features`, and their count, without materializing the transform. Per row, each query first
+ * scans outward over the column distances g (exact: it stops once the column offset alone exceeds
+ * the best squared distance found), which is cheap when features are near, as between two
+ * segmentations of the same membranes; a row whose scans would cost more than a few envelope
+ * builds falls back to the envelope. Infinity when there are queries but no feature.
  */
 export function sumDistancesAt(features: Mask, queries: Mask): { sum: number; count: number } {
   assertImage(features, 'feature mask');
@@ -134,29 +140,63 @@ export function sumDistancesAt(features: Mask, queries: Mask): { sum: number; co
   const t = new Int32Array(w);
   const infSq = inf * inf;
   const qd = queries.data;
+  const budget = 4 * w; // scan steps per row before the envelope is cheaper
   let sum = 0;
   let count = 0;
   for (let y = h - 1; y >= 0; y--) {
     const row = y * w;
-    finishColumnRow(g, w, h, y, inf, F); // always: the row above needs this row final
-    let first = -1;
-    for (let u = 0; u < w; u++) {
-      if (qd[row + u] !== 0) {
-        first = u;
-        break;
+    upwardRow(g, w, h, y);
+    let rowSum = 0;
+    let rowCount = 0;
+    let steps = 0;
+    let scanned = true;
+    for (let x = 0; x < w && scanned; x++) {
+      if (qd[row + x] === 0) continue;
+      const gx = g[row + x];
+      let best = gx >= inf ? Infinity : gx * gx;
+      for (let r = 1; r * r < best; r++) {
+        if (++steps > budget) {
+          scanned = false;
+          break;
+        }
+        const left = x - r;
+        const right = x + r;
+        if (left < 0 && right >= w) break;
+        if (left >= 0) {
+          const gl = g[row + left];
+          if (gl < inf) {
+            const c = r * r + gl * gl;
+            if (c < best) best = c;
+          }
+        }
+        if (right < w) {
+          const gr = g[row + right];
+          if (gr < inf) {
+            const c = r * r + gr * gr;
+            if (c < best) best = c;
+          }
+        }
+      }
+      rowSum += Math.sqrt(best);
+      rowCount++;
+    }
+    if (!scanned) {
+      rowSum = 0;
+      rowCount = 0;
+      fillF(g, w, y, inf, F);
+      let q = buildEnvelope(F, w, s, t);
+      for (let u = w - 1; u >= 0; u--) {
+        if (qd[row + u] !== 0) {
+          const sq = s[q];
+          const v = F[sq] - 2 * u * sq + u * u;
+          rowSum += v >= infSq ? Infinity : Math.sqrt(v);
+          rowCount++;
+        }
+        if (u === t[q]) q--;
       }
     }
-    if (first < 0) continue; // no query in this row
-    let q = buildEnvelope(F, w, s, t);
-    for (let u = w - 1; u >= first; u--) {
-      if (qd[row + u] !== 0) {
-        const sq = s[q];
-        const v = F[sq] - 2 * u * sq + u * u;
-        sum += v >= infSq ? Infinity : Math.sqrt(v);
-        count++;
-      }
-      if (u === t[q]) q--;
-    }
+    sum += rowSum;
+    count += rowCount;
   }
   return { sum, count };
 }

@@ -95,6 +95,28 @@ describe('ASSD', () => {
     expect(r.assd).toBeCloseTo((4 + 4 * Math.SQRT2 + 1) / 9, 14);
   });
 
+  it('far-apart surfaces (the envelope fallback) agree with the full transform', () => {
+    // one true pixel in a corner of a 120 x 90 image; predicted membrane spread everywhere
+    const w = 120;
+    const h = 90;
+    const gt = new Uint8Array(w * h);
+    gt[0] = 1;
+    const pred = new Uint8Array(w * h).map((_, i) => (i % 7 === 0 || i % 11 === 0 ? 1 : 0));
+    const r = assd({ width: w, height: h, data: pred }, { width: w, height: h, data: gt });
+    const surface = surfaceMask({ width: w, height: h, data: pred });
+    const dist = edt({ width: w, height: h, data: gt }).data;
+    let sum = 0;
+    let n = 0;
+    surface.data.forEach((v, i) => {
+      if (v) {
+        sum += dist[i];
+        n++;
+      }
+    });
+    expect(r.predictedSurfacePixels).toBe(n);
+    expect(r.predictionToTruth).toBeCloseTo(sum / n, 12);
+  });
+
   it('empty masks: both empty 0, one empty Infinity', () => {
     const empty = maskFromRows(['...']);
     expect(assd(empty, empty).assd).toBe(0);

@@ -15,7 +15,7 @@
 // Targets (issue 4): urisc F1 < 1 s, V_Rand + V_Info (one threshold) < 10 s, ASSD < 10 s.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -98,6 +98,7 @@ function best(fn) {
   return { ms: Math.round(bestMs), result };
 }
 
+const LOAD_BEFORE = Number(loadavg()[0].toFixed(2));
 const t0 = performance.now();
 const { gt, pred } = makeInputs(W, H);
 const makeMs = Math.round(performance.now() - t0);
@@ -128,7 +129,8 @@ const edtOnly = best(() => {
 
 const out = {
   benchmark: 'libs/evaluation',
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  // timings on a shared machine scale with its load: 1-minute load average before and after
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadBefore: LOAD_BEFORE },
   image: { width: W, height: H, pixels: W * H, membraneFraction: Number((membrane / gt.length).toFixed(4)), makeMs },
   targetsMs: { uriscF1: 1000, vRandVInfo: 10000, assd: 10000 },
   ts: {
@@ -171,4 +173,5 @@ if (withPython) {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+out.machine.loadAfter = Number(loadavg()[0].toFixed(2));
 process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
