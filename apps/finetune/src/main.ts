@@ -198,12 +198,10 @@ async function main(): Promise<void> {
     .strict()
     .help()
     .fail((msg, err, y) => {
-      if (err) {
-        process.stderr.write(`error: ${err.message}\n`);
-      } else {
-        process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
-      }
-      process.exit(2);
+      // msg: yargs found a usage problem (exit 2); err alone: the command failed (exit 1)
+      if (msg) process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
+      else process.stderr.write(`error: ${err?.message ?? 'failed'}\n`);
+      process.exit(msg ? 2 : 1);
     })
     .parseAsync();
 }

@@ -19,7 +19,7 @@ import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
 import type { Evaluation } from './evaluate.js';
 import { finetune, inferenceOptions } from './finetune.js';
 import { predictFiles } from './predict.js';
-import { scoreFolder, scoresCsv, scoresJson, type UriscFolderScore } from './score.js';
+import { scoreFolder, scoresCsv, scoresJson, type FolderScore } from './score.js';
 import { Segmenter } from './segmenter.js';
 import { checkImageSize, loadTrainingSamples, openUriscData, type UriscData } from './urisc-data.js';
 import { FINETUNE_RUNS, LATEST_FINETUNE, WORKSPACE, writeJsonAtomic, writeTextAtomic } from './workspace.js';
@@ -97,7 +97,7 @@ function evaluationCsv(e: Evaluation): string {
 }
 
 /** Predicts the test images with the saved model and scores them; per-image files go to outDir/scores. */
-async function testScores(modelDir: string, data: UriscData, cfg: FinetuneConfig, outDir: string): Promise<{ score: UriscFolderScore; json: string; csv: string }> {
+async function testScores(modelDir: string, data: UriscData, cfg: FinetuneConfig, outDir: string): Promise<{ score: FolderScore; json: string; csv: string }> {
   const dirs = uriscDirectories(data.root, 'test', data.track);
   const predDir = join(outDir, 'predictions', 'test');
   const segmenter = Segmenter.load(modelDir);
@@ -216,16 +216,17 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
       },
     });
     bar?.done(result.status === 'KILLED' ? '(stopped)' : '');
+    bar = undefined;
     await run.logArtifacts(result.modelDir, 'model');
     if (result.lastEvaluation) {
       writeTextAtomic(join(outDir, 'scores', 'validation.json'), `${JSON.stringify(result.lastEvaluation, null, 2)}\n`);
       writeTextAtomic(join(outDir, 'scores', 'validation.csv'), evaluationCsv(result.lastEvaluation));
     }
-    let test: { score: UriscFolderScore } | null = null;
+    let test: { score: FolderScore } | null = null;
     if (result.status === 'FINISHED' && data.test && args.test) {
       test = await testScores(result.modelDir, data, cfg, outDir);
-      const mean = (k: 'precision' | 'recall') => test!.score.images.reduce((s, r) => s + r[k], 0) / test!.score.images.length;
-      run.logMetrics({ test_f1: test.score.meanF1, test_precision: mean('precision'), test_recall: mean('recall') }, result.steps);
+      run.logMetrics({ test_f1: test.score.meanF1, test_precision: test.score.meanPrecision, test_recall: test.score.meanRecall }, result.steps);
+      for (const r of test.score.images) if (r.rejected) log(`warning: test prediction rejected by the U-RISC format check (scored 0): ${r.rejected}`);
     }
     if (existsSync(join(outDir, 'scores'))) await run.logArtifacts(join(outDir, 'scores'), 'scores');
     if (result.status === 'FINISHED') {

@@ -15,11 +15,14 @@ export const WORKSPACE = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
  */
 export const LATEST_PRETRAIN = join(WORKSPACE, '.emseg', 'runs', 'pretrain', 'latest.json');
 
-/** Written by `finetune:urisc` when a fine-tuning finishes; `predict` uses its model by default. */
-export const LATEST_FINETUNE = join(WORKSPACE, '.emseg', 'runs', 'finetune', 'latest.json');
+/**
+ * Run directories of fine-tuning: `.emseg/runs/finetune/<run name>`, or `$EMSEG_FINETUNE_RUNS`
+ * (tests point it at a temporary directory so they leave the workspace's runs alone).
+ */
+export const FINETUNE_RUNS = process.env.EMSEG_FINETUNE_RUNS ? resolve(process.env.EMSEG_FINETUNE_RUNS) : join(WORKSPACE, '.emseg', 'runs', 'finetune');
 
-/** Run directories of fine-tuning: `.emseg/runs/finetune/<run name>`. */
-export const FINETUNE_RUNS = join(WORKSPACE, '.emseg', 'runs', 'finetune');
+/** Written by `finetune:urisc` when a fine-tuning finishes; `predict` uses its model by default. */
+export const LATEST_FINETUNE = join(FINETUNE_RUNS, 'latest.json');
 
 /** Writes JSON atomically (temporary sibling + rename), creating the directory. */
 export function writeJsonAtomic(path: string, value: unknown): void {
