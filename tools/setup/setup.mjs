@@ -5,7 +5,7 @@
 //   3. the Python environment (.venv: MLflow server, PyTorch for reference benchmarks/tests).
 // A second run takes seconds. Uses only Node built-ins, because it runs before `npm install`.
 //
-// Usage: node tools/setup/setup.mjs [--skip-python] [--skip-tf]
+// Usage: node tools/setup/setup.mjs [--skip-python] [--skip-tf] [--bench]
 import { ensureNpmPackages } from './npm-packages.mjs';
 import { ensureNativeTensorFlow } from './native-tf.mjs';
 import { ensurePythonEnv } from './python-env.mjs';
@@ -17,7 +17,7 @@ try {
   const started = Date.now();
   await step('npm packages', ensureNpmPackages);
   if (!args.has('--skip-tf')) await step('native TensorFlow', ensureNativeTensorFlow);
-  if (!args.has('--skip-python')) await step('Python environment (.venv)', ensurePythonEnv);
+  if (!args.has('--skip-python')) await step('Python environment (.venv)', () => ensurePythonEnv({ bench: args.has('--bench') }));
   console.error(`[setup] ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   if (err instanceof SetupError) {
