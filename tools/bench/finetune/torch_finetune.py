@@ -1,0 +1,239 @@
+"""PyTorch reference for the fine-tuning benchmark (tools/bench/finetune/bench-finetune.mjs).
+
+The same model as emseg's finetune app: torchvision-layout ResNet-18/50 with a 1-channel stem, the
+smp-style U-Net decoder 256/128/64/32/16 and a 1-channel head; focal (gamma 2) + dice, Adam.
+
+  python torch_finetune.py train --arch resnet50 --size 512 --batch 4 --steps 3 --warmup 1
+  python torch_finetune.py infer --arch resnet18 --width 9958 --height 9959 --tile 1024 --overlap 128
+
+`infer` predicts a whole image in overlapping tiles with reflect padding (overlap / 2) and
+Gaussian blending (sigma = tile / 8), as libs/data's tilePlan/TileStitcher do. Prints one JSON
+object; peakRssMB is the process's peak resident set size (VmHWM).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        cout = width
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        cout = width * 4
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + identity)
+
+
+ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
+
+
+class Encoder(nn.Module):
+    def __init__(self, arch):
+        super().__init__()
+        block, depths = ARCHS[arch]
+        self.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin, stages = 64, []
+        for i, (w, n) in enumerate(zip([64, 128, 256, 512], depths)):
+            blocks = []
+            for k in range(n):
+                blocks.append(block(cin, w, (1 if i == 0 else 2) if k == 0 else 1))
+                cin = w * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.channels = [64] + [w * block.expansion for w in [64, 128, 256, 512]]
+
+    def forward(self, x):
+        f2 = F.relu(self.bn1(self.conv1(x)))
+        f4 = self.layer1(self.maxpool(f2))
+        f8 = self.layer2(f4)
+        f16 = self.layer3(f8)
+        return [f2, f4, f8, f16, self.layer4(f16)]
+
+
+def conv_bn_relu(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cin, cskip, cout):
+        super().__init__()
+        self.conv1 = conv_bn_relu(cin + cskip, cout)
+        self.conv2 = conv_bn_relu(cout, cout)
+
+    def forward(self, x, skip=None):
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv2(self.conv1(x))
+
+
+class UNet(nn.Module):
+    def __init__(self, arch, decoder=(256, 128, 64, 32, 16)):
+        super().__init__()
+        self.encoder = Encoder(arch)
+        c = self.encoder.channels
+        ins = [c[4]] + list(decoder[:-1])
+        skips = [c[3], c[2], c[1], c[0], 0]
+        self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, decoder))
+        self.head = nn.Conv2d(decoder[-1], 1, 3, 1, 1)
+
+    def forward(self, x):
+        f2, f4, f8, f16, f32 = self.encoder(x)
+        x = f32
+        for block, skip in zip(self.blocks, [f16, f8, f4, f2, None]):
+            x = block(x, skip)
+        return self.head(x)
+
+
+def focal_dice_loss(logits, target, gamma=2.0, lam=1.0, smooth=1.0):
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = torch.sigmoid(logits)
+    wrong = target * (1 - p) + (1 - target) * p
+    focal = (wrong**gamma * bce).mean()
+    dice = 1 - (2 * (p * target).sum() + smooth) / (p.sum() + target.sum() + smooth)
+    return focal + lam * dice
+
+
+def train(a):
+    torch.manual_seed(0)
+    model = UNet(a.arch)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(a.batch, 1, a.size, a.size)
+    y = (torch.rand(a.batch, 1, a.size, a.size) < 0.08).float()
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = focal_dice_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+        if i >= a.warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"arch": a.arch, "size": a.size, "batch": a.batch, "msPerStep": statistics.median(times), "stepsMs": times}
+
+
+def grid_offsets(length, size, stride):
+    if length <= size:
+        return [0]
+    out, o = [], 0
+    while o + size < length:
+        out.append(o)
+        o += stride
+    out.append(length - size)
+    return out
+
+
+def gaussian(size):
+    d = np.arange(size) + 0.5 - size / 2
+    sigma = size / 8
+    return np.maximum(np.exp(-d * d / (2 * sigma * sigma)), 1e-6).astype(np.float32)
+
+
+def peak_rss_mb():
+    """VmHWM of this process (ru_maxrss would include the parent's peak inherited at fork)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.no_grad()
+def infer(a):
+    model = UNet(a.arch).eval()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(a.height, a.width), dtype=np.uint8)
+    t0 = time.perf_counter()
+    tile, pad = a.tile, a.overlap // 2
+    stride = tile - a.overlap
+    padded = np.pad(image, pad, mode="reflect")
+    ys = grid_offsets(a.height + 2 * pad, tile, stride)
+    xs = grid_offsets(a.width + 2 * pad, tile, stride)
+    w = gaussian(tile)
+    acc = np.zeros((a.height + 2 * pad, a.width + 2 * pad), dtype=np.float32)
+    norm_y = np.zeros(a.height + 2 * pad, dtype=np.float64)
+    norm_x = np.zeros(a.width + 2 * pad, dtype=np.float64)
+    for y in ys:
+        norm_y[y : y + tile] += w
+    for x in xs:
+        norm_x[x : x + tile] += w
+    ww = np.outer(w, w)
+    for y in ys:
+        for x in xs:
+            t = torch.from_numpy(padded[y : y + tile, x : x + tile].astype(np.float32) / 255.0)[None, None]
+            p = torch.sigmoid(model((t - 0.573) / 0.127))[0, 0].numpy()
+            acc[y : y + tile, x : x + tile] += p * ww
+    out = acc[pad : pad + a.height, pad : pad + a.width] / np.outer(norm_y[pad : pad + a.height], norm_x[pad : pad + a.width]).astype(np.float32)
+    seconds = time.perf_counter() - t0
+    peak = peak_rss_mb()
+    return {"arch": a.arch, "width": a.width, "height": a.height, "tile": tile, "overlap": a.overlap, "tiles": len(xs) * len(ys), "seconds": seconds, "peakRssMB": peak, "mean": float(out.mean())}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["train", "infer"])
+    ap.add_argument("--arch", default="resnet18", choices=list(ARCHS))
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--width", type=int, default=9958)
+    ap.add_argument("--height", type=int, default=9959)
+    ap.add_argument("--tile", type=int, default=1024)
+    ap.add_argument("--overlap", type=int, default=128)
+    a = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("EMSEG_BENCH_THREADS", os.cpu_count())))
+    result = train(a) if a.mode == "train" else infer(a)
+    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "threads": torch.get_num_threads(), **result}))
+
+
+if __name__ == "__main__":
+    main()
