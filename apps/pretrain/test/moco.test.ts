@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { tf, type Tensor2D } from '@emseg/tf';
+import { tf, type SymbolicTensor, type Tensor, type Tensor2D, type Tensor4D } from '@emseg/tf';
 import { KeyQueue, infoNceLogits, infoNceLoss, momentumUpdate, normalizeRows, permutation, shuffledKeyForward } from '../src/moco.js';
 
-const rows = (t: tf.Tensor) => t.arraySync() as number[][];
+const rows = (t: Tensor) => t.arraySync() as number[][];
 
 describe('momentumUpdate', () => {
   it('moves key weights towards query weights by 1 - m', () => {
@@ -76,7 +76,7 @@ describe('shuffle-BN key forward', () => {
 
   it('returns rows in the original order, with BN statistics from shuffled sub-batches', () => {
     // forward = per-sub-batch standardisation (what BN with bnSubBatches does), flattened to rows.
-    const standardiseInHalves = (x: tf.Tensor4D) =>
+    const standardiseInHalves = (x: Tensor4D) =>
       tf.tidy(() => {
         const halves = tf.split(x.reshape([-1, 1]), 2, 0).map((h) => h.sub(h.mean()).div(h.sub(h.mean()).square().mean().sqrt()));
         return tf.concat(halves, 0) as Tensor2D;

@@ -2,7 +2,7 @@ import { realpathSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backendInfo, backendTags, tf } from '@emseg/tf';
+import { backendInfo, backendTags, tf, type Tensor, type Tensor4D } from '@emseg/tf';
 
 describe('backend selection', () => {
   it('loads native TensorFlow, not pure JavaScript, after setup', () => {
@@ -34,9 +34,9 @@ describe('native kernels', () => {
   it('conv2d gradient matches a central finite-difference estimate', () => {
     // float64 is not available in tfjs; float32 central differences with eps 1e-2 on a smooth loss
     // are accurate to ~1e-3 relative.
-    const x = tf.randomNormal([1, 6, 6, 2], 0, 1, 'float32', 1);
-    const w = tf.randomNormal([3, 3, 2, 3], 0, 0.5, 'float32', 2);
-    const loss = (wt: typeof w) => tf.tidy(() => tf.conv2d(x, wt, 1, 'same').square().sum());
+    const x = tf.randomNormal([1, 6, 6, 2], 0, 1, 'float32', 1) as Tensor4D;
+    const w = tf.randomNormal([3, 3, 2, 3], 0, 0.5, 'float32', 2) as Tensor4D;
+    const loss = (wt: Tensor) => tf.tidy(() => tf.conv2d(x, wt as Tensor4D, 1, 'same').square().sum());
     const analytic = tf.grad(loss)(w);
     const wData = w.dataSync();
     const gData = analytic.dataSync();

@@ -14,7 +14,7 @@ export interface GracefulStop {
   dispose(): void;
 }
 
-export function gracefulStop({ log = (m: string) => process.stderr.write(`\n${m}\n`) } = {}): GracefulStop {
+export function gracefulStop({ log = (m: string): void => void process.stderr.write(`\n${m}\n`) }: { log?: (message: string) => void } = {}): GracefulStop {
   let signal: NodeJS.Signals | null = null;
   const handler = (sig: NodeJS.Signals) => {
     if (signal) {
