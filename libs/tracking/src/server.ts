@@ -15,9 +15,11 @@
  *   // ... log to server.uri ...
  *   await server.stop();
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MlflowServerStartError } from './errors.js';
@@ -42,6 +44,12 @@ export interface MlflowServerOptions {
   appName?: 'basic-auth';
   /** Extra environment for the server process. */
   env?: Record<string, string>;
+  /**
+   * Seed a new store with a copy of an empty database MLflow created earlier on this machine
+   * (skips MLflow's schema migrations, a large part of a fresh start). Default true; the
+   * environment variable EMSEG_MLFLOW_TEMPLATE=0 turns it off. See storeTemplate().
+   */
+  useStoreTemplate?: boolean;
 }
 
 export interface MlflowServer {
@@ -140,11 +148,24 @@ export async function startMlflowServer(options: MlflowServerOptions): Promise<M
   }
   const release = await acquireStartLock(storeDir, options.startTimeoutMs ?? 120_000);
   try {
+    const database = join(storeDir, 'mlflow.db');
+    const template = options.useStoreTemplate === false || process.env.EMSEG_MLFLOW_TEMPLATE === '0' ? undefined : storeTemplate(command);
+    const fresh = !existsSync(database);
+    let seeded = fresh && template !== undefined && seedFromTemplate(template, database);
     for (let attempt = 1; ; attempt++) {
       const port = options.port ?? (await freeLoopbackPort(host));
       try {
-        return await launch({ ...options, storeDir, host, command, logFile, port });
+        const server = await launch({ ...options, storeDir, host, command, logFile, port });
+        if (fresh && !seeded && template) saveTemplate(template, database);
+        return server;
       } catch (err) {
+        if (seeded) {
+          // A template that this MLflow does not accept: forget it and start from scratch.
+          rmSync(database, { force: true });
+          rmSync(template!.path, { force: true });
+          seeded = false;
+          continue;
+        }
         // Another process took the free port between our probe and MLflow's bind: pick again.
         const portRace = err instanceof MlflowServerStartError && /address already in use|Errno 98/i.test(err.logTail);
         if (!portRace || options.port !== undefined || attempt >= 3) throw err;
@@ -152,6 +173,65 @@ export async function startMlflowServer(options: MlflowServerOptions): Promise<M
     }
   } finally {
     release();
+  }
+}
+
+/** An empty MLflow database made by this machine's MLflow, and the Python that made it. */
+interface StoreTemplate {
+  path: string;
+  python: string;
+}
+
+/**
+ * Where the template database for this `mlflow` executable lives: the user cache
+ * (`$XDG_CACHE_HOME/emseg` or `~/.cache/emseg`), keyed by the executable's path, size and mtime, so
+ * reinstalling MLflow gives a new template. Undefined when the executable is not a Python console
+ * script we can locate (then stores are simply created the normal way).
+ */
+function storeTemplate(command: string): StoreTemplate | undefined {
+  try {
+    const executable = realpathSync(command);
+    const shebang = /^#!(\S+python[\d.]*)\s*$/m.exec(readFileSync(executable, 'utf8').split('\n', 1)[0]);
+    if (!shebang || !existsSync(shebang[1])) return undefined;
+    const stat = statSync(executable);
+    const key = createHash('sha256').update(`${executable}\0${stat.size}\0${stat.mtimeMs}`).digest('hex').slice(0, 16);
+    const cache = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+    return { path: join(cache, 'emseg', 'mlflow-store-template', `${key}.db`), python: shebang[1] };
+  } catch {
+    return undefined;
+  }
+}
+
+function seedFromTemplate(template: StoreTemplate, database: string): boolean {
+  if (!existsSync(template.path)) return false;
+  try {
+    copyFileSync(template.path, `${database}.seed`);
+    renameSync(`${database}.seed`, database);
+    return true;
+  } catch {
+    rmSync(`${database}.seed`, { force: true });
+    return false;
+  }
+}
+
+/**
+ * Saves the database MLflow just created (and migrated) as the template, with SQLite's online
+ * backup (consistent while the server runs). Synchronous and done before the caller gets the
+ * server, so no client request has written to the database yet (takes ~0.1 s, once per machine).
+ */
+function saveTemplate(template: StoreTemplate, database: string): void {
+  const script =
+    'import os, sqlite3, sys\n' +
+    'src, dst = sys.argv[1], sys.argv[2]\n' +
+    'os.makedirs(os.path.dirname(dst), exist_ok=True)\n' +
+    'tmp = dst + ".%d.tmp" % os.getpid()\n' +
+    'a = sqlite3.connect(src); b = sqlite3.connect(tmp)\n' +
+    'a.backup(b); b.close(); a.close()\n' +
+    'os.replace(tmp, dst)\n';
+  try {
+    spawnSync(template.python, ['-c', script, database, template.path], { stdio: 'ignore', timeout: 30_000 });
+  } catch {
+    // Only an optimisation.
   }
 }
 

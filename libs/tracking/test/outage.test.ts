@@ -58,31 +58,51 @@ function expectEachStepOnce(points: Array<{ step: number; value: number }>, step
 }
 
 describe('the server crashes mid-run and comes back', () => {
-  it('ends up with every metric point exactly once, and training never noticed', async () => {
+  it('ends up with every metric point exactly once; a run that ended during the outage is delivered by `sync`', async () => {
     const sink = problemSink();
     const run = await Tracker.start({ ...options({ onProblem: sink.onProblem }), experiment: 'outage', runName: 'crash-and-recover' });
+    // A second run, which will end while the server is down.
+    const early = problemSink();
+    const ender = await Tracker.start({ ...options({ onProblem: early.onProblem }), experiment: 'outage', runName: 'end-while-down', params: { lr: 0.01 } });
+    const artifact = join(ts.dir, 'summary.json');
+    writeFileSync(artifact, '{"best_f1":0.61}');
+
     let step = 0;
     const log = async (until: number): Promise<void> => {
       for (; step < until; step++) {
         const t0 = performance.now();
         run.logMetric('loss', step * 0.5, step);
         run.logMetric('lr', step * 0.5, step);
+        if (step < 600) ender.logMetric('val/f1', step * 0.5, step);
         expect(performance.now() - t0).toBeLessThan(50); // never blocks on the network
         if (step % 20 === 0) await yieldToLoop();
       }
     };
     await log(400);
     expect((await run.flush(30_000)).delivered).toBe(true);
+    expect((await ender.flush(30_000)).delivered).toBe(true);
 
     await crashServer();
-    await log(2000); // 3200 records while nothing answers: most of them only in the journal
+    await log(2000); // 3200 + 200 records while nothing answers: most only in the journal
     await new Promise((r) => setTimeout(r, 300));
     expect(sink.problems.map((p) => p.kind)).toContain('server-unavailable');
 
+    // The second run ends now: its records stay in the journal.
+    ender.setTag('emseg.best', 'epoch-12');
+    const upload = ender.logArtifact(artifact, 'reports');
+    const ended = await ender.end('FINISHED', { timeoutMs: 1500 });
+    expect(ended.delivered).toBe(false);
+    expect(ended.pendingRecords).toBeGreaterThanOrEqual(202); // 200 points, the tag, the status
+    expect(ended.journalPath).toBe(ender.journalPath);
+    expect((await upload).failed).toHaveLength(1);
+    const undelivered = early.problems.find((p) => p.kind === 'undelivered');
+    expect(undelivered?.message).toContain(`nx run tracking:sync -- --journal ${ender.journalPath}`);
+    expect(existsSync(ender.journalPath)).toBe(true);
+
     await restartServer();
     await log(2100);
-    const ended = await run.end('FINISHED');
-    expect(ended).toMatchObject({ delivered: true, pendingRecords: 0 });
+    const done = await run.end('FINISHED');
+    expect(done).toMatchObject({ delivered: true, pendingRecords: 0 });
     expect(sink.problems.map((p) => p.kind)).toContain('recovered');
 
     const client = new MlflowClient({ trackingUri: server.uri });
@@ -90,47 +110,19 @@ describe('the server crashes mid-run and comes back', () => {
     expectEachStepOnce(await client.getMetricHistory(run.id, 'lr'), 2100);
     expect((await client.getRun(run.id)).info.status).toBe('FINISHED');
     expect(existsSync(run.journalPath)).toBe(false);
-  });
-});
 
-describe('the server is down when the run ends', () => {
-  it('keeps everything in the journal, and `sync` delivers it later exactly once', async () => {
-    const sink = problemSink();
-    const artifact = join(ts.dir, 'summary.json');
-    writeFileSync(artifact, '{"best_f1":0.61}');
-    const run = await Tracker.start({ ...options({ onProblem: sink.onProblem }), experiment: 'outage', runName: 'end-while-down', params: { lr: 0.01 } });
-    for (let step = 0; step < 250; step++) {
-      run.logMetric('val/f1', step * 0.5, step);
-      if (step % 50 === 0) await yieldToLoop();
-    }
-    await run.flush(30_000);
-    await crashServer();
-    for (let step = 250; step < 600; step++) run.logMetric('val/f1', step * 0.5, step);
-    run.setTag('emseg.best', 'epoch-12');
-    const upload = run.logArtifact(artifact, 'reports');
-    const ended = await run.end('FINISHED', { timeoutMs: 1500 });
-    expect(ended.delivered).toBe(false);
-    expect(ended.pendingRecords).toBeGreaterThanOrEqual(352); // 350 points, the tag, the status
-    expect(ended.journalPath).toBe(run.journalPath);
-    expect((await upload).failed).toHaveLength(1);
-    const undelivered = sink.problems.find((p) => p.kind === 'undelivered');
-    expect(undelivered?.message).toContain(`nx run tracking:sync -- --journal ${run.journalPath}`);
-    expect(existsSync(run.journalPath)).toBe(true);
-
-    await restartServer();
+    // Later, `sync` delivers what the second run left behind.
     const cli = join(REPO_ROOT, 'libs/tracking/dist/cli/sync.js');
     const { stdout } = await run$(process.execPath, [cli, '--journal', ts.journalDir, '--timeout', '60'], { cwd: REPO_ROOT });
-    expect(stdout).toContain(`run ${run.id}`);
+    expect(stdout).toContain(`run ${ender.id}`);
     expect(stdout).toContain('complete, journal removed');
-    expect(existsSync(run.journalPath)).toBe(false);
-
-    const client = new MlflowClient({ trackingUri: server.uri });
-    expectEachStepOnce(await client.getMetricHistory(run.id, 'val/f1'), 600);
-    const stored = await client.getRun(run.id);
+    expect(existsSync(ender.journalPath)).toBe(false);
+    expectEachStepOnce(await client.getMetricHistory(ender.id, 'val/f1'), 600);
+    const stored = await client.getRun(ender.id);
     expect(stored.info.status).toBe('FINISHED');
     expect(stored.tags['emseg.best']).toBe('epoch-12');
     expect(stored.params).toEqual({ lr: '0.01' });
-    expect(await client.listArtifacts(run.id, 'reports')).toEqual([{ path: 'reports/summary.json', isDir: false, fileSize: 16 }]);
+    expect(await client.listArtifacts(ender.id, 'reports')).toEqual([{ path: 'reports/summary.json', isDir: false, fileSize: 16 }]);
 
     // Nothing left to do: a second sync finds no journal, exit status 0.
     const again = await run$(process.execPath, [cli, '--journal', ts.journalDir], { cwd: REPO_ROOT });

@@ -4,7 +4,7 @@
  * and fails with a clear error when it cannot start.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,9 @@ import { MlflowClient, MlflowServerStartError, startMlflowServer } from '@emseg/
 import { buildTrackingDist, liveGroupMembers, REPO_ROOT, tempDir, waitFor } from './support.js';
 
 const dir = tempDir('server');
+// A private cache, so this file sees the empty-store template being made and then used.
+process.env.XDG_CACHE_HOME = join(dir, 'cache');
+const templateDir = join(dir, 'cache', 'emseg', 'mlflow-store-template');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('startMlflowServer', () => {
@@ -31,6 +34,8 @@ describe('startMlflowServer', () => {
       const experiment = await client.getOrCreateExperiment('server-test');
       expect(experiment.artifactLocation).toBe(`mlflow-artifacts:/${experiment.experimentId}`);
       expect(liveGroupMembers(server.pgid).length).toBeGreaterThan(0);
+      // The freshly migrated, still empty database became the template for new stores.
+      expect(readdirSync(templateDir).filter((f) => f.endsWith('.db'))).toHaveLength(1);
     } finally {
       await server.stop();
     }
@@ -58,6 +63,11 @@ describe('startMlflowServer', () => {
     });
     const { pgid, uri } = JSON.parse(line) as { pgid: number; uri: string };
     expect((await fetch(`${uri}/health`)).status).toBe(200);
+    // This store was seeded from the template: it holds only MLflow's Default experiment, not the
+    // 'server-test' experiment the template's source store got right after it was copied.
+    const seeded = await fetch(`${uri}/api/2.0/mlflow/experiments/search?max_results=100`);
+    const { experiments } = (await seeded.json()) as { experiments: Array<{ name: string; artifact_location: string }> };
+    expect(experiments).toEqual([expect.objectContaining({ name: 'Default', artifact_location: 'mlflow-artifacts:/0' })]);
     child.kill('SIGKILL');
     const gone = await waitFor(() => liveGroupMembers(pgid).length === 0, 20_000);
     expect(gone).toBe(true);
@@ -82,14 +92,16 @@ describe('startMlflowServer', () => {
   });
 
   it('reports a server that exits during startup, with the end of its log', async () => {
-    const err = await startMlflowServer({ storeDir: join(dir, 'bad'), appName: 'basic-auth', env: { MLFLOW_FLASK_SERVER_SECRET_KEY: '', MLFLOW_AUTH_CONFIG_PATH: join(dir, 'nope.ini') } }).then(
+    // The venv's Python in place of `mlflow`: `python server ...` exits at once with an error.
+    const python = join(REPO_ROOT, '.venv', 'bin', 'python');
+    const err = await startMlflowServer({ storeDir: join(dir, 'bad'), mlflowCommand: python }).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(MlflowServerStartError);
     const startError = err as MlflowServerStartError;
-    expect(startError.message).toMatch(/exited during startup/);
-    expect(startError.logTail.length).toBeGreaterThan(0);
+    expect(startError.message).toMatch(/mlflow server exited during startup on http:\/\/127\.0\.0\.1:\d+ \(store .*bad, log .*server\.log\)/);
+    expect(startError.logTail).toContain("can't open file");
     expect(startError.message).toContain('last lines of the server log');
   });
 });
