@@ -43,7 +43,7 @@ beforeAll(async () => {
   [server] = await Promise.all([
     startMlflowServer({ storeDir: join(work, 'mlflow') }),
     generateSyntheticCrops({ dir: crops, seed: 11, count: 48, size: 48 }),
-    generateSyntheticUrisc({ dir: urisc, seed: 12, count: { train: 2, val: 1, test: 1 }, size: 256, cellSize: 48 }),
+    generateSyntheticUrisc({ dir: urisc, seed: 12, count: { train: 2, val: 1, test: 1 }, size: 128, cellSize: 80, lowContrastFraction: 0 }),
   ]);
   client = new MlflowClient({ trackingUri: server.uri });
 });
@@ -68,8 +68,8 @@ describe('pretrain -> MLflow -> fine-tune', () => {
         model: { decoderChannels: [32, 16, 16, 8, 8] },
         patches: { size: 128, stride: 128, perEpoch: 8, augmentation: 'none' },
         optimizer: { lr: 0.003 },
-        train: { batchSize: 2, steps: 8, checkpointEvery: 8, logEvery: 1 },
-        validation: { every: 8, overlays: 1, overlaySize: 96 },
+        train: { batchSize: 2, steps: 24, checkpointEvery: 12, logEvery: 1 },
+        validation: { every: 12, overlays: 1, overlaySize: 96 },
         inference: { tileSize: 128, overlap: 0 },
       }),
     );
