@@ -8,6 +8,7 @@
  *   nx run finetune:predict -- IMAGES... --out DIR          probability maps + binary submissions
  *   nx run finetune:score -- --pred DIR --labels DIR        official U-RISC F1 of a folder
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -20,7 +21,6 @@ import { scoreFolder, scoresCsv, scoresJson, scoresTable } from './score.js';
 import { Segmenter } from './segmenter.js';
 import { DEFAULT_CONFIG, runUrisc, runsUriResolver, type UriscArgs } from './urisc-run.js';
 import { LATEST_FINETUNE, WORKSPACE, writeTextAtomic } from './workspace.js';
-import { readFileSync, existsSync } from 'node:fs';
 
 const DEFAULT_PREDICTIONS = join(WORKSPACE, '.emseg', 'predictions', 'latest');
 
