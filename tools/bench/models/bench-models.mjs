@@ -9,10 +9,13 @@
 // step, so machine load affects both alike.
 //
 // Usage: npx tsc -b libs/models && node tools/bench/models/bench-models.mjs
-//          [--unet 18:128:4,18:256:4] [--encoder 18:512:1,50:512:1] [--steps 5] [--warmup 2] [--no-torch]
+//          [--unet 18:128:4,18:256:4] [--encoder 18:512:1,50:512:1] [--steps 5] [--warmup 2]
+//          [--torch-threads N] [--no-torch]
+// The JSON records the load average before and after: on a shared machine PyTorch's OpenMP threads
+// slow down far more than TensorFlow's under contention (compare --torch-threads 1).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,9 +30,11 @@ const { values: opts } = parseArgs({
     encoder: { type: 'string', default: '18:512:1,50:512:1' },
     steps: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '2' },
+    'torch-threads': { type: 'string', default: '0' },
     'no-torch': { type: 'boolean', default: false },
   },
 });
+const loadBefore = loadavg().map((v) => Number(v.toFixed(2)));
 const steps = Number(opts.steps);
 const warmup = Number(opts.warmup);
 const specs = (text) => text.split(',').filter(Boolean).map((s) => s.split(':').map(Number));
@@ -104,7 +109,7 @@ async function benchBundle() {
 function benchTorch() {
   const python = join(root, '.venv', 'bin', 'python');
   if (!existsSync(python)) return { error: 'no .venv/bin/python: run `npm run setup`' };
-  const args = [join(here, 'torch_models.py'), '--unet', opts.unet, '--encoder', opts.encoder, '--steps', String(steps), '--warmup', String(warmup)];
+  const args = [join(here, 'torch_models.py'), '--unet', opts.unet, '--encoder', opts.encoder, '--steps', String(steps), '--warmup', String(warmup), '--threads', opts['torch-threads']];
   const res = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (res.status !== 0) return { error: `torch_models.py exited with ${res.status}: ${res.stderr.slice(-1000)}` };
   return JSON.parse(res.stdout);
@@ -122,6 +127,7 @@ console.log(
       benchmark: 'models',
       backend: backendInfo(),
       nativeKernels: nativeKernelsAvailable(),
+      loadAverage: { before: loadBefore, after: loadavg().map((v) => Number(v.toFixed(2))) },
       pytorch: torch && !torch.error ? { version: torch.version, threads: torch.threads } : torch,
       steps,
       warmup,

@@ -121,7 +121,10 @@ def main() -> None:
     ap.add_argument("--encoder", default="18:512:1,50:512:1")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     print(json.dumps({
         "framework": "pytorch",
         "version": torch.__version__,
