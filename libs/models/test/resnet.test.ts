@@ -93,6 +93,8 @@ describe('resnetEncoder', () => {
     const first = kernels(5);
     const again = kernels(5);
     const other = kernels(6);
+    const zero = [kernels(0), kernels(0)]; // tfjs treats seed 0 as "unseeded"; ours must not
+    expect(maxAbsDiff(zero[0].a, zero[1].a)).toBe(0);
     expect(maxAbsDiff(first.a, again.a)).toBe(0);
     expect(maxAbsDiff(first.a, other.a)).toBeGreaterThan(0);
     expect(maxAbsDiff(first.a, first.b)).toBeGreaterThan(0);
@@ -100,7 +102,7 @@ describe('resnetEncoder', () => {
     const std = tf.tidy(() => tf.moments(first.deep).variance.sqrt().dataSync()[0]);
     expect(std).toBeGreaterThan(0.0208 * 0.8);
     expect(std).toBeLessThan(0.0208 * 1.05);
-    tf.dispose([first, again, other].flatMap((k) => Object.values(k)));
+    tf.dispose([first, again, other, ...zero].flatMap((k) => Object.values(k)));
   });
 
   it('rejects unsupported depths and mismatched inputs with clear errors', () => {
