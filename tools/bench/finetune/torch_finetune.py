@@ -15,127 +15,14 @@ import json
 import os
 import resource
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin, width, stride):
-        super().__init__()
-        cout = width
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + identity)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin, width, stride):
-        super().__init__()
-        cout = width * 4
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        return F.relu(self.bn3(self.conv3(out)) + identity)
-
-
-ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
-
-
-class Encoder(nn.Module):
-    def __init__(self, arch):
-        super().__init__()
-        block, depths = ARCHS[arch]
-        self.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin, stages = 64, []
-        for i, (w, n) in enumerate(zip([64, 128, 256, 512], depths)):
-            blocks = []
-            for k in range(n):
-                blocks.append(block(cin, w, (1 if i == 0 else 2) if k == 0 else 1))
-                cin = w * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.channels = [64] + [w * block.expansion for w in [64, 128, 256, 512]]
-
-    def forward(self, x):
-        f2 = F.relu(self.bn1(self.conv1(x)))
-        f4 = self.layer1(self.maxpool(f2))
-        f8 = self.layer2(f4)
-        f16 = self.layer3(f8)
-        return [f2, f4, f8, f16, self.layer4(f16)]
-
-
-def conv_bn_relu(cin, cout):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class DecoderBlock(nn.Module):
-    def __init__(self, cin, cskip, cout):
-        super().__init__()
-        self.conv1 = conv_bn_relu(cin + cskip, cout)
-        self.conv2 = conv_bn_relu(cout, cout)
-
-    def forward(self, x, skip=None):
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
-
-
-class UNet(nn.Module):
-    def __init__(self, arch, decoder=(256, 128, 64, 32, 16)):
-        super().__init__()
-        self.encoder = Encoder(arch)
-        c = self.encoder.channels
-        ins = [c[4]] + list(decoder[:-1])
-        skips = [c[3], c[2], c[1], c[0], 0]
-        self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, decoder))
-        self.head = nn.Conv2d(decoder[-1], 1, 3, 1, 1)
-
-    def forward(self, x):
-        f2, f4, f8, f16, f32 = self.encoder(x)
-        x = f32
-        for block, skip in zip(self.blocks, [f16, f8, f4, f2, None]):
-            x = block(x, skip)
-        return self.head(x)
-
-
-def focal_dice_loss(logits, target, gamma=2.0, lam=1.0, smooth=1.0):
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p = torch.sigmoid(logits)
-    wrong = target * (1 - p) + (1 - target) * p
-    focal = (wrong**gamma * bce).mean()
-    dice = 1 - (2 * (p * target).sum() + smooth) / (p.sum() + target.sum() + smooth)
-    return focal + lam * dice
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_reference import UNet, focal_dice_loss  # noqa: E402
 
 
 def train(a):
@@ -220,7 +107,7 @@ def infer(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["train", "infer"])
-    ap.add_argument("--arch", default="resnet18", choices=list(ARCHS))
+    ap.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3)

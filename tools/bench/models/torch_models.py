@@ -17,56 +17,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "import-torch"))
-from torch_resnet import ResNet  # noqa: E402
-
-
-def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class DecoderBlock(nn.Module):
-    def __init__(self, cin: int, cskip: int, cout: int):
-        super().__init__()
-        self.conv1 = conv_bn_relu(cin + cskip, cout)
-        self.conv2 = conv_bn_relu(cout, cout)
-
-    def forward(self, x, skip=None):
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
-
-
-class UNet(nn.Module):
-    def __init__(self, depth: int, decoder=(256, 128, 64, 32, 16)):
-        super().__init__()
-        self.encoder = ResNet(depth, in_channels=1)
-        self.encoder.fc = nn.Identity()  # unused; keeps the parameter count comparable
-        ch = [64, 64, 128, 256, 512] if depth != 50 else [64, 256, 512, 1024, 2048]
-        ins = [ch[4]] + list(decoder[:-1])
-        skips = [ch[3], ch[2], ch[1], ch[0], 0]
-        self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, decoder))
-        self.head = nn.Conv2d(decoder[-1], 1, 3, padding=1)
-
-    def forward(self, x):
-        f2, f4, f8, f16, f32 = self.encoder.features(x)
-        x = f32
-        for block, skip in zip(self.blocks, [f16, f8, f4, f2, None]):
-            x = block(x, skip)
-        return self.head(x)
-
-
-def focal_dice(logits, target, gamma=2.0, smooth=1.0):
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p = torch.sigmoid(logits)
-    wrong = target * (1 - p) + (1 - target) * p
-    focal = (wrong**gamma * bce).mean()
-    dice = 1 - (2 * (p * target).sum() + smooth) / (p.sum() + target.sum() + smooth)
-    return focal + dice
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_reference import UNet, encoder, focal_dice_loss as focal_dice  # noqa: E402
 
 
 def timed(fn, steps: int, warmup: int) -> list[float]:
@@ -98,8 +51,7 @@ def bench_unet(depth: int, size: int, batch: int, steps: int, warmup: int) -> di
 
 def bench_encoder(depth: int, size: int, batch: int, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
-    model = ResNet(depth, in_channels=1).eval()
-    model.fc = nn.Identity()
+    model = encoder(depth).eval()
     x = torch.randn(batch, 1, size, size)
 
     def forward():
