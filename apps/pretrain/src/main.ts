@@ -5,7 +5,7 @@
  *   nx run pretrain:moco                          quick config on the embedded synthetic crops
  *   nx run pretrain:moco -c cem500k --data DIR    the CEM500K recipe on a real crops folder
  */
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -42,6 +42,14 @@ function writeJsonAtomic(path: string, value: unknown): void {
   renameSync(tmp, path);
 }
 
+function readPreviousRunId(path: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(path, 'utf8')) as { runId?: string }).runId ?? null;
+  } catch {
+    return null;
+  }
+}
+
 async function moco(args: MocoArgs): Promise<number> {
   const cfg: MocoConfig = loadConfig(mocoSchema, { file: args.config, overrides: args.set });
   checkMocoConfig(cfg, args.config);
@@ -57,6 +65,8 @@ async function moco(args: MocoArgs): Promise<number> {
   mkdirSync(outDir, { recursive: true });
   writeJsonAtomic(join(outDir, 'config.json'), cfg);
 
+  // A resumed run is a new MLflow run (params such as train.maxSteps may change); it links back.
+  const previous = args.resume ? readPreviousRunId(join(outDir, 'mlflow-run.json')) : null;
   const info = backendInfo();
   process.stderr.write(`backend: ${info.package} (TensorFlow ${info.tensorflowVersion ?? 'pure JS'}, ${info.gpu ? 'GPU' : 'CPU'})\n`);
   const run: TrackedRun = await Tracker.start({
@@ -65,10 +75,17 @@ async function moco(args: MocoArgs): Promise<number> {
     runName,
     handleProcessEvents: false, // we end the run ourselves, after saving a checkpoint
     description: `MoCoV2 pretraining of a ${cfg.encoder.architecture} on ${dataDir}`,
-    tags: { ...backendTags(), 'emseg.app': 'pretrain', 'emseg.config': resolve(args.config), 'emseg.outDir': outDir },
+    tags: {
+      ...backendTags(),
+      'emseg.app': 'pretrain',
+      'emseg.config': resolve(args.config),
+      'emseg.outDir': outDir,
+      ...(previous ? { 'emseg.resumedFrom': previous } : {}),
+    },
     params: { ...flatten(cfg as unknown as Record<string, unknown>), data: resolve(dataDir) },
   });
-  process.stderr.write(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}\n`);
+  process.stderr.write(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}${previous ? ` (resuming run ${previous})` : ''}\n`);
+  writeJsonAtomic(join(outDir, 'mlflow-run.json'), { runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   try {

@@ -93,6 +93,8 @@ describe('emseg-pretrain moco', () => {
     const second = await runCli([...args.map((a) => (a === 'train.maxSteps=200' ? `train.maxSteps=${stepDone + 2}` : a)), '--resume']);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain(`after ${stepDone + 2}/${stepDone + 2} steps`);
+    const resumedId = /runs:\/([0-9a-f]+)\/encoder/.exec(second.stdout)![1];
+    expect((await client.getRun(resumedId)).tags['emseg.resumedFrom']).toBe(runId);
   });
 
   it('explains bad arguments', async () => {
