@@ -3,7 +3,7 @@
  * what a user sees in MLflow after `nx run pretrain:moco`, and what SIGINT does.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,13 +15,17 @@ import { latestCheckpoint } from '@emseg/training';
 const MAIN = resolve(__dirname, '..', 'dist', 'main.js');
 const TINY = ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'train.logEvery=1'].flatMap((s) => ['--set', s]);
 
+/** Everything this file writes lives under one temporary folder, removed at the end. */
+const WORK = mkdtempSync(join(tmpdir(), 'emseg-pretrain-test-'));
+afterAll(() => rmSync(WORK, { recursive: true, force: true }));
+
 let server: MlflowServer;
 let client: MlflowClient;
 let crops: string;
 
 beforeAll(async () => {
-  crops = join(mkdtempSync(join(tmpdir(), 'emseg-cli-')), 'crops');
-  [server] = await Promise.all([startMlflowServer({ storeDir: mkdtempSync(join(tmpdir(), 'emseg-mlflow-')) }), generateSyntheticCrops({ dir: crops, seed: 9, count: 64, size: 40 })]);
+  crops = join(mkdtempSync(join(WORK, 'emseg-cli-')), 'crops');
+  [server] = await Promise.all([startMlflowServer({ storeDir: mkdtempSync(join(WORK, 'emseg-mlflow-')) }), generateSyntheticCrops({ dir: crops, seed: 9, count: 64, size: 40 })]);
   client = new MlflowClient({ trackingUri: server.uri });
 });
 afterAll(async () => {
@@ -49,7 +53,7 @@ function runCli(args: string[], { interruptAfterMs }: { interruptAfterMs?: numbe
 
 describe('emseg-pretrain moco', () => {
   it('logs params, backend tags, the dataset, per-step metrics and a reusable encoder bundle to MLflow', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'emseg-cli-run-'));
+    const out = mkdtempSync(join(WORK, 'emseg-cli-run-'));
     const { code, stdout, stderr } = await runCli(['--data', crops, '--out', out, '--tracking-uri', server.uri, '--experiment', 'cli-test', '--run-name', 'tiny', ...TINY, '--set', 'train.maxSteps=4']);
     expect(code, stderr).toBe(0);
     const runId = /runs:\/([0-9a-f]+)\/encoder/.exec(stdout)![1];
@@ -69,7 +73,7 @@ describe('emseg-pretrain moco', () => {
     const listed = (await client.listArtifacts(runId, 'encoder')).map((a) => a.path).sort();
     expect(listed).toEqual(['encoder/encoder.json', 'encoder/model.json', 'encoder/weights.bin']);
     // Another EM task picks the encoder up by its MLflow URI.
-    const dest = mkdtempSync(join(tmpdir(), 'emseg-dl-'));
+    const dest = mkdtempSync(join(WORK, 'emseg-dl-'));
     const loaded = await loadEncoder(`runs:/${runId}/encoder`, { resolveUri: async (uri) => downloadArtifacts(client, uri.split('/')[1], uri.split('/').slice(2).join('/'), dest) });
     expect(loaded.meta.training.method).toBe('mocov2');
     expect(loaded.meta.training.mlflowRunId).toBe(runId);
@@ -78,7 +82,7 @@ describe('emseg-pretrain moco', () => {
   });
 
   it('on SIGINT saves a checkpoint, ends the run KILLED, and --resume continues it', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'emseg-cli-int-'));
+    const out = mkdtempSync(join(WORK, 'emseg-cli-int-'));
     const args = ['--data', crops, '--out', out, '--tracking-uri', server.uri, '--experiment', 'cli-test', ...TINY, '--set', 'train.epochs=100', '--set', 'train.maxSteps=200', '--set', 'train.checkpointEvery=1000'];
     const first = await runCli(args, { interruptAfterMs: 4000 });
     expect(first.code, first.stderr).toBe(130);

@@ -1,7 +1,7 @@
-import { mkdtempSync, mkdirSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '@emseg/tf';
 import { loadConfig } from '@emseg/config';
 import { generateSyntheticCrops, generateSyntheticUrisc, greyImage, writeImage } from '@emseg/data';
@@ -30,9 +30,13 @@ function stopAfter(n: number): { stop: GracefulStop; onStep: () => void } {
   };
 }
 
+/** Everything this file writes lives under one temporary folder, removed at the end. */
+const WORK = mkdtempSync(join(tmpdir(), 'emseg-pretrain-test-'));
+afterAll(() => rmSync(WORK, { recursive: true, force: true }));
+
 let crops: string;
 beforeAll(async () => {
-  crops = join(mkdtempSync(join(tmpdir(), 'emseg-moco-')), 'crops');
+  crops = join(mkdtempSync(join(WORK, 'emseg-moco-')), 'crops');
   await generateSyntheticCrops({ dir: crops, seed: 5, count: 96, size: 48 });
 });
 
@@ -43,7 +47,7 @@ describe('MoCoV2 pretraining loop', () => {
     const cfg = tinyConfig(['train.epochs=10', 'train.maxSteps=48', 'optimizer.lr=0.1', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0', ...mild]);
     const losses: number[] = [];
     const tensorCounts: number[] = [];
-    const out = mkdtempSync(join(tmpdir(), 'emseg-moco-run-'));
+    const out = mkdtempSync(join(WORK, 'emseg-moco-run-'));
     const result = await pretrainMoco({
       cfg,
       dataDir: crops,
@@ -66,10 +70,10 @@ describe('MoCoV2 pretraining loop', () => {
 
   it('resumes from a checkpoint to the same parameters as an uninterrupted run', async () => {
     const cfg = tinyConfig(['train.maxSteps=6', 'train.checkpointEvery=2']);
-    const straight = mkdtempSync(join(tmpdir(), 'emseg-moco-a-'));
+    const straight = mkdtempSync(join(WORK, 'emseg-moco-a-'));
     await pretrainMoco({ cfg, dataDir: crops, outDir: straight });
 
-    const interrupted = mkdtempSync(join(tmpdir(), 'emseg-moco-b-'));
+    const interrupted = mkdtempSync(join(WORK, 'emseg-moco-b-'));
     const { stop, onStep } = stopAfter(3);
     const first = await pretrainMoco({ cfg, dataDir: crops, outDir: interrupted, stop, listener: { step: onStep } });
     expect(first.status).toBe('KILLED');
@@ -94,7 +98,7 @@ describe('MoCoV2 pretraining loop', () => {
 
 describe('linear membrane probe', () => {
   it('fits on frozen features and reports a best-threshold F1, deterministically and without leaks', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'emseg-probe-')), 'urisc');
+    const dir = join(mkdtempSync(join(WORK, 'emseg-probe-')), 'urisc');
     await generateSyntheticUrisc({ dir, seed: 3, count: { train: 1, val: 1, test: 0 }, size: 128, cellSize: 40 });
     const data = await loadProbeData(dir, { patchSize: 64, mean: 0.573, std: 0.127 });
     expect(data.train.images.shape).toEqual([4, 64, 64, 1]);
@@ -117,15 +121,15 @@ describe('linear membrane probe', () => {
 
 describe('bad input', () => {
   it('an empty data directory names the directory', async () => {
-    const empty = mkdtempSync(join(tmpdir(), 'emseg-empty-'));
-    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: empty, outDir: mkdtempSync(join(tmpdir(), 'o-')) })).rejects.toThrow(empty);
+    const empty = mkdtempSync(join(WORK, 'emseg-empty-'));
+    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: empty, outDir: mkdtempSync(join(WORK, 'o-')) })).rejects.toThrow(empty);
   });
 
   it('crops smaller than data.cropSize name the file and both sizes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'emseg-small-'));
+    const dir = mkdtempSync(join(WORK, 'emseg-small-'));
     mkdirSync(join(dir, 'a'));
     for (let i = 0; i < 10; i++) await writeImage(join(dir, 'a', `c${i}.png`), greyImage(20, 20, new Uint8Array(400).fill(100 + i)));
-    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: dir, outDir: mkdtempSync(join(tmpdir(), 'o-')) })).rejects.toThrow(/c0\.png: is 20 x 20 pixels, smaller than data\.cropSize 32/);
+    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: dir, outDir: mkdtempSync(join(WORK, 'o-')) })).rejects.toThrow(/c0\.png: is 20 x 20 pixels, smaller than data\.cropSize 32/);
   });
 
   it('out-of-range and inconsistent config values are named', () => {
