@@ -5,14 +5,14 @@
  *   nx run pretrain:moco                          quick config on the embedded synthetic crops
  *   nx run pretrain:moco -c cem500k --data DIR    the CEM500K recipe on a real crops folder
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { backendInfo, backendTags } from '@emseg/tf';
 import { flatten, loadConfig } from '@emseg/config';
-import { ensureDefaultData } from '@emseg/data';
+import { ensureDefaultData, writeFileAtomic } from '@emseg/data';
 import { Tracker, type TrackedRun } from '@emseg/tracking';
 import { ProgressBar, gracefulStop } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
@@ -35,11 +35,9 @@ interface MocoArgs {
   probe?: string;
 }
 
-function writeJsonAtomic(path: string, value: unknown): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  renameSync(tmp, path);
+/** JSON, written atomically (temp file + rename). */
+function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  return writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 function readPreviousRunId(path: string): string | null {
@@ -63,7 +61,7 @@ async function moco(args: MocoArgs): Promise<number> {
   }
   const probeDir = args.probe === 'embedded' ? (await ensureDefaultData()).urisc.root : args.probe;
   mkdirSync(outDir, { recursive: true });
-  writeJsonAtomic(join(outDir, 'config.json'), cfg);
+  await writeJsonAtomic(join(outDir, 'config.json'), cfg);
 
   // A resumed run is a new MLflow run (params such as train.maxSteps may change); it links back.
   const previous = args.resume ? readPreviousRunId(join(outDir, 'mlflow-run.json')) : null;
@@ -85,7 +83,7 @@ async function moco(args: MocoArgs): Promise<number> {
     params: { ...flatten(cfg as unknown as Record<string, unknown>), data: resolve(dataDir) },
   });
   process.stderr.write(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}${previous ? ` (resuming run ${previous})` : ''}\n`);
-  writeJsonAtomic(join(outDir, 'mlflow-run.json'), { runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
+  await writeJsonAtomic(join(outDir, 'mlflow-run.json'), { runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   try {
@@ -118,7 +116,7 @@ async function moco(args: MocoArgs): Promise<number> {
     if (result.bundleDir) await run.logArtifacts(result.bundleDir, 'encoder');
     await run.end(result.status);
     if (result.status === 'FINISHED' && result.bundleDir) {
-      writeJsonAtomic(LATEST_PRETRAIN, { runId: run.id, trackingUri: run.client.trackingUri, bundleDir: result.bundleDir, encoderUri: `runs:/${run.id}/encoder`, finishedAt: new Date().toISOString() });
+      await writeJsonAtomic(LATEST_PRETRAIN, { runId: run.id, trackingUri: run.client.trackingUri, bundleDir: result.bundleDir, encoderUri: `runs:/${run.id}/encoder`, finishedAt: new Date().toISOString() });
     }
     process.stdout.write(
       [

@@ -5,7 +5,7 @@
  */
 import { tf, type Tensor, type Tensor2D, type Tensor4D, type Variable } from '@emseg/tf';
 import { globalAveragePool, modelVariables, resnetEncoder, resnetSpecByName, trainableVariables, type ResNetEncoder } from '@emseg/models';
-import type { Optimizer } from '@emseg/training';
+import { trainStep, type Optimizer } from '@emseg/training';
 import { KeyQueue, infoNceLogits, infoNceLoss, momentumUpdate, normalizeRows, shuffledKeyForward } from './moco.js';
 import { projectionHead } from './projection-head.js';
 import type { MocoConfig } from './config.js';
@@ -29,6 +29,9 @@ export class MocoModel {
   readonly query: Branch;
   readonly key: Branch;
   readonly queue: KeyQueue;
+  /** Trainable weights of each branch by name (MoCo never changes what trains). */
+  private readonly queryWeights: Record<string, Variable>;
+  private readonly keyWeights: Record<string, Variable>;
 
   constructor(readonly cfg: MocoConfig) {
     const spec = resnetSpecByName(cfg.encoder.architecture);
@@ -44,10 +47,12 @@ export class MocoModel {
     const q = this.allVariables(this.query);
     for (const [name, k] of Object.entries(this.allVariables(this.key))) k.assign(q[name]);
     this.queue = new KeyQueue(cfg.moco.queueSize, cfg.moco.dim, cfg.train.seed + 1);
+    this.queryWeights = this.trainable(this.query);
+    this.keyWeights = this.trainable(this.key);
   }
 
-  /** Trainable weights of the query network, `encoder/<layer>/<weight>` and `head/...`. */
-  trainable(branch: Branch = this.query): Record<string, Variable> {
+  /** Trainable weights of a branch, `encoder/<layer>/<weight>` and `head/...`. */
+  private trainable(branch: Branch): Record<string, Variable> {
     return { ...prefixed('encoder', trainableVariables(branch.encoder.model)), ...prefixed('head', trainableVariables(branch.head)) };
   }
 
@@ -71,25 +76,26 @@ export class MocoModel {
    */
   step(viewQ: Tensor4D, viewK: Tensor4D, optimizer: Optimizer, lr: number, shuffleSeed: number): MocoStepResult {
     const { moco } = this.cfg;
-    momentumUpdate(this.trainable(this.key), this.trainable(this.query), moco.momentum);
+    momentumUpdate(this.keyWeights, this.queryWeights, moco.momentum);
     const k = shuffledKeyForward((x) => this.embed(this.key, x, moco.shuffleGroups), viewK, shuffleSeed);
-    const vars = this.trainable();
-    const names = Object.keys(vars);
-    const list = names.map((n) => vars[n]);
     const out: { sims?: Tensor } = {};
-    const { value, grads } = tf.variableGrads(() => {
-      const q = this.embed(this.query, viewQ);
-      const logits = infoNceLogits(q, k, this.queue.keys as Tensor2D, moco.temperature);
-      out.sims = tf.keep(tf.stack([logits.slice([0, 0], [-1, 1]).mean(), logits.slice([0, 1], [-1, -1]).mean()]).mul(moco.temperature));
-      return infoNceLoss(logits) as ReturnType<typeof tf.scalar>;
-    }, list);
     try {
-      optimizer.apply(vars, Object.fromEntries(names.map((n, i) => [n, grads[list[i].name]]).filter(([, g]) => g)), lr);
+      const loss = trainStep(
+        this.queryWeights,
+        () => {
+          const q = this.embed(this.query, viewQ);
+          const logits = infoNceLogits(q, k, this.queue.keys as Tensor2D, moco.temperature);
+          out.sims = tf.keep(tf.stack([logits.slice([0, 0], [-1, 1]).mean(), logits.slice([0, 1], [-1, -1]).mean()]).mul(moco.temperature));
+          return infoNceLoss(logits) as ReturnType<typeof tf.scalar>;
+        },
+        optimizer,
+        lr,
+      );
       this.queue.enqueue(k);
       const [posSim, negSim] = Array.from(out.sims!.dataSync());
-      return { loss: value.dataSync()[0], posSim, negSim };
+      return { loss, posSim, negSim };
     } finally {
-      tf.dispose([value, k, ...Object.values(grads), ...(out.sims ? [out.sims] : [])]);
+      tf.dispose([k, ...(out.sims ? [out.sims] : [])]);
     }
   }
 

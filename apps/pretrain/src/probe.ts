@@ -7,11 +7,11 @@
  * validation patches is logged. Cheap enough to run during pretraining, long before fine-tuning.
  */
 import { existsSync } from 'node:fs';
-import { tf, type Scalar, type Tensor4D, type Variable } from '@emseg/tf';
+import { tf, type Scalar, type Tensor, type Tensor4D, type Variable } from '@emseg/tf';
 import { LabeledImages, cutRegion, toFloatImage, uriscDirectories, type LabeledSample } from '@emseg/data';
 import { bestThresholdF1 } from '@emseg/evaluation';
 import type { ResNetEncoder } from '@emseg/models';
-import { Adam } from '@emseg/training';
+import { Adam, trainStep } from '@emseg/training';
 
 export interface ProbeData {
   train: { images: Tensor4D; masks: Tensor4D };
@@ -91,42 +91,38 @@ export function runProbe(encoder: ResNetEncoder, data: ProbeData, { steps = 60, 
   const vars: Record<string, Variable> = { w: tf.variable(init.w), b: tf.variable(init.b) };
   tf.dispose([init.w, init.b]);
   const optimizer = new Adam();
+  // Standardise features (statistics of the training patches) so one learning rate fits all.
+  const { mean, variance } = tf.moments(trainX, [0, 1, 2]);
+  const std = tf.tidy(() => variance.sqrt().add(1e-6));
+  const standardise = (x: Tensor4D) => x.sub(mean).div(std) as Tensor4D;
+  const logits = (x: Tensor4D) => tf.conv2d(standardise(x), vars.w as unknown as Tensor4D, 1, 'same').add(vars.b) as Tensor4D;
   try {
     // Membranes are a few percent of pixels: weight positives by the class ratio.
-    const posWeight = tf.tidy(() => {
-      const p = data.train.masks.mean().dataSync()[0];
-      return Math.min(50, (1 - p) / Math.max(p, 1e-6));
-    });
-    // Standardise features (statistics of the training patches) so one learning rate fits all.
-    const [mean, std] = tf.tidy(() => {
-      const m = tf.moments(trainX, [0, 1, 2]);
-      return [m.mean, m.variance.sqrt().add(1e-6)];
-    });
-    const standardise = (x: Tensor4D) => x.sub(mean).div(std) as Tensor4D;
-    const logits = (x: Tensor4D) => tf.conv2d(standardise(x), vars.w as unknown as Tensor4D, 1, 'same').add(vars.b) as Tensor4D;
+    const p = tf.tidy(() => data.train.masks.mean().dataSync()[0]);
+    const posWeight = Math.min(50, (1 - p) / Math.max(p, 1e-6));
+    const y = data.train.masks;
     for (let i = 0; i < steps; i++) {
-      tf.tidy(() => {
-        const { grads, value } = tf.variableGrads(() => {
+      trainStep(
+        vars,
+        () => {
           const z = logits(trainX);
-          const y = data.train.masks;
           // Weighted BCE with logits, numerically stable.
           const bce = tf.relu(z).sub(z.mul(y)).add(tf.log1p(tf.exp(z.abs().neg())));
           return bce.mul(y.mul(posWeight - 1).add(1)).mean() as Scalar;
-        }, [vars.w, vars.b]);
-        optimizer.apply(vars, { w: grads[vars.w.name], b: grads[vars.b.name] }, lr);
-        value.dispose();
-      });
+        },
+        optimizer,
+        lr,
+      );
     }
     const prob = tf.tidy(() => tf.sigmoid(logits(valX)));
     const probs = prob.dataSync() as Float32Array;
     const truth = Uint8Array.from(data.val.masks.dataSync());
     const [n, h, w] = prob.shape;
     prob.dispose();
-    tf.dispose([mean, std]);
     const sweep = bestThresholdF1({ width: w, height: h * n, data: probs }, { width: w, height: h * n, data: truth });
     return { f1: sweep.best.f1, threshold: sweep.best.threshold, precision: sweep.best.precision, recall: sweep.best.recall };
   } finally {
-    tf.dispose([trainX, valX, vars.w, vars.b]);
+    tf.dispose([trainX, valX, vars.w, vars.b, mean, variance, std] as Tensor[]);
     optimizer.dispose();
   }
 }
