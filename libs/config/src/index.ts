@@ -3,3 +3,5 @@ export { loadConfig, readConfigFile } from './load.js';
 export type { LoadOptions, Schema } from './load.js';
 export { deepMerge, flatten, parseOverride, setPath } from './dotted.js';
 export type { JsonObject } from './dotted.js';
+export { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+export type { ExitCode } from './exit-codes.js';
