@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import type * as TF from '@tensorflow/tfjs';
+import { withNativeStderrSilenced } from './quiet-load.js';
 
 export type TfNamespace = typeof TF;
 
@@ -15,7 +16,8 @@ export const PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node', '
 export type TfPackage = (typeof PACKAGES)[number];
 
 // INFO lines from the TensorFlow C library are noise for users; warnings and errors still show.
-process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
+// Load-time lines are silenced by withNativeStderrSilenced; EMSEG_VERBOSE=1 shows everything.
+process.env.TF_CPP_MIN_LOG_LEVEL ??= process.env.EMSEG_VERBOSE === '1' ? '0' : '1';
 
 const require = createRequire(import.meta.url);
 
@@ -34,7 +36,7 @@ function load(): Loaded {
   const failures: string[] = [];
   for (const pkg of order) {
     try {
-      const tf = require(pkg) as TfNamespace;
+      const tf = (pkg === '@tensorflow/tfjs' ? require(pkg) : withNativeStderrSilenced(() => require(pkg))) as TfNamespace;
       if (pkg === '@tensorflow/tfjs') warnPureJs(failures);
       return { tf, pkg, failures };
     } catch (err) {
