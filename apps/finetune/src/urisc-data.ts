@@ -1,11 +1,21 @@
 /**
  * The U-RISC release layout on disk (`imgs/<track>/{train,val,test}`, `label/<track>/{...}`) opened
  * as labelled datasets, with the checks that catch the usual mistakes before any training: labels
- * that are missing, inverted (membrane drawn white), or images smaller than a patch.
+ * that are missing, inverted (membrane drawn white), empty or all membrane (wrong polarity, threshold
+ * or file), or images smaller than a patch.
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { DataError, LabeledImages, uriscDirectories, type LabeledPair, type LabeledSample, type LabelPolarity } from '@emseg/data';
+import {
+  DataError,
+  LabeledImages,
+  foregroundShare,
+  plausibleReading,
+  uriscDirectories,
+  type LabeledPair,
+  type LabeledSample,
+  type LabelPolarity,
+} from '@emseg/data';
 
 export interface UriscDataOptions {
   track: string;
@@ -15,6 +25,8 @@ export interface UriscDataOptions {
   holdout: number;
   /** Seed of the hold-out split. */
   seed: number;
+  /** When given, every validation label is checked up front (see checkMembraneFraction), not at the first validation. */
+  maxMembraneFraction?: number;
 }
 
 export interface UriscData {
@@ -64,6 +76,11 @@ export async function openUriscData(rootDir: string, options: UriscDataOptions):
     ({ train, validation } = all.split(options.holdout, options.seed));
     validationSource = 'holdout';
   }
+  if (options.maxMembraneFraction !== undefined) {
+    for (let i = 0; i < validation.size; i++) {
+      checkMembraneFraction(validation.pairs[i], { label: await validation.readLabel(i) }, validation.polarity, options.maxMembraneFraction);
+    }
+  }
   const testDirs = uriscDirectories(root, 'test', options.track);
   const test = isDir(testDirs.images) && isDir(testDirs.labels) ? await open('test') : null;
   return { root, track: options.track, train, validation, validationSource, test: test !== null && test.size > 0 ? test : null };
@@ -77,20 +94,44 @@ export function foregroundFraction(sample: LabeledSample): number {
   return n / data.length;
 }
 
+const percent = (f: number) => `${(f * 100).toFixed(f > 0 && f < 0.001 ? 3 : 1)}%`;
+
 /**
- * Membranes are a minority of pixels (U-RISC ~5%); a label where most pixels are "membrane" was
- * read with the wrong polarity. Throws naming the label file, its fraction and the fix.
+ * Membranes are a minority of pixels (U-RISC ~5%), but not none. A label with no membrane, all
+ * membrane, or most pixels membrane was read with the wrong polarity or threshold, or is the wrong
+ * file. Throws naming the label file, its fraction, the reading in force (`polarity` and the
+ * sample's threshold) and a fix that gives a plausible fraction (one is searched for, see
+ * plausibleReading); "inverted polarity" only when flipping it is that fix.
  */
-export function checkMembraneFraction(pair: LabeledPair, sample: LabeledSample, polarity: LabelPolarity, maxFraction: number): void {
-  const fraction = foregroundFraction(sample);
-  if (fraction > maxFraction) {
-    const other: LabelPolarity = polarity === 'black-foreground' ? 'white-foreground' : 'black-foreground';
-    throw new DataError(
-      pair.label,
-      `${(fraction * 100).toFixed(1)}% of the pixels are membrane when read as ${polarity} (more than ${(maxFraction * 100).toFixed(0)}%): the label polarity looks inverted`,
-      `membranes to be a minority of pixels (U-RISC: ~5%); if this dataset draws membranes ${polarity === 'black-foreground' ? 'white' : 'black'}, run with --set data.polarity=${other}`,
-    );
+export function checkMembraneFraction(pair: LabeledPair, sample: Pick<LabeledSample, 'label'>, polarity: LabelPolarity, maxFraction: number): void {
+  const { threshold, histogram } = sample.label;
+  const fraction = foregroundShare(histogram, polarity, threshold);
+  if (fraction > 0 && fraction <= maxFraction) return;
+  const values = [...histogram.keys()].filter((v) => histogram[v] > 0);
+  const range = values.length === 1 ? `every pixel has the value ${values[0]}` : `values ${values[0]}..${values[values.length - 1]}`;
+  const reading = `when read as ${polarity} with data.labelThreshold ${threshold} (${range})`;
+  const fix = plausibleReading(histogram, polarity, threshold, maxFraction);
+  const inverted = fix !== null && fix.threshold === threshold;
+  let problem: string;
+  if (fraction === 0) problem = `no pixel is membrane (0% foreground) ${reading}`;
+  else if (fraction === 1) problem = `every pixel is membrane (100% foreground) ${reading}`;
+  else problem = `${percent(fraction)} of the pixels are membrane ${reading}, more than ${(maxFraction * 100).toFixed(0)}%${inverted ? ': the label polarity looks inverted' : ''}`;
+  const minority = `membranes on some but at most ${(maxFraction * 100).toFixed(0)}% of the pixels (U-RISC: ~5%, black on white)`;
+  if (fix === null) {
+    throw new DataError(pair.label, problem, `${minority}; no polarity or threshold gives that, so check that this is the right label file for ${pair.image}`);
   }
+  const flags = [
+    ...(fix.polarity !== polarity ? [`--set data.polarity=${fix.polarity}`] : []),
+    ...(fix.threshold !== threshold ? [`--set data.labelThreshold=${fix.threshold}`] : []),
+  ].join(' ');
+  const then = `${percent(foregroundShare(histogram, fix.polarity, fix.threshold))} membrane`;
+  const lighter = fix.polarity === 'white-foreground';
+  const why = inverted
+    ? `if this dataset draws membranes ${lighter ? 'white' : 'black'}, run with ${flags}`
+    : fix.polarity === polarity
+      ? `its values all lie on one side of data.labelThreshold ${threshold}: run with ${flags}`
+      : `if membranes are the ${lighter ? 'lighter' : 'darker'} values, run with ${flags}`;
+  throw new DataError(pair.label, problem, `${minority}; ${why} (gives ${then}); or check that this is the right label file for ${pair.image}`);
 }
 
 /** Every image must hold at least one patch (or tile) of `size` pixels. */

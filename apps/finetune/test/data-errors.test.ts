@@ -49,7 +49,7 @@ describe('U-RISC data checks', () => {
   it('detects inverted labels by their membrane fraction and says how to fix the polarity', async () => {
     const data = await openUriscData(ds.root, { ...options, polarity: 'white-foreground' });
     await expect(loadTrainingSamples(data.train, 64, 0.5)).rejects.toThrow(
-      new RegExp(`${join(ds.splits.train.labels, 'train-000.tiff')}: \\d+\\.\\d% of the pixels are membrane when read as white-foreground \\(more than 50%\\): the label polarity looks inverted; .*--set data.polarity=black-foreground`),
+      new RegExp(`${join(ds.splits.train.labels, 'train-000.tiff')}: \\d+\\.\\d% of the pixels are membrane when read as white-foreground with data.labelThreshold 128 \\(values \\d+\\.\\.\\d+\\), more than 50%: the label polarity looks inverted; .*--set data.polarity=black-foreground`),
     );
   });
 

@@ -20,6 +20,11 @@ export interface MocoConfig {
     pixelSizeNm: number | null;
     /** Loader threads' worth of prefetched batches. */
     prefetch: number;
+    /**
+     * Crops whose header check fails when the crop manifest is built: "fail" (default) stops before
+     * training, "skip" trains without them. Either way they are listed in `<out>/bad-crops.log`.
+     */
+    badCrops: 'fail' | 'skip';
   };
   /** The view augmentation, in @emseg/data's AugmentationSpec shape (CEM500K recipe by default). */
   augmentation: {
@@ -104,6 +109,7 @@ export const mocoSchema: Schema<MocoConfig> = {
         std: { type: 'number', exclusiveMinimum: 0 },
         pixelSizeNm: { type: 'number', exclusiveMinimum: 0, nullable: true },
         prefetch: int(1, { maximum: 64 }),
+        badCrops: { type: 'string', enum: ['fail', 'skip'], default: 'fail' },
       },
     },
     augmentation: {

@@ -2,9 +2,20 @@
  * The MoCoV2 pretraining loop: data stream -> MocoModel steps -> checkpoints -> encoder bundle.
  * Tracking-agnostic: progress and metrics go to a `PretrainListener` (main.ts wires MLflow to it).
  */
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tf, type Tensor } from '@emseg/tf';
-import { DataError, UnlabeledCrops, imageBatchToTensor, readImageInfo, type AugmentationSpec, type DatasetDigest } from '@emseg/data';
+import {
+  BadCropsError,
+  DataError,
+  UnlabeledCrops,
+  imageBatchToTensor,
+  readImageInfo,
+  writeFileAtomic,
+  type AugmentationSpec,
+  type BadCrop,
+  type DatasetDigest,
+} from '@emseg/data';
 import { saveEncoderBundle } from '@emseg/models';
 import {
   Sgd,
@@ -32,13 +43,15 @@ export interface PretrainListener {
   step?(step: number, metrics: StepMetrics): void;
   checkpoint?(dir: string, step: number): void | Promise<void>;
   probe?(step: number, result: ProbeResult): void;
+  /** Something the user must know but that does not stop the run (default: printed to stderr). */
+  warn?(message: string): void;
 }
 
 export interface PretrainOptions {
   cfg: MocoConfig;
   /** Folder of unlabeled crops (CEM500K layout: any tree of images). */
   dataDir: string;
-  /** Run directory: checkpoints/, encoder/ and the crop manifest go here. */
+  /** Run directory: checkpoints/, encoder/, the crop manifest and bad-crops.log go here. */
   outDir: string;
   /** Continue from the newest checkpoint in outDir/checkpoints. */
   resume?: boolean;
@@ -64,6 +77,9 @@ interface CheckpointState {
   queuePtr: number;
   optimizerIterations: number;
   architecture: string;
+  /** The crops trained on (absent in checkpoints written before this was recorded). */
+  crops?: number;
+  dataDigest?: string;
 }
 
 function schedule(cfg: MocoConfig, stepsPerEpoch: number, totalSteps: number): LrSchedule {
@@ -83,9 +99,38 @@ async function checkCropSize(crops: UnlabeledCrops, cropSize: number): Promise<v
   }
 }
 
+/**
+ * Lists the crops into `<outDir>/crops.manifest` (or reuses it), checking every crop's header when it
+ * is built. Crops that fail are listed in `<outDir>/bad-crops.log`, and either stop the run
+ * (data.badCrops "fail") or are left out with a warning ("skip").
+ */
+async function openCrops(dataDir: string, outDir: string, cfg: MocoConfig, warn: (message: string) => void): Promise<UnlabeledCrops> {
+  const manifest = join(outDir, 'crops.manifest');
+  const log = join(outDir, 'bad-crops.log');
+  const writeLog = (bad: readonly BadCrop[]) => writeFileAtomic(log, `# crops that failed the header check (${new Date().toISOString()})\n${bad.map((b) => `${b.problem}\n`).join('')}`);
+  let crops: UnlabeledCrops;
+  try {
+    crops = await UnlabeledCrops.open(dataDir, { manifest, badCrops: cfg.data.badCrops, minSize: cfg.data.cropSize });
+  } catch (err) {
+    if (!(err instanceof BadCropsError)) throw err;
+    await writeLog(err.bad);
+    const fix = `remove or replace these files (a crop smaller than data.cropSize ${cfg.data.cropSize} may also mean data.cropSize is too large), or train without them with --set data.badCrops=skip; all ${err.bad.length} are listed in ${log}`;
+    throw new BadCropsError(err.path, err.bad, err.checked, fix);
+  }
+  const check = crops.headerCheck;
+  if (check !== null && check.skipped.length > 0) {
+    await writeLog(check.skipped);
+    warn(`warning: left out ${check.skipped.length} of ${check.checked} crops that fail the header check (data.badCrops "skip"); they are listed in ${log}`);
+  } else if (check !== null) {
+    await rm(log, { force: true });
+  }
+  return crops;
+}
+
 export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResult> {
   const { cfg, outDir } = opts;
-  const crops = await UnlabeledCrops.open(opts.dataDir, { manifest: join(outDir, 'crops.manifest') });
+  const warn = opts.listener?.warn ?? ((message: string) => void process.stderr.write(`${message}\n`));
+  const crops = await openCrops(opts.dataDir, outDir, cfg, warn);
   await checkCropSize(crops, cfg.data.cropSize);
   const stepsPerEpoch = Math.floor(crops.size / cfg.train.batchSize);
   if (stepsPerEpoch === 0) {
@@ -105,8 +150,8 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
     const probe = () => {
       if (probeData) opts.listener?.probe?.(step, runProbe(model.query.encoder, probeData, { steps: cfg.probe.steps }));
     };
-    if (opts.resume) step = restore(model, optimizer, ckptRoot, cfg);
     const digest = await crops.digest();
+    if (opts.resume) step = restore(model, optimizer, ckptRoot, cfg, { crops: crops.size, digest: digest.digest, root: crops.root }, warn);
     await opts.listener?.start?.({ crops: crops.size, stepsPerEpoch, totalSteps, startStep: step, digest });
 
     const norm = { mean: cfg.data.mean, std: cfg.data.std };
@@ -118,6 +163,8 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
         queuePtr: model.queue.ptr,
         optimizerIterations: optimizer.iterations,
         architecture: cfg.encoder.architecture,
+        crops: crops.size,
+        dataDigest: digest.digest,
       } satisfies CheckpointState);
       lastSaved = step;
       await opts.listener?.checkpoint?.(dir, step);
@@ -183,15 +230,32 @@ function checkpointTensors(model: MocoModel, optimizer: Sgd): Record<string, Ten
   return out;
 }
 
-/** Loads the newest checkpoint into the model and optimizer; returns its step (0 if none). */
-function restore(model: MocoModel, optimizer: Sgd, root: string, cfg: MocoConfig): number {
+/**
+ * Loads the newest checkpoint into the model and optimizer; returns its step (0 if none). Warns when
+ * the crops differ from those the checkpoint was trained on: the remaining epochs' order changes.
+ */
+function restore(
+  model: MocoModel,
+  optimizer: Sgd,
+  root: string,
+  cfg: MocoConfig,
+  data: { crops: number; digest: string; root: string },
+  warn: (message: string) => void,
+): number {
   const dir = latestCheckpoint(root);
   if (dir === null) {
-    process.stderr.write(`--resume: no checkpoint under ${root}; starting from step 0\n`);
+    warn(`--resume: no checkpoint under ${root}; starting from step 0`);
     return 0;
   }
   const ck = loadCheckpoint<CheckpointState>(dir);
   try {
+    const { crops, dataDigest } = ck.state;
+    if (dataDigest !== undefined && dataDigest !== data.digest) {
+      warn(
+        `warning: the crops in ${data.root} (${data.crops} crops, digest ${data.digest}) are not those checkpoint ${dir} was trained on ` +
+          `(${crops} crops, digest ${dataDigest}): the remaining epochs see a different crop order than the interrupted run would have`,
+      );
+    }
     if (ck.state.architecture !== cfg.encoder.architecture) {
       throw new Error(`checkpoint ${dir} is a ${ck.state.architecture}, but the config asks for ${cfg.encoder.architecture}`);
     }

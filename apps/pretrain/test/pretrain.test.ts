@@ -129,7 +129,10 @@ describe('bad input', () => {
     const dir = mkdtempSync(join(WORK, 'emseg-small-'));
     mkdirSync(join(dir, 'a'));
     for (let i = 0; i < 10; i++) await writeImage(join(dir, 'a', `c${i}.png`), greyImage(20, 20, new Uint8Array(400).fill(100 + i)));
-    await expect(pretrainMoco({ cfg: tinyConfig(), dataDir: dir, outDir: mkdtempSync(join(WORK, 'o-')) })).rejects.toThrow(/c0\.png: is 20 x 20 pixels, smaller than data\.cropSize 32/);
+    // Every crop's size is checked when the manifest is built; the fix names the config key.
+    const run = pretrainMoco({ cfg: tinyConfig(), dataDir: dir, outDir: mkdtempSync(join(WORK, 'o-')) });
+    await expect(run).rejects.toThrow(/c0\.png: is 20 x 20 pixels, smaller than 32 x 32/);
+    await expect(run).rejects.toThrow(/a crop smaller than data\.cropSize 32 may also mean data\.cropSize is too large/);
   });
 
   it('out-of-range and inconsistent config values are named', () => {

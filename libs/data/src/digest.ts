@@ -19,13 +19,15 @@ export interface DigestOptions {
   readonly sampleFiles?: number;
   /** Bytes read from the start, middle and end of each sampled file. Default 1024. */
   readonly chunkBytes?: number;
+  /** What a listed file that cannot be read was expected to be (default: "a dataset file listed when the dataset was opened"). */
+  readonly listing?: string;
 }
 
-async function sizeOf(path: string): Promise<number> {
+async function sizeOf(path: string, listing: string): Promise<number> {
   try {
     return (await stat(path)).size;
   } catch (err) {
-    throw new DataError(path, describeFsError(err), 'a dataset file listed when the dataset was opened');
+    throw new DataError(path, describeFsError(err), listing);
   }
 }
 
@@ -60,7 +62,7 @@ export async function datasetDigest(root: string, relPaths: readonly string[], o
   const group = 64;
   for (let start = 0; start < relPaths.length; start += group) {
     const slice = relPaths.slice(start, start + group);
-    const got = await Promise.all(slice.map((rel) => sizeOf(join(root, rel))));
+    const got = await Promise.all(slice.map((rel) => sizeOf(join(root, rel), options.listing ?? 'a dataset file listed when the dataset was opened')));
     got.forEach((size, i) => (sizes[start + i] = size));
   }
   let bytes = 0;

@@ -2,6 +2,8 @@
  * Reading and writing grey EM images with sharp (libvips).
  *
  * - Reads PNG, TIFF and JPEG, 8- or 16-bit; RGB(A) is converted to grey (luminance, alpha dropped).
+ * - Refuses multi-page TIFF stacks (one file = one image until stacks are supported everywhere;
+ *   libvips would silently decode only the first page).
  * - `region` decodes only what libvips needs for that rectangle: for PNG (decoded top to bottom) the
  *   rows up to the region's bottom, for tiled TIFF only the tiles it touches.
  * - Writes 8- and 16-bit PNG/TIFF (lossless: TIFF uses LZW) atomically (temp file + rename).
@@ -69,6 +71,13 @@ export async function readImageInfo(path: string): Promise<ImageInfo> {
   else if (meta.depth === 'ushort') bitDepth = 16;
   else throw new DataError(path, `has samples of type "${meta.depth}"`, READABLE);
   if (meta.width === undefined || meta.height === undefined) throw new DataError(path, 'has no image size in its header', READABLE);
+  if ((meta.pages ?? 1) > 1) {
+    throw new DataError(
+      path,
+      `is a multi-page ${format.toUpperCase()} stack (${meta.pages} pages); stacks are not supported yet`,
+      'one image per file: split the stack into one file per slice (e.g. Fiji: Image > Stacks > Stack to Images, or `tiffsplit`)',
+    );
+  }
   return { path, format, width: meta.width, height: meta.height, bitDepth, channels: meta.channels ?? 1 };
 }
 

@@ -10,6 +10,7 @@ import { DataError } from './errors.js';
 import { readImage, readImageInfo, type ImageInfo } from './image-io.js';
 import type { BitDepth, GreyImage, Mask } from './image.js';
 import { fileStem, listImageFiles } from './listing.js';
+import { mapLimit } from './map-limit.js';
 import { Rng } from './random.js';
 
 /** Which label value is foreground: U-RISC draws membranes black ('black-foreground'). */
@@ -37,11 +38,20 @@ export interface LabeledPair {
   readonly imageBitDepth: BitDepth;
 }
 
+/** How a label was read into its mask, with the label's value histogram (to explain an odd mask). */
+export interface LabelReading {
+  readonly polarity: LabelPolarity;
+  readonly threshold: number;
+  /** histogram[v] = number of pixels with 8-bit value v. */
+  readonly histogram: Float64Array;
+}
+
 /** A loaded pair: the image at its native depth and the binary mask (1 = foreground). */
 export interface LabeledSample {
   readonly name: string;
   readonly image: GreyImage;
   readonly mask: Mask;
+  readonly label: LabelReading;
 }
 
 /** Where the U-RISC release keeps one split of one track: `imgs/<track>/<split>`, `label/<track>/<split>`. */
@@ -61,6 +71,46 @@ export function labelToMask(label: GreyImage, polarity: LabelPolarity, threshold
   return { width: label.width, height: label.height, data: out };
 }
 
+/** Pixels per 8-bit value. */
+export function labelHistogram(label: GreyImage): Float64Array {
+  const counts = new Float64Array(256);
+  for (let i = 0; i < label.data.length; i++) counts[label.data[i]]++;
+  return counts;
+}
+
+/** The fraction of pixels on the foreground side of `threshold`, from a label's histogram (as labelToMask decides). */
+export function foregroundShare(histogram: Float64Array, polarity: LabelPolarity, threshold: number): number {
+  let below = 0;
+  let total = 0;
+  histogram.forEach((n, v) => {
+    total += n;
+    if (v < threshold) below += n;
+  });
+  const black = below / Math.max(1, total);
+  return polarity === 'black-foreground' ? black : 1 - black;
+}
+
+/**
+ * A way to read a label whose foreground fraction lies in (0, maxFraction], or null if none: the
+ * other polarity; a threshold halfway between the label's lowest and highest values; or both.
+ *
+ * @example plausibleReading(labelHistogram(allWhite), 'black-foreground', 128, 0.5) // null: one value only
+ */
+export function plausibleReading(histogram: Float64Array, polarity: LabelPolarity, threshold: number, maxFraction: number): { polarity: LabelPolarity; threshold: number } | null {
+  const present = [...histogram.keys()].filter((v) => histogram[v] > 0);
+  const other: LabelPolarity = polarity === 'black-foreground' ? 'white-foreground' : 'black-foreground';
+  const candidates = [{ polarity: other, threshold }];
+  if (present.length > 1) {
+    // Values below the threshold are black: halfway puts the lowest value below it and the highest at or above.
+    const halfway = Math.floor((present[0] + present[present.length - 1]) / 2) + 1;
+    candidates.push({ polarity, threshold: halfway }, { polarity: other, threshold: halfway });
+  }
+  return candidates.find((c) => {
+    const f = foregroundShare(histogram, c.polarity, c.threshold);
+    return f > 0 && f <= maxFraction;
+  }) ?? null;
+}
+
 function stemMap(dir: string, files: readonly string[]): Map<string, string> {
   const byStem = new Map<string, string>();
   for (const f of files) {
@@ -72,19 +122,6 @@ function stemMap(dir: string, files: readonly string[]): Map<string, string> {
     byStem.set(stem, f);
   }
   return byStem;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 function checkPair(name: string, image: ImageInfo, label: ImageInfo): LabeledPair {
@@ -152,14 +189,31 @@ export class LabeledImages {
 
   /** Decodes pair `i` (or the pair named `name`) into an image and a binary mask. */
   async load(which: number | string): Promise<LabeledSample> {
-    const pair = typeof which === 'number' ? this.pairs[which] : this.pairs.find((p) => p.name === which);
-    if (pair === undefined) throw new Error(`no labelled pair ${JSON.stringify(which)}; have ${this.names.join(', ')}`);
+    const pair = this.pair(which);
     const [image, label] = await Promise.all([readImage(pair.image), readImage(pair.label)]);
     if (label.bitDepth !== 8) throw new DataError(pair.label, `label is ${label.bitDepth}-bit`, 'an 8-bit label image');
     if (image.width !== label.width || image.height !== label.height) {
       throw new DataError(pair.label, `label is ${label.width}x${label.height} but the image is ${image.width}x${image.height}`, 'equal sizes');
     }
-    return { name: pair.name, image, mask: labelToMask(label, this.polarity, this.threshold) };
+    return { name: pair.name, image, mask: labelToMask(label, this.polarity, this.threshold), label: this.reading(label) };
+  }
+
+  /** Decodes only the label of pair `which` (a check without the image's cost). */
+  async readLabel(which: number | string): Promise<LabelReading> {
+    const pair = this.pair(which);
+    const label = await readImage(pair.label);
+    if (label.bitDepth !== 8) throw new DataError(pair.label, `label is ${label.bitDepth}-bit`, 'an 8-bit label image');
+    return this.reading(label);
+  }
+
+  private reading(label: GreyImage): LabelReading {
+    return { polarity: this.polarity, threshold: this.threshold, histogram: labelHistogram(label) };
+  }
+
+  private pair(which: number | string): LabeledPair {
+    const pair = typeof which === 'number' ? this.pairs[which] : this.pairs.find((p) => p.name === which);
+    if (pair === undefined) throw new Error(`no labelled pair ${JSON.stringify(which)}; have ${this.names.join(', ')}`);
+    return pair;
   }
 
   /** Loads every pair (fine for U-RISC: 30 x 100 Mpixel is ~6 GB with masks; Track 2 is tiny). */

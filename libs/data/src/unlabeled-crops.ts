@@ -1,9 +1,10 @@
 /**
  * CEM500K-style unlabeled crops: a directory tree of (thousands to millions of) small images,
- * listed once into a manifest, shuffled per epoch with a seed, and streamed as batches of
- * augmented views (MoCo: two per crop) with prefetch.
+ * listed once into a manifest (every crop's header checked on the way, so a corrupt crop is found
+ * at the start, not days later when its batch comes up), shuffled per epoch with a seed, and
+ * streamed as batches of augmented views (MoCo: two per crop) with prefetch.
  */
-import { readFile } from 'node:fs/promises';
+import { open as openFile, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CEM500K_AUGMENTATION, augmentedViews, type AugmentationSpec } from './augment.js';
 import { writeFileAtomic } from './atomic.js';
@@ -11,9 +12,10 @@ import { CropWorkerPool } from './crop-pool.js';
 import { stackImages, type ImageBatch } from './batch.js';
 import { datasetDigest, type DatasetDigest } from './digest.js';
 import { DataError, describeFsError } from './errors.js';
-import { readImage } from './image-io.js';
+import { readImage, readImageInfo } from './image-io.js';
 import type { GreyImage } from './image.js';
 import { listImageFiles } from './listing.js';
+import { mapLimit } from './map-limit.js';
 import { deriveSeed, Rng } from './random.js';
 
 const MANIFEST_HEADER = '# emseg crop manifest v1';
@@ -28,6 +30,73 @@ export interface OpenCropsOptions {
   readonly refresh?: boolean;
   /** A non-image file in the tree: throw (default) or skip it. */
   readonly nonImage?: 'error' | 'skip';
+  /**
+   * When the tree is listed (not when a manifest is read), every crop's header is checked (see
+   * `checkCrop`). A crop that fails: 'fail' (default) throws a BadCropsError listing all of them;
+   * 'skip' leaves it out of the crops and the manifest, listed in `headerCheck.skipped`.
+   */
+  readonly badCrops?: 'fail' | 'skip';
+  /** Crops narrower or shorter than this fail the check (e.g. the network's input size). */
+  readonly minSize?: number;
+}
+
+/** A crop that failed the check: its path relative to the root, and the full error message. */
+export interface BadCrop {
+  readonly file: string;
+  readonly problem: string;
+}
+
+/** What the check of a freshly listed tree found. */
+export interface CropCheck {
+  readonly checked: number;
+  /** Crops left out ('skip'); empty under 'fail', which throws instead. */
+  readonly skipped: readonly BadCrop[];
+  readonly seconds: number;
+}
+
+/** Thrown by `UnlabeledCrops.open` (badCrops 'fail') when crops fail the check; `bad` lists all of them. */
+export class BadCropsError extends DataError {
+  constructor(
+    root: string,
+    readonly bad: readonly BadCrop[],
+    readonly checked: number,
+    fix = 'remove or replace these files, or leave them out (badCrops: skip)',
+  ) {
+    super(root, `${bad.length} of ${checked} crops fail the header check`, `only readable single-image crops: ${fix}`);
+    this.name = 'BadCropsError';
+    this.message += bad.slice(0, 5).map((b) => `\n  ${b.problem}`).join('') + (bad.length > 5 ? `\n  ... and ${bad.length - 5} more` : '');
+  }
+}
+
+const PNG_END = Buffer.from('0000000049454e44ae426082', 'hex'); // an empty IEND chunk
+
+/**
+ * Fast check of one crop without decoding its pixels: the header must be readable (format, bit
+ * depth, one page; see readImageInfo), the size at least `minSize`, and a PNG must end with its
+ * IEND chunk (a truncated PNG still has a valid header). Returns the problem, or null.
+ */
+export async function checkCrop(path: string, minSize = 1): Promise<string | null> {
+  try {
+    const info = await readImageInfo(path);
+    if (info.width < minSize || info.height < minSize) {
+      return new DataError(path, `is ${info.width} x ${info.height} pixels, smaller than ${minSize} x ${minSize}`, `crops of at least ${minSize} x ${minSize}`).message;
+    }
+    if (info.format === 'png') {
+      const handle = await openFile(path, 'r');
+      try {
+        const { size } = await handle.stat();
+        const tail = Buffer.alloc(PNG_END.length);
+        await handle.read(tail, 0, tail.length, Math.max(0, size - tail.length));
+        if (!tail.equals(PNG_END)) return new DataError(path, 'does not end with the PNG end chunk (IEND): the file is truncated', 'a complete PNG').message;
+      } finally {
+        await handle.close();
+      }
+    }
+    return null;
+  } catch (err) {
+    if (err instanceof DataError) return err.message;
+    throw err;
+  }
 }
 
 export interface CropStreamOptions {
@@ -77,6 +146,10 @@ export class UnlabeledCrops {
     readonly root: string,
     /** Crop paths relative to `root`, sorted. */
     readonly files: readonly string[],
+    /** The manifest the listing was read from or written to, if any. */
+    readonly manifest: string | null,
+    /** The check of a freshly listed tree; null when the listing came from an existing manifest. */
+    readonly headerCheck: CropCheck | null,
   ) {}
 
   /**
@@ -86,14 +159,20 @@ export class UnlabeledCrops {
    */
   static async open(root: string, options: OpenCropsOptions = {}): Promise<UnlabeledCrops> {
     const dir = resolve(root);
-    const manifest = options.manifest === undefined ? undefined : resolve(options.manifest);
-    if (manifest !== undefined && !options.refresh) {
+    const manifest = options.manifest === undefined ? null : resolve(options.manifest);
+    if (manifest !== null && !options.refresh) {
       const cached = await readManifest(manifest);
-      if (cached !== null) return new UnlabeledCrops(dir, cached);
+      if (cached !== null) return new UnlabeledCrops(dir, cached, manifest, null);
     }
-    const files = await listImageFiles(dir, { recursive: true, nonImage: options.nonImage, exclude: manifest ? [manifest] : [] });
-    if (manifest !== undefined) await writeFileAtomic(manifest, `${MANIFEST_HEADER}\n${files.join('\n')}\n`);
-    return new UnlabeledCrops(dir, files);
+    const listed = await listImageFiles(dir, { recursive: true, nonImage: options.nonImage, exclude: manifest ? [manifest] : [] });
+    const t0 = performance.now();
+    const problems = await mapLimit(listed, 16, (f) => checkCrop(join(dir, f), options.minSize));
+    const bad = listed.flatMap((file, i) => (problems[i] === null ? [] : [{ file, problem: problems[i] as string }]));
+    if (bad.length > 0 && options.badCrops !== 'skip') throw new BadCropsError(dir, bad, listed.length);
+    const files = bad.length === 0 ? listed : listed.filter((_, i) => problems[i] === null);
+    if (files.length === 0) throw new DataError(dir, `has no usable crops: all ${listed.length} fail the header check`, 'at least one readable crop');
+    if (manifest !== null) await writeFileAtomic(manifest, `${MANIFEST_HEADER}\n${files.join('\n')}\n`);
+    return new UnlabeledCrops(dir, files, manifest, { checked: listed.length, skipped: bad, seconds: (performance.now() - t0) / 1000 });
   }
 
   get size(): number {
@@ -117,9 +196,13 @@ export class UnlabeledCrops {
     return new Rng(deriveSeed(seed, epoch)).permutation(this.files.length);
   }
 
-  /** Fingerprint for MLflow `log-inputs`. */
+  /** Fingerprint for MLflow `log-inputs`. A crop listed in a reused manifest but gone is named with the manifest. */
   digest(): Promise<DatasetDigest> {
-    return datasetDigest(this.root, this.files);
+    const listing =
+      this.manifest === null || this.headerCheck !== null
+        ? undefined
+        : `a crop listed in the manifest ${this.manifest}; if crops were removed or added on purpose, delete the manifest so the crops are listed again (the crop order of the remaining epochs then changes)`;
+    return datasetDigest(this.root, this.files, { listing });
   }
 
   /**

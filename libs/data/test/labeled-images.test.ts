@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   LabeledImages,
   URISC_AUGMENTATION,
+  labelHistogram,
   labelToMask,
   patchBatches,
   patchGrid,
@@ -114,7 +115,8 @@ describe('patchBatches', () => {
     // bright pixels must still be where the mask says membrane.
     const w = 64;
     const mask = Uint8Array.from({ length: w * w }, (_, i) => ((i % w) % 10 < 3 || Math.floor(i / w) % 13 < 2 ? 1 : 0));
-    const twin: LabeledSample = { name: 'twin', image: { width: w, height: w, bitDepth: 8, data: mask.map((v) => v * 255) }, mask: { width: w, height: w, data: mask } };
+    const image = { width: w, height: w, bitDepth: 8 as const, data: mask.map((v) => v * 255) };
+    const twin: LabeledSample = { name: 'twin', image, mask: { width: w, height: w, data: mask }, label: { polarity: 'white-foreground', threshold: 128, histogram: labelHistogram(image) } };
     const options = { mode: 'random' as const, size: 32, batchSize: 4, seed: 9, epoch: 1, patchesPerEpoch: 16, augmentation: { ...URISC_AUGMENTATION, brightness: 0, contrast: 0, gamma: undefined } };
     const batches = [...patchBatches([twin], options)];
     let agree = 0;
