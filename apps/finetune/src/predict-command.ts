@@ -1,19 +1,25 @@
 /**
  * The `predict` command: resolves the model (a directory, a run directory, runs:/ or the latest
- * fine-tuning), checks the tiling options and predicts whole images with progress per tile.
+ * fine-tuning), checks inputs, output folder and tiling options, and predicts whole images with
+ * progress per tile. Cheap checks come first (nothing is written over an input, the output folder
+ * is writable, every input header reads, every image holds a tile); an image that still fails is
+ * reported and the rest predicted. The end is a summary of what was written and what was not:
+ * exit 0 all written, 1 some image failed, 130 stopped by SIGINT/SIGTERM (after the current tile
+ * batch).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { EXIT } from '@emseg/config';
 import { ensureDefaultData } from '@emseg/data';
 import { MlflowClient } from '@emseg/tracking';
-import { ProgressBar } from '@emseg/training';
-import type { InferenceOptions } from './inference.js';
-import { predictFiles } from './predict.js';
+import { gracefulStop, ProgressBar } from '@emseg/training';
+import { checkTileFits, inferenceProblem, type InferenceOptions } from './inference.js';
+import { checkOutputOutsideInputs, checkWritableFolder, listInputs, predictFiles, readInputHeaders, type PredictedImage } from './predict.js';
 import { Segmenter } from './segmenter.js';
 import { runsUriResolver } from './urisc-run.js';
 import { LATEST_FINETUNE, WORKSPACE } from './workspace.js';
 
-export const DEFAULT_PREDICTIONS = join(WORKSPACE, '.emseg', 'predictions', 'latest');
+export { DEFAULT_PREDICTIONS } from './workspace.js';
 
 export interface PredictArgs {
   inputs: string[];
@@ -44,7 +50,34 @@ async function locateModel(model: string | undefined, trackingUri: string | unde
   return latest.modelDir;
 }
 
+/** What was written and what was not, and why: the last thing predict prints. */
+function summary(out: string, files: readonly string[], written: readonly PredictedImage[], failed: ReadonlyMap<string, string>, stopped: string | null): string {
+  const done = new Set(written.map((r) => r.input));
+  const notPredicted = files.filter((f) => !done.has(f) && !failed.has(f));
+  if (failed.size === 0 && notPredicted.length === 0) {
+    return `${written.length} image(s) predicted into ${out}; score them with: nx run finetune:score -- --pred ${out} --labels <label folder>`;
+  }
+  return [
+    `summary: ${written.length} of ${files.length} image(s) written to ${out}; ${failed.size} failed; ${notPredicted.length} not predicted${stopped ? ` (stopped by ${stopped})` : ''}`,
+    ...written.map((r) => `  written: ${r.input} -> ${r.submission}`),
+    ...[...failed].map(([input, why]) => `  failed: ${input}: ${why.startsWith(`${input}: `) ? why.slice(input.length + 2) : why}`),
+    ...notPredicted.map((f) => `  not predicted: ${f}`),
+  ].join('\n');
+}
+
 export async function predict(args: PredictArgs): Promise<number> {
+  let inputs = args.inputs;
+  if (inputs.length === 0) {
+    const data = await ensureDefaultData();
+    inputs = [data.urisc.splits.test.images];
+    process.stderr.write(`inputs: the embedded synthetic test images in ${inputs[0]}\n`);
+  }
+  const files = await listInputs(inputs);
+  const out = resolve(args.out);
+  await checkOutputOutsideInputs(out, files);
+  const headers = await readInputHeaders(files);
+  await checkWritableFolder(out);
+  if (args.probability !== 'none') await checkWritableFolder(join(out, 'probability'));
   const segmenter = Segmenter.load(await locateModel(args.model, args.trackingUri));
   try {
     const info = segmenter.loadedInfo!;
@@ -55,43 +88,61 @@ export async function predict(args: PredictArgs): Promise<number> {
       batchSize: args.batchSize ?? info.inference.batchSize,
       flipTta: args.tta ?? info.inference.flipTta,
     };
-    if (inference.tileSize % 32 !== 0) throw new Error(`--tile-size must be a multiple of 32 (the U-Net's input), got ${inference.tileSize}`);
-    if (!(inference.overlap >= 0 && inference.overlap < inference.tileSize)) throw new Error(`--overlap must be in [0, tile size ${inference.tileSize}), got ${inference.overlap}`);
+    const problem = inferenceProblem(inference);
+    if (problem) throw new Error(problem);
     const threshold = args.threshold ?? info.threshold;
-    let inputs = args.inputs;
-    if (inputs.length === 0) {
-      const data = await ensureDefaultData();
-      inputs = [data.urisc.splits.test.images];
-      process.stderr.write(`inputs: the embedded synthetic test images in ${inputs[0]}\n`);
-    }
+    if (!(threshold >= 0 && threshold <= 1)) throw new Error(`--threshold must be a probability in [0, 1], got ${threshold}`);
+    // the smallest image decides whether (and which) tile fits all of them
+    const smallest = headers.reduce((a, b) => (Math.min(b.width, b.height) < Math.min(a.width, a.height) ? b : a));
+    checkTileFits(smallest.path, smallest.width, smallest.height, inference);
     process.stderr.write(`model: ${info.architecture} U-Net (step ${info.step}, validation F1 ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}\n`);
-    const out = resolve(args.out);
     let bar: ProgressBar | undefined;
     let current = '';
-    const results = await predictFiles(segmenter, {
-      inputs,
-      outDir: out,
-      inference,
-      threshold,
-      probability: args.probability,
-      onTiles: (image, done, total) => {
-        if (image !== current) {
-          bar?.done();
-          current = image;
-          bar = new ProgressBar({ label: image.split('/').pop() ?? image, total, unit: 'tile' });
-        }
-        bar?.tick(1);
-      },
-      onImage: (r) => {
-        bar?.done();
-        bar = undefined;
-        current = '';
-        process.stdout.write(`${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% membrane, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`);
-        if (r.problem) process.stderr.write(`warning: ${r.problem}\n`);
-      },
+    const endBar = () => {
+      bar?.done();
+      bar = undefined;
+      current = '';
+    };
+    const failed = new Map<string, string>();
+    let signals = 0;
+    const stop = gracefulStop({
+      log: (m) => process.stderr.write(`\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the current tile batch; the images written so far are complete (send it again to exit at once)` : m}\n`),
     });
-    process.stdout.write(`${results.length} image(s) predicted into ${out}; score them with: nx run finetune:score -- --pred ${out} --labels <label folder>\n`);
-    return 0;
+    let results: PredictedImage[];
+    try {
+      results = await predictFiles(segmenter, {
+        inputs: files,
+        outDir: out,
+        inference,
+        threshold,
+        probability: args.probability,
+        stop,
+        onTiles: (image, done, total) => {
+          if (image !== current) {
+            endBar();
+            current = image;
+            bar = new ProgressBar({ label: image.split('/').pop() ?? image, total, unit: 'tile' });
+          }
+          bar?.tick(1);
+        },
+        onImage: (r) => {
+          endBar();
+          process.stdout.write(`${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% membrane, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`);
+          if (r.problem) process.stderr.write(`warning: ${r.problem}\n`);
+        },
+        onFailed: (input, err) => {
+          endBar();
+          failed.set(input, err.message);
+          process.stderr.write(`error: ${err.message}; not written, going on with the next image\n`);
+        },
+      });
+    } finally {
+      endBar();
+      stop.dispose();
+    }
+    process.stdout.write(`${summary(out, files, results, failed, stop.signal)}\n`);
+    if (stop.requested) return EXIT.interrupted;
+    return failed.size > 0 ? EXIT.failed : EXIT.ok;
   } finally {
     segmenter.dispose();
   }

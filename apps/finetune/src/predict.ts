@@ -6,11 +6,14 @@
  *   <out>/probability/<stem>.png   membrane probability * 65535 (16-bit PNG, or .tif)
  *
  * so `<out>` can be handed to `score` (or the competition) as it is.
+ *
+ * Before any pixel is predicted: the output folder must not hold an input (realpaths compared) and
+ * must be writable (created, probe file written and removed), and every input's header must read.
  */
-import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { DataError, fileStem, listImageFiles, readImage, writeImage } from '@emseg/data';
-import { membraneFraction, predictImage, submissionProblem, tileCount, toProbability16, toSubmission, type InferenceOptions } from './inference.js';
+import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { DataError, fileStem, listImageFiles, readImage, readImageInfo, writeImage, type ImageInfo } from '@emseg/data';
+import { membraneFraction, predictImage, PredictionStopped, submissionProblem, tileCount, toProbability16, toSubmission, type InferenceOptions } from './inference.js';
 import type { Segmenter } from './segmenter.js';
 
 export interface PredictOptions {
@@ -26,6 +29,13 @@ export interface PredictOptions {
   onTiles?: (image: string, done: number, total: number) => void;
   /** After each image. */
   onImage?: (result: PredictedImage) => void;
+  /**
+   * An image that failed (unreadable pixels, a failed write...): with this callback the error is
+   * reported here and the next image predicted; without it the error is thrown.
+   */
+  onFailed?: (input: string, error: Error) => void;
+  /** Checked between tile batches and images: when it turns true, the current image is dropped and predictFiles returns. */
+  stop?: { readonly requested: boolean };
 }
 
 export interface PredictedImage {
@@ -70,6 +80,86 @@ export async function listInputs(inputs: readonly string[]): Promise<string[]> {
 }
 
 /**
+ * The realpath of `path`, or of its nearest existing ancestor joined with the rest for a path not
+ * created yet (as it is when a parent is a file: then it cannot hold anything).
+ */
+async function realpathOfNew(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const parent = dirname(path);
+    if (code === 'ENOTDIR' || parent === path) return path;
+    if (code !== 'ENOENT') throw err;
+    return join(await realpathOfNew(parent), basename(path));
+  }
+}
+
+/** Is `path` the folder itself or anything under it? */
+const within = (folder: string, path: string) => {
+  const rel = relative(folder, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+};
+
+/**
+ * Refuses an output folder that holds any input (directly or in a subfolder, such as
+ * `probability/`; realpaths, so symlinks and `..` are seen through): predicting there could write
+ * a mask over an input image. Nothing is created.
+ */
+export async function checkOutputOutsideInputs(outDir: string, inputs: readonly string[]): Promise<void> {
+  const out = await realpathOfNew(resolve(outDir));
+  for (const input of inputs) {
+    const real = await realpath(input);
+    if (within(out, real)) {
+      const shown = real === input ? input : `${input} (${real})`;
+      throw new DataError(outDir, `output folder holds the input image ${shown}, which predicting could overwrite`, `an --out folder that holds none of the inputs (e.g. a new folder beside them)`);
+    }
+  }
+}
+
+function writeProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return `is not writable (${code === 'EROFS' ? 'read-only file system' : 'permission denied'})`;
+  if (code === 'ENOTDIR' || code === 'EEXIST') return 'cannot be created: it or one of its parents is a file, not a folder';
+  if (code === 'ENOSPC') return 'cannot be written: no space left on the device';
+  return `cannot be written (${code ?? (err as Error).message})`;
+}
+
+/**
+ * Creates `dir` and proves it writable by writing and removing a probe file, so a bad --out fails
+ * before hours of prediction instead of after them.
+ */
+export async function checkWritableFolder(dir: string): Promise<void> {
+  const probe = join(dir, `.emseg-write-probe-${process.pid}`);
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(probe, '');
+    await rm(probe);
+  } catch (err) {
+    throw new DataError(dir, writeProblem(err), 'a folder that can be created and written (--out)');
+  }
+}
+
+/**
+ * The header (size, depth) of every input, read before anything is predicted. Every unreadable
+ * file is named in one error, not just the first.
+ */
+export async function readInputHeaders(files: readonly string[]): Promise<ImageInfo[]> {
+  const infos: ImageInfo[] = [];
+  const problems: string[] = [];
+  for (const file of files) {
+    try {
+      infos.push(await readImageInfo(file));
+    } catch (err) {
+      if (!(err instanceof DataError)) throw err;
+      problems.push(err.message);
+    }
+  }
+  if (problems.length > 0) throw new Error(`${problems.length} of ${files.length} input image(s) cannot be read, so nothing was predicted:\n  ${problems.join('\n  ')}`);
+  return infos;
+}
+
+/**
  * Predicts every input image, one at a time (memory is bounded by the largest image).
  *
  * @example await predictFiles(seg, { inputs: ['data/imgs/Track1/test'], outDir: 'out', inference, threshold: 0.5, probability: 'png' });
@@ -78,33 +168,50 @@ export async function predictFiles(segmenter: Segmenter, options: PredictOptions
   const files = await listInputs(options.inputs);
   const results: PredictedImage[] = [];
   for (const input of files) {
-    const t0 = performance.now();
-    const image = await readImage(input);
-    const name = fileStem(input);
-    const total = tileCount(image.width, image.height, options.inference);
-    const probability = await predictImage(segmenter, image, options.inference, input, (done) => options.onTiles?.(input, done, total));
-    const { width, height } = image;
-    let probabilityFile: string | null = null;
-    if (options.probability !== 'none') {
-      probabilityFile = join(options.outDir, 'probability', `${name}.${options.probability === 'tiff' ? 'tif' : 'png'}`);
-      await writeImage(probabilityFile, toProbability16(probability, width, height), { compressionLevel: 3 });
+    if (options.stop?.requested) break;
+    try {
+      const result = await predictFile(segmenter, input, options);
+      results.push(result);
+      options.onImage?.(result);
+    } catch (err) {
+      if (err instanceof PredictionStopped) break;
+      if (!options.onFailed) throw err;
+      options.onFailed(input, err as Error);
     }
-    const submission = toSubmission(probability, width, height, options.threshold);
-    const submissionFile = join(options.outDir, `${name}.png`);
-    await writeImage(submissionFile, submission);
-    const result: PredictedImage = {
-      name,
-      input,
-      width,
-      height,
-      submission: submissionFile,
-      probability: probabilityFile,
-      membraneFraction: membraneFraction(submission),
-      problem: submissionProblem(submission, submissionFile),
-      seconds: (performance.now() - t0) / 1000,
-    };
-    results.push(result);
-    options.onImage?.(result);
   }
   return results;
+}
+
+/** One image: probability map and submission, or neither (a written map is removed if the submission fails). */
+async function predictFile(segmenter: Segmenter, input: string, options: PredictOptions): Promise<PredictedImage> {
+  const t0 = performance.now();
+  const image = await readImage(input);
+  const name = fileStem(input);
+  const total = tileCount(image.width, image.height, options.inference);
+  const probability = await predictImage(segmenter, image, options.inference, input, (done) => options.onTiles?.(input, done, total), options.stop);
+  const { width, height } = image;
+  const submission = toSubmission(probability, width, height, options.threshold);
+  const submissionFile = join(options.outDir, `${name}.png`);
+  let probabilityFile: string | null = null;
+  if (options.probability !== 'none') {
+    probabilityFile = join(options.outDir, 'probability', `${name}.${options.probability === 'tiff' ? 'tif' : 'png'}`);
+    await writeImage(probabilityFile, toProbability16(probability, width, height), { compressionLevel: 3 });
+  }
+  try {
+    await writeImage(submissionFile, submission);
+  } catch (err) {
+    if (probabilityFile) await rm(probabilityFile, { force: true });
+    throw err;
+  }
+  return {
+    name,
+    input,
+    width,
+    height,
+    submission: submissionFile,
+    probability: probabilityFile,
+    membraneFraction: membraneFraction(submission),
+    problem: submissionProblem(submission, submissionFile),
+    seconds: (performance.now() - t0) / 1000,
+  };
 }

@@ -1,10 +1,12 @@
 /**
  * The `score` command: the official U-RISC F1 of a folder of submissions, as a table, JSON and CSV.
+ * A rejected prediction scores 0 with a warning; when every one is rejected the command exits 1.
  */
 import { resolve } from 'node:path';
-import { ensureDefaultData } from '@emseg/data';
+import { EXIT } from '@emseg/config';
+import { ensureDefaultData, writeFileAtomic } from '@emseg/data';
+import { rejectionReport } from '@emseg/evaluation';
 import { scoreFolder, scoresCsv, scoresJson, scoresTable } from './score.js';
-import { writeTextAtomic } from './workspace.js';
 
 export interface ScoreArgs {
   pred: string;
@@ -22,7 +24,11 @@ export async function score(args: ScoreArgs): Promise<number> {
   }
   const result = await scoreFolder(resolve(args.pred), resolve(labels), { ignoreUnpairedLabels: args.ignoreUnpaired });
   process.stdout.write(`${scoresTable(result)}\n\nofficial U-RISC F1 (mean over ${result.images.length} images): ${result.meanF1.toFixed(4)}\n`);
-  if (args.json) writeTextAtomic(resolve(args.json), scoresJson(result));
-  if (args.csv) writeTextAtomic(resolve(args.csv), scoresCsv(result));
-  return 0;
+  if (args.json) await writeFileAtomic(resolve(args.json), scoresJson(result));
+  if (args.csv) await writeFileAtomic(resolve(args.csv), scoresCsv(result));
+  const { warnings, error } = rejectionReport(result.images);
+  for (const w of warnings) process.stderr.write(`${w}\n`);
+  if (!error) return EXIT.ok;
+  process.stderr.write(`error: ${error}\n`);
+  return EXIT.failed;
 }

@@ -4,42 +4,22 @@
  *
  * A prediction the competition would reject (not binary, or background < 5x membrane) does not
  * stop the folder: it scores F1 = precision = recall = 0 and carries the reason in `rejected`,
- * so the mean is what the leaderboard would show for such a submission set.
+ * so the mean is what the leaderboard would show for such a submission set (the rule lives in
+ * @emseg/evaluation, shared with its CLI).
  */
-import { pairImageFolders, uriscFileScore, UriscFormatError, type UriscImageScore } from '@emseg/evaluation';
+import { uriscFolderScore, type UriscFolderScore, type UriscImageScore } from '@emseg/evaluation';
 
-export interface ImageScore extends UriscImageScore {
-  /** Why the official scorer rejects this prediction, or null. */
-  rejected: string | null;
-}
-
-export interface FolderScore {
-  /** Mean of the per-image F1 values (the U-RISC folder score). */
-  meanF1: number;
-  meanPrecision: number;
-  meanRecall: number;
-  images: ImageScore[];
-}
-
-const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+export type ImageScore = UriscImageScore;
+export type FolderScore = UriscFolderScore;
 
 /**
- * Scores every prediction in `predictionDir` against its label in `labelDir`, one pair at a time.
+ * Scores every prediction in `predictionDir` against its label in `labelDir`, one pair at a time
+ * (`uriscFolderScore` of @emseg/evaluation: rejected predictions score 0 and are flagged).
  *
  * @example const { meanF1, images } = await scoreFolder('out/test', 'urisc/label/Track1/test');
  */
-export async function scoreFolder(predictionDir: string, labelDir: string, options: { ignoreUnpairedLabels?: boolean } = {}): Promise<FolderScore> {
-  const pairs = await pairImageFolders(predictionDir, labelDir, { ignoreUnpairedGroundTruth: options.ignoreUnpairedLabels ?? false });
-  const images: ImageScore[] = [];
-  for (const pair of pairs) {
-    try {
-      images.push({ ...(await uriscFileScore(pair)), rejected: null });
-    } catch (err) {
-      if (!(err instanceof UriscFormatError)) throw err;
-      images.push({ name: pair.name, prediction: pair.prediction, groundTruth: pair.groundTruth, f1: 0, precision: 0, recall: 0, predictedMembranePixels: 0, predictedBackgroundPixels: 0, rejected: err.message });
-    }
-  }
-  return { meanF1: mean(images.map((r) => r.f1)), meanPrecision: mean(images.map((r) => r.precision)), meanRecall: mean(images.map((r) => r.recall)), images };
+export function scoreFolder(predictionDir: string, labelDir: string, options: { ignoreUnpairedLabels?: boolean } = {}): Promise<FolderScore> {
+  return uriscFolderScore(predictionDir, labelDir, { ignoreUnpairedGroundTruth: options.ignoreUnpairedLabels ?? false });
 }
 
 const COLUMNS = ['name', 'f1', 'precision', 'recall', 'predictedMembranePixels', 'predictedBackgroundPixels', 'prediction', 'groundTruth', 'rejected'] as const;
@@ -52,7 +32,7 @@ const csvField = (v: string | number | null) => {
 /** Per-image scores as CSV (header + one row per image + a `mean` row). */
 export function scoresCsv(score: FolderScore): string {
   const rows = score.images.map((r) => COLUMNS.map((c) => csvField(r[c])).join(','));
-  rows.push(['mean', score.meanF1, score.meanPrecision, score.meanRecall, '', '', '', '', ''].map(csvField).join(','));
+  rows.push(['mean', score.meanF1, score.meanPrecision, score.meanRecall, '', '', '', '', score.rejected ? `${score.rejected} rejected (counted as 0)` : ''].map(csvField).join(','));
   return `${COLUMNS.join(',')}\n${rows.join('\n')}\n`;
 }
 
@@ -69,7 +49,7 @@ export function scoresTable(score: FolderScore): string {
   return [
     line('image', 'F1', 'precision', 'recall'),
     ...score.images.map((r) => line(r.name, f(r.f1), f(r.precision), f(r.recall), r.rejected ? '  REJECTED (see below)' : '')),
-    line('mean', f(score.meanF1), f(score.meanPrecision), f(score.meanRecall)),
+    line('mean', f(score.meanF1), f(score.meanPrecision), f(score.meanRecall), score.rejected ? `  (${score.rejected} rejected, counted as 0)` : ''),
     ...score.images.filter((r) => r.rejected).map((r) => `rejected: ${r.rejected}`),
   ].join('\n');
 }

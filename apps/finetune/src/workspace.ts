@@ -24,6 +24,12 @@ export const FINETUNE_RUNS = process.env.EMSEG_FINETUNE_RUNS ? resolve(process.e
 /** Written by `finetune:urisc` when a fine-tuning finishes; `predict` uses its model by default. */
 export const LATEST_FINETUNE = join(FINETUNE_RUNS, 'latest.json');
 
+/** The default run configuration of `urisc`. */
+export const DEFAULT_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
+
+/** Where `predict` writes by default (and `score` reads). */
+export const DEFAULT_PREDICTIONS = join(WORKSPACE, '.emseg', 'predictions', 'latest');
+
 /** Writes JSON atomically (temporary sibling + rename), creating the directory. */
 export function writeJsonAtomic(path: string, value: unknown): void {
   writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);

@@ -63,3 +63,11 @@ export function flatten(obj: JsonObject, prefix = ''): Record<string, string> {
   }
   return out;
 }
+
+/** The flattened keys whose values differ between two configs (`from`/`to` null where absent). */
+export function configChanges(before: JsonObject, after: JsonObject): Array<{ key: string; from: string | null; to: string | null }> {
+  const a = flatten(before);
+  const b = flatten(after);
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  return keys.filter((k) => a[k] !== b[k]).map((k) => ({ key: k, from: a[k] ?? null, to: b[k] ?? null }));
+}

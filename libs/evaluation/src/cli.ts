@@ -5,18 +5,22 @@
  *   node libs/evaluation/dist/cli.js --pred DIR --gt DIR --protocol urisc --metrics f1,vrand,vinfo,assd --json out.json
  *   node libs/evaluation/dist/cli.js definition --images DIR
  *
- * Exit codes: 0 scored, 1 bad input (the message names the file), 2 usage error.
+ * Exit codes (EXIT of @emseg/config): 0 scored, 1 bad input (the message names the file) or no
+ * prediction scorable (every one rejected by the U-RISC rules), 2 usage error. A rejected prediction
+ * scores 0 with a warning; the others are still scored.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { EXIT, EXIT_CODES_HELP } from '@emseg/config';
 import { definitionCriteria, type DefinitionCriteria } from './definition.js';
 import { EvaluationInputError } from './image.js';
 import { IMAGE_EXTENSIONS } from './pairing.js';
 import { readGrey8 } from './read-grey.js';
 import { definitionTable, scoreTable } from './report.js';
 import { METRICS, type MetricName, PROTOCOLS, type Protocol, scoreFiles } from './score-files.js';
+import { rejectionReport } from './urisc-folder.js';
 import { writeJsonAtomic } from './write-json.js';
 
 function parseMetrics(value: string): MetricName[] {
@@ -104,6 +108,12 @@ async function main(argv: string[]): Promise<void> {
           });
           process.stdout.write(`wrote ${args.json}\n`);
         }
+        const { warnings, error } = rejectionReport(result.images);
+        for (const w of warnings) process.stderr.write(`${w}\n`);
+        if (error) {
+          process.stderr.write(`error: ${error}\n`);
+          process.exitCode = EXIT.failed;
+        }
       },
     )
     .command(
@@ -128,11 +138,12 @@ async function main(argv: string[]): Promise<void> {
     .strict()
     .help()
     .alias('h', 'help')
+    .epilogue(EXIT_CODES_HELP)
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .fail((msg, err, y) => {
       if (err) throw err;
       process.stderr.write(`${y.help()}\n\n${msg}\n`);
-      process.exit(2);
+      process.exit(EXIT.usage);
     })
     .parseAsync();
 }
@@ -140,8 +151,8 @@ async function main(argv: string[]): Promise<void> {
 main(hideBin(process.argv)).catch((err: unknown) => {
   if (err instanceof EvaluationInputError) {
     process.stderr.write(`error: ${err.message}\n`);
-    process.exit(1);
+    process.exit(EXIT.failed);
   }
   process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
+  process.exit(EXIT.failed);
 });

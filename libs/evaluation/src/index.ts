@@ -17,8 +17,8 @@ export type { GreyImage, Image2D, Mask, PixelArray, ProbabilityMap } from './ima
 
 export { checkUriscPrediction, URISC_MIN_BACKGROUND_RATIO, uriscF1, UriscFormatError, uriscPrf } from './urisc-f1.js';
 export type { UriscNames, UriscScore } from './urisc-f1.js';
-export { uriscFileScore, uriscFolderScore } from './urisc-folder.js';
-export type { UriscFolderScore, UriscImageScore } from './urisc-folder.js';
+export { rejectionReport, uriscF1OrRejected, uriscFileScore, uriscFolderScore } from './urisc-folder.js';
+export type { UriscFolderScore, UriscImageScore, UriscResult } from './urisc-folder.js';
 export { IMAGE_EXTENSIONS, pairImageFolders } from './pairing.js';
 export type { ImagePair, PairingOptions } from './pairing.js';
 export { decodeGrey8, readGrey8 } from './read-grey.js';

@@ -36,22 +36,24 @@ export function scoreTable(result: ScoreFilesResult): string {
     cols.push({ title: 'ASSD px', image: (r) => cell(r.assd?.assd, 3), summary: cell(s.assd, 3) });
     cols.push({ title: 'ASSD nm', image: (r) => cell(r.assd?.assdNm, 2), summary: cell(s.assdNm, 2) });
   }
+  if (s.rejected) cols.push({ title: 'U-RISC', image: (r) => (r.rejected ? 'REJECTED' : 'ok'), summary: `${s.rejected} rejected` });
   const header = ['image', ...cols.map((c) => c.title)];
   const rows = result.images.map((r) => [r.name, ...cols.map((c) => c.image(r))]);
   const label = result.images.length > 1 ? `mean of ${result.images.length}` : 'score';
   rows.push([label, ...cols.map((c) => c.summary)]);
+  const reasons = result.images.flatMap((r) => (r.rejected ? [`rejected (F1 0): ${r.rejected}`] : []));
   const notes: string[] = [];
   if (m.has('f1')) {
     notes.push(
       result.protocol === 'urisc'
-        ? 'F1: official U-RISC F1 (mean of per-image F)'
+        ? `F1: official U-RISC F1 (mean of per-image F${s.rejected ? ', rejected predictions counting 0' : ''})`
         : 'F1: pixel protocol, membrane = grey < 128 (mean of per-image F)',
     );
   }
   if (s.vRandThreshold !== undefined) notes.push(`V_Rand best at threshold ${s.vRandThreshold.toFixed(1)}`);
   if (s.vInfoThreshold !== undefined) notes.push(`V_Info best at threshold ${s.vInfoThreshold.toFixed(1)}`);
   if (m.has('assd')) notes.push(`ASSD nm at ${result.pixelSizeNm} nm/pixel`);
-  return `${renderTable(header, rows)}\n${notes.join('; ')}`;
+  return [renderTable(header, rows), notes.join('; '), ...reasons].join('\n');
 }
 
 /** Rows of definition criteria (per-pixel means and sums). */

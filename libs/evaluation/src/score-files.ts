@@ -3,7 +3,8 @@
  * at a time (a full U-RISC pair decodes to ~200 MB). This is what the `score` CLI runs.
  *
  * Both images are 8-bit grey in the competition convention (membrane black 0, background 255):
- * - `f1`: under `protocol: 'urisc'` the official U-RISC F1 (format checks, value-weighted sums);
+ * - `f1`: under `protocol: 'urisc'` the official U-RISC F1 (format checks, value-weighted sums; a
+ *   prediction the competition rejects scores 0 and carries the reason in `rejected`);
  *   under `protocol: 'pixel'` pixel scores of the membrane masks (grey < 128);
  * - `vrand`, `vinfo`: ISBI 2012 scores with the prediction as cell probability grey / 255 and the
  *   ground-truth cells grey >= 128; per threshold averaged over images, best threshold reported;
@@ -25,7 +26,7 @@ import { isbiScores, isbiThresholds, type IsbiThresholdScores } from './isbi.js'
 import { type ImagePair, pairImageFolders } from './pairing.js';
 import { pixelScores } from './pixel-scores.js';
 import { readGrey8 } from './read-grey.js';
-import { uriscF1 } from './urisc-f1.js';
+import { uriscF1OrRejected } from './urisc-folder.js';
 
 export const METRICS = ['f1', 'vrand', 'vinfo', 'randerror', 'assd'] as const;
 export type MetricName = (typeof METRICS)[number];
@@ -60,10 +61,14 @@ export interface ImageResult {
   vInfo?: number;
   randError?: number;
   assd?: AssdResult;
+  /** `f1` under protocol urisc: why the competition rejects this prediction (F1 0), or null. */
+  rejected?: string | null;
 }
 
 export interface ScoreSummary {
   images: number;
+  /** `f1` under protocol urisc: how many predictions were rejected (scored 0, counted in the means). */
+  rejected?: number;
   /** Mean per-image F1 (the U-RISC folder score under protocol urisc). */
   f1?: number;
   precision?: number;
@@ -173,8 +178,8 @@ function scoreImage(
   const trueMembrane = needMasks ? membraneMaskFromGrey(gt) : undefined;
   if (metrics.has('f1')) {
     if (protocol === 'urisc') {
-      const s = uriscF1(pred, gt, { prediction: pair.prediction, groundTruth: pair.groundTruth });
-      Object.assign(result, { f1: s.f1, precision: s.precision, recall: s.recall });
+      const s = uriscF1OrRejected(pred, gt, { prediction: pair.prediction, groundTruth: pair.groundTruth });
+      Object.assign(result, { f1: s.f1, precision: s.precision, recall: s.recall, rejected: s.rejected });
     } else {
       const s = pixelScores(predMembrane!, trueMembrane!);
       Object.assign(result, { f1: s.f1, precision: s.precision, recall: s.recall, iou: s.iou, pixelError: s.pixelError });
@@ -244,6 +249,7 @@ export async function scoreFiles(
     summary.f1 = mean(images.map((r) => r.f1!));
     summary.precision = mean(images.map((r) => r.precision!));
     summary.recall = mean(images.map((r) => r.recall!));
+    if (protocol === 'urisc') summary.rejected = images.filter((r) => r.rejected).length;
     if (protocol === 'pixel') {
       summary.iou = mean(images.map((r) => r.iou!));
       summary.pixelError = mean(images.map((r) => r.pixelError!));

@@ -74,8 +74,9 @@ describe('score CLI', () => {
   it('bad input exits 1 with a message naming the file', () => {
     const bad = join(FIXTURES, 'urisc', 'bad', 'not-binary.png');
     const r = cli(['--pred', bad, '--gt', join(GT, 'img01.png'), '--quiet']);
-    expect(r.status).toBe(1);
-    expect(r.stderr).toContain(`error: ${bad}: not binarized`);
+    expect(r.status).toBe(1); // the only prediction is rejected: nothing was scorable
+    expect(r.stderr).toContain(`warning: rejected, scored 0: ${bad}: not binarized`);
+    expect(r.stderr).toMatch(/^error: nothing was scorable/m);
     const missing = cli(['--pred', join(tmp, 'nowhere'), '--gt', GT]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/prediction path .*nowhere does not exist/);
