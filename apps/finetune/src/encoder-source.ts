@@ -71,7 +71,8 @@ export function readLatestPretrain(file = LATEST_PRETRAIN): LatestPretrain | nul
 }
 
 /**
- * The encoder for `ref`: 'random', 'latest-pretrain', a bundle directory or a runs:/ URI; null is
+ * The encoder for `ref`: 'random', 'latest-pretrain', a latest.json written by pretraining, a bundle
+ * directory or a runs:/ URI; null is
  * an error that says how to name one. The images are grey, so a bundle must take 1-channel input.
  *
  * @example const choice = await resolveEncoder('runs:/4f2c.../encoder', { architecture: 'resnet50', normalization, seed: 0, resolveUri });
@@ -86,8 +87,12 @@ export async function resolveEncoder(ref: string | null, options: ResolveEncoder
   if (ref === 'random') return randomEncoder(options);
   let bundle = ref;
   let runId: string | null = null;
-  if (ref === 'latest-pretrain') {
-    const file = options.latestPretrain ?? LATEST_PRETRAIN;
+  // 'latest-pretrain' reads the default record; a path to a latest.json (pretraining with
+  // --out DIR/name records there, in DIR/latest.json) reads that one.
+  const recordFile = ref === 'latest-pretrain' ? (options.latestPretrain ?? LATEST_PRETRAIN) : ref.endsWith('.json') ? ref : null;
+  if (recordFile !== null) {
+    const file = recordFile;
+    if (ref !== 'latest-pretrain' && !existsSync(file)) throw new Error(`--encoder ${ref}: no such file; expected a latest.json written by pretrain:moco, a bundle directory, runs:/<run_id>/encoder, "latest-pretrain" or "random"`);
     const latest = readLatestPretrain(file);
     if (latest === null) {
       log(`encoder: no finished pretraining recorded in ${file}; using a randomly initialised ${options.architecture} (run \`nx run pretrain:moco\` first to start from a pretrained encoder)`);

@@ -25,7 +25,7 @@ import {
 import type { FinetuneConfig } from './config.js';
 import { evaluateSegmenter, type Evaluation } from './evaluate.js';
 import type { InferenceOptions } from './inference.js';
-import type { Segmenter } from './segmenter.js';
+import type { Segmenter, SegmenterInfo } from './segmenter.js';
 
 export interface StepMetrics {
   loss: number;
@@ -80,16 +80,23 @@ export interface FinetuneResult {
   lastLoss: number | null;
   /** The best validated model (or the final one when nothing was validated). */
   modelDir: string;
+  /** The weights at the last step, kept beside the best model (`<out>/final/step-<n>`). */
+  finalModelDir: string;
   best: BestModel | null;
   lastEvaluation: Evaluation | null;
   checkpointDir: string;
 }
 
+/**
+ * The state of a training checkpoint. `model` describes the weights stored as `model/<name>`, so
+ * `predict` can load any checkpoint as a model (see Segmenter.load).
+ */
 interface CheckpointState {
   step: number;
   optimizerIterations: number;
   architecture: string;
   best: BestModel | null;
+  model: SegmenterInfo;
 }
 
 /** The tiling part of the inference section. */
@@ -140,6 +147,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
   const totalSteps = cfg.train.steps;
   const ckptRoot = join(outDir, 'checkpoints');
   const bestRoot = join(outDir, 'best');
+  const finalRoot = join(outDir, 'final');
   const lrAt = learningRateSchedule(cfg.optimizer, totalSteps);
   const loss = segmentationLoss(lossSpec(cfg.loss));
   const perEpoch = batchesPerEpoch(opts.train, cfg.patches, cfg.train.batchSize);
@@ -163,12 +171,15 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
       startStep: step,
     });
 
+    // The validation F1 of the current weights, if they were validated at this step.
+    const validatedF1 = (): number | null => (lastEvaluatedStep === step ? ((lastEvaluation as Evaluation | null)?.f1 ?? null) : null);
     let lastSaved = step;
     const save = async () => {
       const tensors: Record<string, Tensor> = {};
       for (const [name, v] of Object.entries(segmenter.variables())) tensors[`model/${name}`] = v;
       for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
-      const state: CheckpointState = { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best };
+      const model = segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: validatedF1(), mlflowRunId: opts.mlflowRunId ?? null });
+      const state: CheckpointState = { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model };
       const dir = await saveCheckpoint(ckptRoot, step, tensors, state);
       lastSaved = step;
       await opts.listener?.checkpoint?.(dir, step);
@@ -234,16 +245,17 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
     const killed = Boolean(opts.stop?.requested) && step < totalSteps;
     if (!killed && lastEvaluatedStep !== step) await validate();
     if (lastSaved !== step || latestCheckpoint(ckptRoot) === null) await save();
-    if (latestCheckpoint(bestRoot) === null) {
-      // Nothing validated (no validation images, or stopped first): the current weights are the model.
-      await segmenter.save(bestRoot, segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: null, mlflowRunId: opts.mlflowRunId ?? null }));
-    }
+    const finalInfo = segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: validatedF1(), mlflowRunId: opts.mlflowRunId ?? null });
+    const finalModelDir = await segmenter.save(finalRoot, finalInfo);
+    // Nothing validated (no validation images, or stopped first): the current weights are the model.
+    if (latestCheckpoint(bestRoot) === null) await segmenter.save(bestRoot, finalInfo);
     return {
       status: killed ? 'KILLED' : 'FINISHED',
       steps: step,
       totalSteps,
       lastLoss,
       modelDir: latestCheckpoint(bestRoot) as string,
+      finalModelDir,
       best,
       lastEvaluation,
       checkpointDir: ckptRoot,

@@ -128,15 +128,30 @@ export class Segmenter {
   }
 
   /**
-   * Loads a saved model: a model directory (with manifest.json), a root holding one (`best/`), or
-   * a fine-tuning run directory (its `best/` model).
+   * Loads a saved model: a model directory (with manifest.json: `best/step-<n>`, `final/step-<n>`
+   * or a training checkpoint `checkpoints/step-<n>`), a root holding one (`best/`, `checkpoints/`),
+   * or a fine-tuning run directory (its `best/` model).
    */
   static load(path: string): Segmenter {
     const dir = resolveModelDir(path);
-    const ck = loadCheckpoint<SegmenterInfo>(dir);
+    const ck = loadCheckpoint<SegmenterInfo | { model?: SegmenterInfo; architecture?: string }>(dir);
     try {
-      const info = ck.state;
-      if (info?.kind !== 'emseg-unet') throw new Error(`${dir}/manifest.json is not an emseg U-Net model (state.kind ${JSON.stringify(info?.kind)}); expected a model saved by finetune (its best/ directory)`);
+      // A model's state is its SegmenterInfo; a training checkpoint's carries it as `model` and
+      // stores the weights as `model/<name>` beside the optimizer's slots.
+      const training = ck.state && 'kind' in ck.state ? null : (ck.state as { model?: SegmenterInfo; architecture?: string });
+      const info = training ? training.model : (ck.state as SegmenterInfo);
+      if (training && training.architecture && !info) {
+        throw new Error(`${dir} is a training checkpoint written by an older emseg, without the model description predict needs; use the run's best/ model or resume the run once to write a new checkpoint`);
+      }
+      if (info?.kind !== 'emseg-unet') throw new Error(`${dir}/manifest.json is not an emseg U-Net model (state.kind ${JSON.stringify(info?.kind)}); expected a model saved by finetune (its best/, final/ or checkpoints/step-<n> directory)`);
+      if (training) {
+        for (const name of Object.keys(ck.tensors)) {
+          const t = ck.tensors[name]!;
+          delete ck.tensors[name];
+          if (name.startsWith('model/')) ck.tensors[name.slice('model/'.length)] = t;
+          else t.dispose();
+        }
+      }
       const spec = resnetSpecByName(info.architecture);
       const encoder = resnetEncoder({ depth: spec.depth, inChannels: info.inChannels });
       const seg = Segmenter.create(encoder, info.normalization, { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId }, { decoderChannels: info.decoderChannels });

@@ -145,9 +145,12 @@ export function checkImageSize(path: string, width: number, height: number, size
  * Decodes the training images with their masks, checking sizes against the patch size and the
  * membrane fraction against the polarity guess.
  */
-export async function loadTrainingSamples(images: LabeledImages, patchSize: number, maxMembraneFraction: number): Promise<LabeledSample[]> {
+export async function loadTrainingSamples(images: LabeledImages, patchSize: number, maxMembraneFraction: number, patchStride?: number): Promise<LabeledSample[]> {
   for (const pair of images.pairs) {
-    checkImageSize(pair.image, pair.width, pair.height, patchSize, 'training patch', `a smaller patches.size (--set patches.size=${Math.max(32, Math.floor(Math.min(pair.width, pair.height) / 32) * 32)})`);
+    // The suggestion must pass the config checks too: a multiple of 32, and a stride no larger.
+    const fit = Math.floor(Math.min(pair.width, pair.height) / 32) * 32;
+    const fix = fit >= 32 ? `a smaller patches.size (--set patches.size=${fit}${patchStride !== undefined && patchStride > fit ? ` --set patches.stride=${fit}` : ''})` : 'larger images (no patch of 32 px, the smallest U-Net input, fits this one)';
+    checkImageSize(pair.image, pair.width, pair.height, patchSize, 'training patch', fix);
   }
   const samples: LabeledSample[] = [];
   for (let i = 0; i < images.size; i++) {

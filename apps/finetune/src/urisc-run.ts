@@ -7,13 +7,13 @@
  * loss/lr/step time, validation F1/precision/recall/best-threshold F1 per evaluation with PNG
  * overlays, the best model (`model/`), per-image scores (`scores/*.json|csv`) and the test scores.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { backendInfo, backendTags } from '@emseg/tf';
 import { flatten, loadConfig } from '@emseg/config';
 import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
 import { downloadArtifacts, parseRunsUri, Tracker, type MlflowClient, type TrackedRun } from '@emseg/tracking';
-import { ProgressBar, gracefulStop } from '@emseg/training';
+import { ProgressBar, changedSinceLastRun, claimRunDir, describeChanges, gracefulStop, latestRecordPath, linkResumedRun, runUiHint, type RunDirClaim } from '@emseg/training';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
 import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
 import type { Evaluation } from './evaluate.js';
@@ -21,8 +21,9 @@ import { finetune, inferenceOptions } from './finetune.js';
 import { predictFiles } from './predict.js';
 import { scoreFolder, scoresCsv, scoresJson, type FolderScore } from './score.js';
 import { Segmenter } from './segmenter.js';
-import { checkImageSize, loadTrainingSamples, openUriscData, type UriscData } from './urisc-data.js';
-import { FINETUNE_RUNS, LATEST_FINETUNE, WORKSPACE, writeJsonAtomic, writeTextAtomic } from './workspace.js';
+import { loadTrainingSamples, openUriscData, type UriscData } from './urisc-data.js';
+import { checkTileFits } from './inference.js';
+import { FINETUNE_RUNS, WORKSPACE, writeJsonAtomic, writeTextAtomic } from './workspace.js';
 
 export interface UriscArgs {
   config: string;
@@ -31,13 +32,16 @@ export interface UriscArgs {
   set: string[];
   out?: string;
   resume: boolean;
+  overwrite: boolean;
+  /** Where to record the finished run for `predict` (default: latest.json beside the run folder). */
+  latest?: string;
   test: boolean;
   experiment: string;
   runName?: string;
   trackingUri?: string;
 }
 
-export const DEFAULT_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
+export { DEFAULT_CONFIG } from './workspace.js';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -59,11 +63,10 @@ async function runLink(client: MlflowClient, runId: string): Promise<string | nu
   }
 }
 
-/** Every validation image must hold one inference tile. */
-function checkValidationSizes(images: LabeledImages, tileSize: number): void {
-  for (const pair of images.pairs) {
-    checkImageSize(pair.image, pair.width, pair.height, tileSize, 'inference tile', `a smaller tile (--set inference.tileSize=${Math.max(32, Math.floor(Math.min(pair.width, pair.height) / 32) * 32)})`);
-  }
+
+/** Every validation image must hold one inference tile; the suggested tiling passes every check. */
+function checkValidationSizes(images: LabeledImages, inference: FinetuneConfig['inference']): void {
+  for (const pair of images.pairs) checkTileFits(pair.image, pair.width, pair.height, inference, (name, value) => `--set inference.${name}=${value}`);
 }
 
 async function logDatasets(run: TrackedRun, data: UriscData): Promise<void> {
@@ -123,12 +126,25 @@ async function testScores(modelDir: string, data: UriscData, cfg: FinetuneConfig
   return { score, json, csv };
 }
 
-/** Runs `urisc`; returns the exit code (0 finished, 130 stopped by a signal). */
+/** Runs `urisc`; returns the exit code (0 finished, 130 stopped by a signal); bad input throws. */
 export async function runUrisc(args: UriscArgs): Promise<number> {
   const cfg: FinetuneConfig = loadConfig(finetuneSchema, { file: args.config, overrides: args.set });
   checkFinetuneConfig(cfg, args.config);
   const runName = args.runName ?? `unet-${cfg.model.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   const outDir = resolve(args.out ?? join(FINETUNE_RUNS, runName));
+  // The folder belongs to this run from here on (locked until the process exits).
+  const claim = await claimRunDir(outDir, { app: 'finetune', runName, mode: args.resume ? 'resume' : args.overwrite ? 'overwrite' : 'new', onNote: log });
+  try {
+    return await trainInRunDir(args, cfg, runName, claim);
+  } finally {
+    claim.release();
+  }
+}
+
+async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, runName: string, claim: RunDirClaim): Promise<number> {
+  const outDir = claim.dir;
+  const changes = args.resume ? changedSinceLastRun(join(outDir, 'config.json'), cfg) : [];
+  if (changes.length > 0) log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
 
   let dataRoot = args.data;
   if (!dataRoot) {
@@ -138,10 +154,9 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
     log(`data: embedded synthetic U-RISC (${embedded.spec.urisc.size} px; ${embedded.urisc.splits.train.names.length} train, ${embedded.urisc.splits.val.names.length} val, ${embedded.urisc.splits.test.names.length} test) in ${dataRoot}${embedded.created ? ' (generated now)' : ''}`);
   }
   const data = await openUriscData(dataRoot, { ...cfg.data, seed: cfg.train.seed });
-  checkValidationSizes(data.validation, cfg.inference.tileSize);
-  const samples = await loadTrainingSamples(data.train, cfg.patches.size, cfg.data.maxMembraneFraction);
+  checkValidationSizes(data.validation, cfg.inference);
+  const samples = await loadTrainingSamples(data.train, cfg.patches.size, cfg.data.maxMembraneFraction, cfg.patches.stride);
   log(`data: ${data.train.size} train, ${data.validation.size} validation (${data.validationSource === 'val' ? 'val split' : 'held out of train'}), ${data.test?.size ?? 0} test images`);
-  mkdirSync(outDir, { recursive: true });
   writeJsonAtomic(join(outDir, 'config.json'), cfg);
 
   const info = backendInfo();
@@ -157,6 +172,9 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
     params: { ...flatten(cfg as unknown as Record<string, unknown>), 'data.root': data.root, 'encoder.ref': encoderRef ?? 'null' },
   });
   log(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}`);
+  await claim.recordRun({ runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
+  const resumedFrom = args.resume ? await linkResumedRun(run, claim, changes, log) : null;
+  if (resumedFrom) log(`resuming: this run continues MLflow run ${resumedFrom} (tag emseg.resumedFrom)`);
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   let choice: EncoderChoice | undefined;
@@ -216,6 +234,7 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
     bar?.done(result.status === 'KILLED' ? '(stopped)' : '');
     bar = undefined;
     await run.logArtifacts(result.modelDir, 'model');
+    await run.logArtifacts(result.finalModelDir, 'final-model');
     if (result.lastEvaluation) {
       writeTextAtomic(join(outDir, 'scores', 'validation.json'), `${JSON.stringify(result.lastEvaluation, null, 2)}\n`);
       writeTextAtomic(join(outDir, 'scores', 'validation.csv'), evaluationCsv(result.lastEvaluation));
@@ -230,7 +249,7 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
     }
     if (existsSync(join(outDir, 'scores'))) await run.logArtifacts(join(outDir, 'scores'), 'scores');
     if (result.status === 'FINISHED') {
-      writeJsonAtomic(LATEST_FINETUNE, { runId: run.id, trackingUri: run.client.trackingUri, outDir, modelDir: result.modelDir, modelUri: `runs:/${run.id}/model`, finishedAt: new Date().toISOString() });
+      writeJsonAtomic(args.latest ? resolve(args.latest) : latestRecordPath(outDir), { runId: run.id, trackingUri: run.client.trackingUri, outDir, modelDir: result.modelDir, modelUri: `runs:/${run.id}/model`, finishedAt: new Date().toISOString() });
     }
     const best = result.best;
     process.stdout.write(
@@ -240,8 +259,9 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
         best ? `best model:     step ${best.step}, validation F1 ${best.f1.toFixed(4)} (best-threshold F1 ${best.bestF1.toFixed(4)})` : 'best model:     not validated (the final weights)',
         ...(test ? [`test F1:        ${test.score.meanF1.toFixed(4)} (official U-RISC, mean over ${test.score.images.length} images; per image in ${join(outDir, 'scores', 'test.csv')})`] : []),
         `model:          ${result.modelDir}  (MLflow: runs:/${run.id}/model)`,
+        `final model:    ${result.finalModelDir}  (MLflow: runs:/${run.id}/final-model)`,
         `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,
-        `see the run:    npm run mlflow`,
+        `see the run:    ${runUiHint(run, args.trackingUri)}`,
         '',
       ].join('\n'),
     );

@@ -9,3 +9,7 @@ export type { ProgressOptions } from './progress.js';
 export { gracefulStop } from './interrupt.js';
 export type { GracefulStop } from './interrupt.js';
 export { trainStep } from './step.js';
+export { claimRunDir, latestRecordPath, RunDirError, RUN_LOCK, RUN_RECORD } from './run-dir.js';
+export type { ClaimOptions, RunDirClaim, RunDirMlflowRun, RunDirMode, RunDirRecord } from './run-dir.js';
+export { changedSinceLastRun, describeChanges, linkResumedRun, runUiHint } from './run-lineage.js';
+export type { ConfigChange } from './run-lineage.js';

@@ -1,0 +1,147 @@
+/**
+ * The `moco` command: one MoCoV2 pretraining run in its own run folder, tracked in MLflow. Claims
+ * the folder, runs the loop (pretrain.ts), saves the encoder bundle and records it in latest.json.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { backendInfo, backendTags } from '@emseg/tf';
+import { EXIT, flatten, loadConfig } from '@emseg/config';
+import { ensureDefaultData, writeFileAtomic } from '@emseg/data';
+import { Tracker, type TrackedRun } from '@emseg/tracking';
+import { ProgressBar, changedSinceLastRun, claimRunDir, describeChanges, gracefulStop, latestRecordPath, linkResumedRun, runUiHint, type RunDirClaim } from '@emseg/training';
+import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
+import { pretrainMoco } from './pretrain.js';
+import { PRETRAIN_RUNS } from './paths.js';
+
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+/** JSON, written atomically (temp file + rename). */
+function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  return writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+
+export interface MocoArgs {
+  config: string;
+  data?: string;
+  set: string[];
+  out?: string;
+  resume: boolean;
+  overwrite: boolean;
+  /** Where to record the finished pretraining (default: latest.json beside the run folder). */
+  latest?: string;
+  experiment: string;
+  runName?: string;
+  trackingUri?: string;
+  probe?: string;
+}
+
+
+/** Runs `moco`; returns the exit code (0 finished, 130 stopped by a signal); bad input throws. */
+export async function moco(args: MocoArgs): Promise<number> {
+  const cfg: MocoConfig = loadConfig(mocoSchema, { file: args.config, overrides: args.set });
+  checkMocoConfig(cfg, args.config);
+  const runName = args.runName ?? `moco-${cfg.encoder.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
+  const outDir = resolve(args.out ?? join(PRETRAIN_RUNS, runName));
+  // The folder belongs to this run from here on (locked until the process exits).
+  const claim = await claimRunDir(outDir, { app: 'pretrain', runName, mode: args.resume ? 'resume' : args.overwrite ? 'overwrite' : 'new', onNote: log });
+  try {
+    return await pretrainInRunDir(args, cfg, runName, claim);
+  } finally {
+    claim.release();
+  }
+}
+
+async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string, claim: RunDirClaim): Promise<number> {
+  const outDir = claim.dir;
+  const changes = args.resume ? changedSinceLastRun(join(outDir, 'config.json'), cfg) : [];
+  if (changes.length > 0) log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
+  let dataDir = args.data;
+  if (!dataDir) {
+    const data = await ensureDefaultData();
+    dataDir = data.crops.root;
+    process.stderr.write(`data: embedded synthetic crops (${data.crops.count} x ${data.spec.crops.size} px) in ${dataDir}${data.created ? ' (generated now)' : ''}\n`);
+  }
+  const probeDir = args.probe === 'embedded' ? (await ensureDefaultData()).urisc.root : args.probe;
+  await writeJsonAtomic(join(outDir, 'config.json'), cfg);
+  const info = backendInfo();
+  process.stderr.write(`backend: ${info.package} (TensorFlow ${info.tensorflowVersion ?? 'pure JS'}, ${info.gpu ? 'GPU' : 'CPU'})\n`);
+  const run: TrackedRun = await Tracker.start({
+    trackingUri: args.trackingUri,
+    experiment: args.experiment,
+    runName,
+    handleProcessEvents: false, // we end the run ourselves, after saving a checkpoint
+    description: `MoCoV2 pretraining of a ${cfg.encoder.architecture} on ${dataDir}`,
+    tags: {
+      ...backendTags(),
+      'emseg.app': 'pretrain',
+      'emseg.config': resolve(args.config),
+      'emseg.outDir': outDir,
+    },
+    params: { ...flatten(cfg as unknown as Record<string, unknown>), data: resolve(dataDir) },
+  });
+  log(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}`);
+  await claim.recordRun({ runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
+  // A resumed run is a new MLflow run (params such as train.maxSteps may change); it links back.
+  const resumedFrom = args.resume ? await linkResumedRun(run, claim, changes, log) : null;
+  if (resumedFrom) log(`resuming: this run continues MLflow run ${resumedFrom} (tag emseg.resumedFrom)`);
+  const stop = gracefulStop();
+  let bar: ProgressBar | undefined;
+  try {
+    await run.logArtifact(join(outDir, 'config.json'));
+    const result = await pretrainMoco({
+      cfg,
+      dataDir,
+      outDir,
+      resume: args.resume,
+      stop,
+      mlflowRunId: run.id,
+      probeDir,
+      listener: {
+        warn: (message) => {
+          if (bar) process.stderr.write('\n');
+          log(message);
+        },
+        probe: (step, p) => {
+          run.logMetrics({ probe_f1: p.f1, probe_precision: p.precision, probe_recall: p.recall, probe_threshold: p.threshold }, step);
+          process.stderr.write(`\nlinear probe at step ${step}: best-threshold F1 ${p.f1.toFixed(4)} (threshold ${p.threshold.toFixed(2)})\n`);
+        },
+        start: ({ crops, totalSteps, startStep, digest }) => {
+          run.logInput({ name: 'unlabeled-crops', digest: digest.digest, source: resolve(dataDir), context: 'training' });
+          run.logParams({ 'data.crops': crops, 'train.totalSteps': totalSteps });
+          bar = new ProgressBar({ label: 'moco', total: totalSteps, unit: 'img', start: startStep });
+        },
+        step: (step, m) => {
+          run.logMetrics({ loss: m.loss, lr: m.lr, images_per_sec: m.imagesPerSec, pos_sim: m.posSim, neg_sim: m.negSim, epoch: m.epoch }, step);
+          bar?.tick(cfg.train.batchSize, { loss: m.loss, lr: m.lr });
+        },
+      },
+    });
+    bar?.done(result.status === 'KILLED' ? '(stopped)' : '');
+    // The encoder is on disk: record it for fine-tuning before waiting on the tracking server.
+    const latest = args.latest ? resolve(args.latest) : latestRecordPath(outDir);
+    if (result.status === 'FINISHED' && result.bundleDir) {
+      await writeJsonAtomic(latest, { runId: run.id, trackingUri: run.client.trackingUri, outDir, bundleDir: result.bundleDir, encoderUri: `runs:/${run.id}/encoder`, finishedAt: new Date().toISOString() });
+    }
+    if (result.bundleDir) await run.logArtifacts(result.bundleDir, 'encoder');
+    if (existsSync(join(outDir, 'bad-crops.log'))) await run.logArtifact(join(outDir, 'bad-crops.log'));
+    process.stdout.write(
+      [
+        `pretraining ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
+        `encoder bundle: ${result.bundleDir}  (MLflow: runs:/${run.id}/encoder)`,
+        `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,
+        ...(result.status === 'FINISHED' ? [`recorded in:    ${latest}  (fine-tune from it: --encoder ${outDir === join(PRETRAIN_RUNS, runName) ? 'latest-pretrain' : latest})`] : []),
+        `see the run:    ${runUiHint(run, args.trackingUri)}`,
+        '',
+      ].join('\n'),
+    );
+    await run.end(result.status);
+    return result.status === 'KILLED' ? EXIT.interrupted : EXIT.ok;
+  } catch (err) {
+    bar?.done('(failed)');
+    await run.end('FAILED', { reason: (err as Error).message });
+    throw err;
+  } finally {
+    stop.dispose();
+  }
+}
