@@ -1,6 +1,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   EvaluationInputError,
@@ -39,6 +40,13 @@ describe('readGrey8 decodes like cv2.imread(path, 0)', () => {
     writeFileSync(junk, 'this is not a PNG');
     await expect(readGrey8(junk)).rejects.toThrow(EvaluationInputError);
     await expect(readGrey8(junk)).rejects.toThrow(/cannot decode image .*junk\.png/);
+  });
+
+  it('refuses a multi-page TIFF stack instead of scoring its first page', async () => {
+    const page = (v: number) => sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
+    const stack = join(tmp, 'stack.tif');
+    await sharp(await Promise.all([page(0), page(255), page(0)]), { join: { animated: true } }).tiff().toFile(stack);
+    await expect(readGrey8(stack)).rejects.toThrow(/stack\.tif: it is a multi-page TIFF stack \(3 pages\)/);
   });
 });
 
