@@ -13,6 +13,11 @@ import { pythonNormpath } from './validate.js';
 export interface ArtifactUploadResult {
   /** Artifact paths (relative to the run's artifact root) now on the server. */
   uploaded: string[];
+  /**
+   * Not uploaded yet because the server does not answer: journaled, retried in the background
+   * and by end(); `sync` uploads them if the run ends first.
+   */
+  deferred: string[];
   failed: Array<{ artifactPath: string; reason: string }>;
 }
 

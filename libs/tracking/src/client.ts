@@ -15,7 +15,7 @@ import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync } fr
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { MlflowApiError, MlflowUnreachableError, TrackingInputError } from './errors.js';
+import { MlflowApiError, MlflowUnreachableError, NotMlflowServerError, TrackingInputError } from './errors.js';
 import {
   decodeArtifactFile,
   decodeExperiment,
@@ -132,8 +132,16 @@ export class MlflowClient {
     return String(res.experiment_id);
   }
 
-  /** Gets the experiment by name, creating it if needed (safe against a concurrent creator). */
-  async getOrCreateExperiment(name: string): Promise<Experiment> {
+  /** Sets (or overwrites) a tag of an experiment. */
+  async setExperimentTag(experimentId: string, key: string, value: string): Promise<void> {
+    await this.call('POST', 'experiments/set-experiment-tag', { experiment_id: experimentId, key, value });
+  }
+
+  /**
+   * Gets the experiment by name, creating it if needed (safe against a concurrent creator).
+   * `tags` are given to an experiment created now.
+   */
+  async getOrCreateExperiment(name: string, tags: Record<string, string> = {}): Promise<Experiment> {
     const existing = await this.getExperimentByName(name);
     if (existing) {
       if (existing.lifecycleStage === 'deleted') {
@@ -146,7 +154,7 @@ export class MlflowClient {
       return existing;
     }
     try {
-      return await this.getExperiment(await this.createExperiment(name));
+      return await this.getExperiment(await this.createExperiment(name, tags));
     } catch (err) {
       if (err instanceof MlflowApiError && err.errorCode === 'RESOURCE_ALREADY_EXISTS') {
         const raced = await this.getExperimentByName(name);
@@ -264,16 +272,16 @@ export class MlflowClient {
   async uploadArtifact(artifactUri: string, artifactPath: string, body: ArtifactBody): Promise<void> {
     const endpoint = `PUT mlflow-artifacts/${artifactPath}`;
     const url = this.artifactUrl(artifactUri, artifactPath);
-    const init: RequestInit & { duplex?: 'half' } = { method: 'PUT', headers: this.headers({ 'content-type': 'application/octet-stream' }) };
-    if (body instanceof Uint8Array) init.body = body;
-    else {
+    // A function, so a retry on a fresh connection gets a fresh stream of the file.
+    const init = (): RequestInit & { duplex?: 'half' } => {
+      const headers = this.headers({ 'content-type': 'application/octet-stream' });
+      if (body instanceof Uint8Array) return { method: 'PUT', headers, body };
       const stream = body.fd !== undefined
         ? createReadStream('', { fd: body.fd, start: 0, autoClose: false })
         : createReadStream(body.path);
-      init.body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
-      init.duplex = 'half';
-      (init.headers as Record<string, string>)['content-length'] = String(body.size);
-    }
+      headers['content-length'] = String(body.size);
+      return { method: 'PUT', headers, body: Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>, duplex: 'half' };
+    };
     const res = await this.send(url, init, endpoint, this.artifactTimeoutMs);
     await this.check(res, endpoint);
   }
@@ -281,7 +289,7 @@ export class MlflowClient {
   /** GET one file through the artifact proxy into `destFile` (written to a temp file, then renamed). */
   async downloadArtifact(artifactUri: string, artifactPath: string, destFile: string): Promise<void> {
     const endpoint = `GET mlflow-artifacts/${artifactPath}`;
-    const res = await this.send(this.artifactUrl(artifactUri, artifactPath), { headers: this.headers() }, endpoint, this.artifactTimeoutMs);
+    const res = await this.send(this.artifactUrl(artifactUri, artifactPath), () => ({ headers: this.headers() }), endpoint, this.artifactTimeoutMs);
     if (!res.ok) await this.check(res, endpoint);
     mkdirSync(dirname(destFile), { recursive: true });
     const temp = `${destFile}.${process.pid}.${Date.now()}.part`;
@@ -324,22 +332,44 @@ export class MlflowClient {
       init.headers = this.headers({ 'content-type': 'application/json' });
     }
     const label = `${method} ${endpoint}`;
-    const res = await this.send(url.toString(), init, label, this.requestTimeoutMs);
+    // runs/create is the one call that is not idempotent: never sent twice.
+    const res = await this.send(url.toString(), () => init, label, this.requestTimeoutMs, endpoint !== 'runs/create');
     const text = await this.check(res, label);
     if (text === '') return {};
     try {
       return JSON.parse(text) as Json;
     } catch {
-      throw new MlflowApiError(label, res.status, undefined, `response is not JSON: ${this.redactor.redact(text.slice(0, 200))}`, this.trackingUri);
+      throw this.notMlflow(res, text, label);
     }
   }
 
-  private async send(url: string, init: RequestInit, label: string, timeoutMs: number): Promise<Response> {
-    try {
-      return await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-    } catch (err) {
-      throw new MlflowUnreachableError(this.trackingUri, label, this.redactor.redact(describeFetchError(err, timeoutMs)));
+  /**
+   * One HTTP request. Idle keep-alive connections go stale while a training step blocks the event
+   * loop: the server (uvicorn: after 5 s idle) closes them, and a request sent before Node has read
+   * that close fails with "UND_ERR_SOCKET: other side closed" although the server is fine. So
+   * pending socket events are processed first (two turns of the loop: the close is read, then the
+   * connection leaves the pool), and an idempotent request that still meets a closed connection
+   * is sent once more, on a fresh one.
+   */
+  private async send(url: string, init: () => RequestInit, label: string, timeoutMs: number, idempotent = true): Promise<Response> {
+    for (let attempt = 1; ; attempt++) {
+      await settleSocketEvents();
+      try {
+        return await fetch(url, { ...init(), signal: AbortSignal.timeout(timeoutMs) });
+      } catch (err) {
+        if (!(idempotent && attempt === 1 && isClosedConnection(err))) {
+          throw new MlflowUnreachableError(this.trackingUri, label, this.redactor.redact(describeFetchError(err, timeoutMs)));
+        }
+      }
     }
+  }
+
+  /** An answer that is not MLflow's JSON (a web page, a proxy): an error that says so, without the page. */
+  private notMlflow(res: Response, text: string, label: string): NotMlflowServerError {
+    const type = res.headers.get('content-type') ?? 'no content type';
+    const html = /html/i.test(type) || /^\s*</.test(text);
+    const answer = html ? `an HTML page (${type})` : `a body that is not JSON (${type}): ${JSON.stringify(this.redactor.redact(text.trim().slice(0, 120)))}`;
+    return new NotMlflowServerError(label, res.status, answer, this.trackingUri);
   }
 
   /** Reads the body; throws MlflowApiError for non-2xx answers. Returns the body text. */
@@ -351,6 +381,7 @@ export class MlflowClient {
       throw new MlflowUnreachableError(this.trackingUri, label, this.redactor.redact(describeFetchError(err, 0)));
     }
     if (res.ok) return text;
+    if (!/json/i.test(res.headers.get('content-type') ?? '') && /^\s*</.test(text)) throw this.notMlflow(res, text, label);
     let code: string | undefined;
     let message = text.trim();
     try {
@@ -384,6 +415,17 @@ export function artifactProxyRoot(artifactUri: string): string {
 
 function toKeyValues(entries: Record<string, string> | Array<{ key: string; value: string }>): Array<{ key: string; value: string }> {
   return Array.isArray(entries) ? entries : Object.entries(entries).map(([key, value]) => ({ key, value }));
+}
+
+/** Two turns of the event loop: socket closes read in one turn are acted on in the next. */
+async function settleSocketEvents(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/** The connection was closed under the request (a stale keep-alive socket), as opposed to no server. */
+function isClosedConnection(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED';
 }
 
 function describeFetchError(err: unknown, timeoutMs: number): string {

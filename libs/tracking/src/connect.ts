@@ -1,7 +1,7 @@
 /** Connecting: waiting for a tracking server to answer before the first run starts. */
 import { backoffDelay, type BackoffPolicy } from './batching.js';
 import type { MlflowClient } from './client.js';
-import { MlflowApiError, MlflowUnreachableError } from './errors.js';
+import { MlflowApiError, MlflowUnreachableError, NotMlflowServerError } from './errors.js';
 
 /**
  * Checks that the server answers and accepts our credentials, retrying connection failures and
@@ -17,6 +17,10 @@ export async function checkServer(client: MlflowClient, timeoutMs: number): Prom
     } catch (err) {
       const retryable = err instanceof MlflowUnreachableError || (err instanceof MlflowApiError && err.status >= 500);
       const elapsed = Date.now() - started;
+      if (err instanceof MlflowApiError && err.status === 404 && !err.errorCode && !(err instanceof NotMlflowServerError)) {
+        // MLflow names the missing thing (error_code); a bare 404 means the API is not there.
+        throw new NotMlflowServerError(err.endpoint, 404, `a body without MLflow's error_code (${JSON.stringify(err.serverMessage.slice(0, 120))})`, client.trackingUri);
+      }
       if (!retryable) throw err;
       if (elapsed >= timeoutMs) {
         const reason = err instanceof MlflowUnreachableError ? err.reason : err instanceof Error ? err.message : String(err);

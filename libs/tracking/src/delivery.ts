@@ -11,6 +11,13 @@
  *
  * Memory stays bounded during a long outage: past `maxInMemory` waiting records, new records live
  * only in the journal and are read back from it in order once the server answers again.
+ *
+ * An outage is reported only once requests have been failing for `warnAfterMs`: one failed
+ * request is not an outage. An artifact caller is not kept waiting through one, though: as soon as
+ * an upload fails for a transient reason, the artifact is journaled and its caller's promise
+ * resolves as deferred (the upload goes on in the background, and `sync` has it if the run ends
+ * first). While a caller awaits an upload, the queue keeps the process alive, so Node never
+ * drains its event loop and exits under an awaiting caller.
  */
 import { rmSync, closeSync } from 'node:fs';
 import { DEFAULT_BACKOFF, planRequest, toLogBatch, type BackoffPolicy, type PlannedRequest } from './batching.js';
@@ -34,6 +41,8 @@ export interface DeliveryOptions {
   /** Waiting records kept in memory before the journal alone holds them. Default 100 000. */
   maxInMemory?: number;
   backoff?: BackoffPolicy;
+  /** Report the server as unavailable once requests have failed for this long. Default 5 s. */
+  warnAfterMs?: number;
 }
 
 /** An artifact file waiting for upload, with what settles the caller's promise. */
@@ -41,6 +50,8 @@ export interface ArtifactJob {
   record: ArtifactRecord;
   body: ArtifactBody;
   settle: (error?: string) => void;
+  /** Called instead, when the upload must wait for the server: the artifact is in the journal. */
+  defer?: () => void;
 }
 
 export interface FlushResult {
@@ -75,7 +86,13 @@ export class DeliveryQueue {
   private probeSize = Infinity;
   private halted = false;
   private stopped = false;
+  /** When requests started failing (undefined while they succeed), and the last failure. */
+  private failingSince: number | undefined;
+  private lastFailure = '';
+  /** True once the outage was reported. */
   private outage = false;
+  private holds = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
   private journalBroken = false;
   private readonly maxInMemory: number;
   /** Records delivered (or rejected) since this queue started. */
@@ -127,13 +144,30 @@ export class DeliveryQueue {
       this.unwritten.push(job.record);
       this.unwrittenJobs.add(job);
     }
+    if (this.failingSince !== undefined) this.deferArtifacts();
     this.artifactLane.kick();
+  }
+
+  /**
+   * Keeps the process alive (a ref'd timer) until the returned function is called: for callers
+   * awaiting an upload, whose retry timers alone would let the event loop drain.
+   */
+  hold(): () => void {
+    if (this.stopped) return () => {};
+    if (this.holds++ === 0) this.holdTimer = setInterval(() => {}, 1 << 30);
+    let released = false;
+    return () => {
+      if (released || this.holds === 0) return;
+      released = true;
+      if (--this.holds === 0) clearInterval(this.holdTimer);
+    };
   }
 
   /** Journals new records and wakes the senders. Runs on the timer. */
   tick(): void {
     if (this.stopped) return;
     this.writeJournal();
+    this.announceOutage();
     if (this.hasSendableRecords()) this.recordLane.kick();
     if (this.artifacts.length > 0) this.artifactLane.kick();
   }
@@ -190,6 +224,8 @@ export class DeliveryQueue {
     this.writeJournal();
     this.stopped = true;
     clearInterval(this.timer);
+    clearInterval(this.holdTimer);
+    this.holds = 0;
     if (this.soon) clearImmediate(this.soon);
     this.recordLane.stop();
     this.artifactLane.stop();
@@ -354,6 +390,7 @@ export class DeliveryQueue {
     } catch (err) {
       if (isTransient(err)) {
         this.unavailable(err);
+        this.deferArtifacts();
         return 'retry';
       }
       const reason = err instanceof Error ? err.message : String(err);
@@ -375,16 +412,34 @@ export class DeliveryQueue {
   // ------------------------------------------------------------------ outage reporting
 
   private unavailable(err: unknown): void {
-    if (this.outage) return;
+    this.failingSince ??= Date.now();
+    this.lastFailure = err instanceof Error ? err.message : String(err);
+    this.announceOutage();
+  }
+
+  /** Reports the outage once requests have been failing for `warnAfterMs`. */
+  private announceOutage(): void {
+    if (this.outage || this.failingSince === undefined) return;
+    const failingMs = Date.now() - this.failingSince;
+    if (failingMs < (this.options.warnAfterMs ?? 5000)) return;
     this.outage = true;
-    const reason = err instanceof Error ? err.message : String(err);
-    this.options.report('server-unavailable', `${reason}; records wait in journal ${this.options.journal.path} and are retried with backoff`);
+    this.options.report(
+      'server-unavailable',
+      `${this.lastFailure}; failing for ${(failingMs / 1000).toFixed(1)} s: records wait in journal ${this.options.journal.path} and are retried with backoff`,
+    );
   }
 
   private recovered(): void {
+    this.failingSince = undefined;
     if (!this.outage) return;
     this.outage = false;
     this.options.report('recovered', `MLflow server ${this.options.client.trackingUri} answers again; delivering the waiting records of run ${this.options.runId}`);
+  }
+
+  /** The server is failing: journal the waiting artifacts and let their callers go on. */
+  private deferArtifacts(): void {
+    this.writeJournal();
+    for (const job of this.artifacts) job.defer?.();
   }
 }
 

@@ -44,6 +44,20 @@ export class MlflowApiError extends TrackingError {
   }
 }
 
+/**
+ * The URI answers HTTP, but not as MLflow does (a web page, another service, a wrong path): the
+ * tracking URI is probably wrong. The page itself is never part of the message.
+ */
+export class NotMlflowServerError extends MlflowApiError {
+  override name = 'NotMlflowServerError';
+  constructor(endpoint: string, status: number, answer: string, trackingUri: string) {
+    super(endpoint, status, undefined, answer, trackingUri);
+    this.message =
+      `${trackingUri} does not look like an MLflow tracking server: ${endpoint} answered ${status} with ${answer}, not MLflow's JSON. ` +
+      'Check MLFLOW_TRACKING_URI (or --tracking-uri): it should be the root URL of an MLflow server, e.g. http://127.0.0.1:5000';
+  }
+}
+
 /** No HTTP answer at all: connection refused, DNS failure, timeout. */
 export class MlflowUnreachableError extends TrackingError {
   override name = 'MlflowUnreachableError';

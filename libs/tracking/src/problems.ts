@@ -19,6 +19,8 @@ export type ProblemKind =
   | 'undelivered'
   /** A call after the run ended; ignored. */
   | 'after-end'
+  /** An artifact could not be uploaded yet (server unreachable); it waits in the journal. */
+  | 'deferred'
   /** An artifact could not be read or uploaded. */
   | 'artifact';
 

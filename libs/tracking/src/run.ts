@@ -220,7 +220,8 @@ export class TrackedRun {
   /**
    * Uploads a file as `<artifactDir>/<file name>`, or a directory as `<artifactDir>/<dir name>/...`.
    * The content is pinned when called (see snapshotFile). The promise resolves when the upload
-   * finished or the run ended without it (then the journal keeps it for `sync`); it never rejects.
+   * finished, or as soon as the file is journaled when the server does not answer (`deferred`:
+   * uploaded later, by end() or `sync`), or when the run ended without it; it never rejects.
    */
   logArtifact(localPath: string, artifactDir = ''): Promise<ArtifactUploadResult> {
     return this.logLocal(localPath, artifactDir, true);
@@ -235,7 +236,7 @@ export class TrackedRun {
   logArtifactData(data: string | Uint8Array, artifactFile: string): Promise<ArtifactUploadResult> {
     if (this.state !== 'running') {
       this.afterEnd(`artifact '${artifactFile}'`);
-      return Promise.resolve({ uploaded: [], failed: [{ artifactPath: artifactFile, reason: 'the run has ended' }] });
+      return Promise.resolve({ uploaded: [], deferred: [], failed: [{ artifactPath: artifactFile, reason: 'the run has ended' }] });
     }
     try {
       validateArtifactPath(artifactFile, 'artifact file', false);
@@ -249,14 +250,14 @@ export class TrackedRun {
       return this.queueUploads([{ record, body: bytes }]);
     } catch (err) {
       this.invalid(err);
-      return Promise.resolve({ uploaded: [], failed: [{ artifactPath: String(artifactFile), reason: (err as Error).message }] });
+      return Promise.resolve({ uploaded: [], deferred: [], failed: [{ artifactPath: String(artifactFile), reason: (err as Error).message }] });
     }
   }
 
   private logLocal(localPath: string, artifactDir: string, keepName: boolean): Promise<ArtifactUploadResult> {
     if (this.state !== 'running') {
       this.afterEnd(`artifact '${localPath}'`);
-      return Promise.resolve({ uploaded: [], failed: [{ artifactPath: artifactDir, reason: 'the run has ended' }] });
+      return Promise.resolve({ uploaded: [], deferred: [], failed: [{ artifactPath: artifactDir, reason: 'the run has ended' }] });
     }
     const uploads: Array<{ record: ArtifactRecord; body: ArtifactBody }> = [];
     const failed: ArtifactUploadResult['failed'] = [];
@@ -282,22 +283,42 @@ export class TrackedRun {
     } catch (err) {
       const reason = err instanceof TrackingInputError ? err.message : `cannot read ${localPath}: ${(err as Error).message}`;
       this.report(err instanceof TrackingInputError ? 'invalid-input' : 'artifact', reason);
-      return Promise.resolve({ uploaded: [], failed: [{ artifactPath: artifactDir, reason }] });
+      return Promise.resolve({ uploaded: [], deferred: [], failed: [{ artifactPath: artifactDir, reason }] });
     }
-    return this.queueUploads(uploads).then((result) => ({ uploaded: result.uploaded, failed: [...failed, ...result.failed] }));
+    return this.queueUploads(uploads).then((result) => ({ ...result, failed: [...failed, ...result.failed] }));
   }
 
+  /**
+   * Queues the uploads; resolves when each file is uploaded, refused, or deferred (the server is
+   * unreachable and the file waits in the journal). Until then the process stays alive.
+   */
   private queueUploads(uploads: Array<{ record: ArtifactRecord; body: ArtifactBody }>): Promise<ArtifactUploadResult> {
+    const { queue, journal } = this.context;
+    const release = queue.hold();
+    type Outcome = { artifactPath: string; reason?: string; deferred?: true };
     const settled = uploads.map(
       ({ record, body }) =>
-        new Promise<{ artifactPath: string; reason?: string }>((resolveUpload) => {
-          this.context.queue.pushArtifact({ record, body, settle: (reason) => resolveUpload({ artifactPath: record.artifactPath, reason }) });
+        new Promise<Outcome>((resolveUpload) => {
+          const artifactPath = record.artifactPath;
+          queue.pushArtifact({ record, body, settle: (reason) => resolveUpload({ artifactPath, reason }), defer: () => resolveUpload({ artifactPath, deferred: true }) });
         }),
     );
-    return Promise.all(settled).then((results) => ({
-      uploaded: results.filter((r) => r.reason === undefined).map((r) => r.artifactPath),
-      failed: results.filter((r) => r.reason !== undefined).map((r) => ({ artifactPath: r.artifactPath, reason: r.reason! })),
-    }));
+    return Promise.all(settled).then((results) => {
+      release();
+      const result: ArtifactUploadResult = {
+        uploaded: results.filter((r) => !r.deferred && r.reason === undefined).map((r) => r.artifactPath),
+        deferred: results.filter((r) => r.deferred).map((r) => r.artifactPath),
+        failed: results.filter((r) => r.reason !== undefined).map((r) => ({ artifactPath: r.artifactPath, reason: r.reason! })),
+      };
+      if (result.deferred.length > 0) {
+        const first = result.deferred[0];
+        this.report(
+          'deferred',
+          `${result.deferred.length} artifact file(s) of run ${this.id} (${first}${result.deferred.length > 1 ? ', ...' : ''}) are not on ${this.client.trackingUri} yet: the server does not answer. They wait in journal ${journal.path} and are uploaded when it answers again (at the latest by \`npx nx run tracking:sync -- --journal ${journal.path}\`)`,
+        );
+      }
+      return result;
+    });
   }
 
   // ------------------------------------------------------------------ nesting, flushing, ending
@@ -376,16 +397,27 @@ export class TrackedRun {
     queue.push({ seq: queue.nextSeq(), type: 'status', status, endTime: Date.now() });
   }
 
-  /** Process exit with the run still open: journal everything, with a final status, synchronously. */
+  /**
+   * Process exit with the run still open: journal everything, with a final status, synchronously.
+   * A run nobody ended did not finish, whatever the exit code: it ends FAILED (KILLED after a
+   * SIGINT/SIGTERM exit code), with the reason in `emseg.error`. A run whose end() was under way
+   * keeps the status it was given.
+   */
   private persistOnExit(exitCode: number): void {
     if (this.state === 'ended') return;
-    this.queueStatus(exitCode === 0 ? 'FINISHED' : 'FAILED');
+    let what = 'was still ending';
+    if (this.state === 'running') {
+      const ended: EndStatus = exitCode === 130 || exitCode === 143 ? 'KILLED' : 'FAILED';
+      this.pushTag(TAG.error, `the process exited (exit code ${exitCode}) before ending the run`);
+      this.queueStatus(ended);
+      what = `was never ended: recorded as ${ended}`;
+    }
     const queue = this.context.queue;
     queue.persistNow();
     const pending = queue.pending;
     this.context.journal.close();
     process.stderr.write(
-      `[tracking] process exiting with run ${this.id} not fully delivered (${pending.records} records, ${pending.artifacts} artifacts); deliver them with \`npx nx run tracking:sync -- --journal ${this.context.journal.path}\`\n`,
+      `[tracking] process exiting while run ${this.id} ${what}; ${pending.records} records and ${pending.artifacts} artifacts are not on the server yet: deliver them with \`npx nx run tracking:sync -- --journal ${this.context.journal.path}\`\n`,
     );
   }
 

@@ -31,6 +31,7 @@ import { TrackedRun, type ChildRunOptions } from './run.js';
 import { defaultStoreDir, startMlflowServer, type MlflowServer, type MlflowServerOptions } from './server.js';
 import { settingsFromEnv, type Credentials, type TrackingSettings } from './settings.js';
 import { systemTags } from './system-tags.js';
+import { EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING } from './ui-links.js';
 import { validateExperimentName, validateParam, validateRunId, validateTag } from './validate.js';
 
 export interface TrackerOptions extends Credentials {
@@ -56,8 +57,8 @@ export interface TrackerOptions extends Credentials {
   keepJournal?: boolean;
   /** Where problems go (default: a `[tracking]` line on stderr). */
   onProblem?: ProblemHandler;
-  /** Delivery tuning: timer period, records held in memory, retry backoff. */
-  delivery?: { tickMs?: number; maxInMemory?: number; backoff?: BackoffPolicy };
+  /** Delivery tuning: timer period, records held in memory, retry backoff, how long requests fail before an outage is reported. */
+  delivery?: { tickMs?: number; maxInMemory?: number; backoff?: BackoffPolicy; warnAfterMs?: number };
 }
 
 export interface StartRunOptions {
@@ -150,7 +151,8 @@ export class Tracker {
   private async open(options: StartRunOptions, extra: { onEnded?: () => Promise<void>; experimentId?: string }): Promise<TrackedRun> {
     if (this.closed) throw new TrackingError('this tracker is closed');
     const { experimentName, tags, params } = validateRunOptions(options, this.settings.experimentName);
-    const experiment = extra.experimentId ? { experimentId: extra.experimentId } : await this.client.getOrCreateExperiment(experimentName);
+    const onProblem = this.options.onProblem ?? warnOnStderr;
+    const experiment = extra.experimentId ? { experimentId: extra.experimentId } : await this.openExperiment(experimentName, onProblem);
     const redactor = this.client.redactor;
     const runTags: Record<string, string> = {};
     for (const [key, value] of Object.entries({ ...systemTags(options), ...tags })) runTags[key] = redactor.redactEntry(key, value);
@@ -170,7 +172,6 @@ export class Tracker {
       createdAt: Date.now(),
     });
     let run: TrackedRun | undefined;
-    const onProblem = this.options.onProblem ?? warnOnStderr;
     const queue = new DeliveryQueue({
       client: this.client,
       runId: info.runId,
@@ -180,6 +181,7 @@ export class Tracker {
       tickMs: this.options.delivery?.tickMs,
       maxInMemory: this.options.delivery?.maxInMemory,
       backoff: this.options.delivery?.backoff ?? DEFAULT_BACKOFF,
+      warnAfterMs: this.options.delivery?.warnAfterMs,
     });
     run = new TrackedRun({
       client: this.client,
@@ -202,6 +204,23 @@ export class Tracker {
     this.runs.add(run);
     run.logParams(params);
     return run;
+  }
+
+  /**
+   * Gets or creates the experiment, marked as a model-training experiment (EXPERIMENT_KIND_TAG) so
+   * that MLflow's UI opens it on its runs table; an existing one without the tag gets it. Failing
+   * to tag (e.g. no permission) is reported, not thrown.
+   */
+  private async openExperiment(name: string, onProblem: ProblemHandler): Promise<{ experimentId: string }> {
+    const experiment = await this.client.getOrCreateExperiment(name, { [EXPERIMENT_KIND_TAG]: EXPERIMENT_KIND_TRAINING });
+    if (experiment.tags[EXPERIMENT_KIND_TAG] === undefined) {
+      try {
+        await this.client.setExperimentTag(experiment.experimentId, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING);
+      } catch (err) {
+        onProblem({ kind: 'rejected', message: `cannot tag experiment '${name}' (${experiment.experimentId}) with ${EXPERIMENT_KIND_TAG}=${EXPERIMENT_KIND_TRAINING}: ${(err as Error).message}; the MLflow UI may open it on the GenAI overview` });
+      }
+    }
+    return experiment;
   }
 
   /** Downloads a run's artifact (file or directory) under destDir; returns the local path. */

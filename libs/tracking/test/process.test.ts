@@ -152,4 +152,32 @@ describe('process events end runs', () => {
     expect(stored.length).toBeGreaterThanOrEqual(101);
     expect(stored).toEqual(Array.from({ length: stored.length }, (_, i) => i));
   });
+
+  it('a process that exits without ending its run (exit code 0) records it FAILED with the reason, never FINISHED', async () => {
+    // Returns from its work without end(): Node drains the event loop and exits 0.
+    const script = `
+      const [dist, uri, journalDir] = process.argv.slice(1);
+      const { Tracker } = await import(dist);
+      const run = await Tracker.start({ trackingUri: uri, env: {}, journalDir, experiment: 'process-events', runName: 'never-ended', handleProcessEvents: false });
+      console.log('run ' + run.id + ' ' + run.journalPath);
+      run.logMetric('loss', 0.5, 1);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(REPO_ROOT, 'libs/tracking/dist/index.js'), ts.server.uri, ts.journalDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    expect(stderr).toContain('was never ended: recorded as FAILED');
+    const [, runId, journal] = /^run (\w+) (\S+)$/m.exec(stdout)!;
+
+    const report = await syncJournal(journal, { env: {} });
+    expect(report).toMatchObject({ complete: true });
+    expect(report.endedAs).toBeUndefined(); // the journal itself says FAILED
+    const run = await client.getRun(runId);
+    expect(run.info.status).toBe('FAILED');
+    expect(run.tags['emseg.error']).toBe('the process exited (exit code 0) before ending the run');
+    expect(await steps(runId)).toEqual([1]);
+  });
 });

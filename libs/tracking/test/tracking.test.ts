@@ -5,14 +5,19 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  experimentUiUrl,
   freeLoopbackPort,
   MlflowApiError,
   MlflowClient,
   MlflowUnreachableError,
+  NotMlflowServerError,
   readJournal,
+  runUiUrl,
   syncJournal,
   Tracker,
   TrackingInputError,
@@ -311,6 +316,31 @@ describe('bad input', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
+  it('says a URI that answers with an HTML 404 page is not an MLflow server, without printing the page', async () => {
+    const page = '<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>' + 'x'.repeat(2000) + '</body></html>';
+    const web: Server = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(page);
+    });
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    const uri = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
+    try {
+      const err = await Tracker.start({ ...options({ trackingUri: uri }), experiment: 'x' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(NotMlflowServerError);
+      const message = (err as Error).message;
+      expect(message).toContain(`${uri} does not look like an MLflow tracking server`);
+      expect(message).toContain('answered 404 with an HTML page (text/html; charset=utf-8)');
+      expect(message).toContain('MLFLOW_TRACKING_URI');
+      expect(message).not.toContain('<');
+      expect(message.length).toBeLessThan(500);
+    } finally {
+      await new Promise((resolve) => web.close(resolve));
+    }
+  });
+
   it('refuses a non-http tracking URI from the environment with a hint', async () => {
     await expect(Tracker.start({ env: { MLFLOW_TRACKING_URI: 'file:///tmp/mlruns' }, handleProcessEvents: false })).rejects.toThrow(/needs an http\(s\) URL/);
   });
@@ -324,6 +354,30 @@ describe('bad input', () => {
     expect((err as MlflowApiError).status).toBe(404);
     expect((err as MlflowApiError).errorCode).toBe('RESOURCE_DOES_NOT_EXIST');
     expect((err as Error).message).toContain('GET runs/get');
+  });
+});
+
+describe('the MLflow UI', () => {
+  it('opens emseg experiments as model training (experiment kind tag), also existing ones without the tag', async () => {
+    const run = await Tracker.start({ ...options(), experiment: 'ui-kind-new' });
+    await run.end();
+    expect((await client.getExperimentByName('ui-kind-new'))?.tags['mlflow.experimentKind']).toBe('custom_model_development');
+
+    const untagged = await client.createExperiment('ui-kind-existing');
+    expect((await client.getExperiment(untagged)).tags['mlflow.experimentKind']).toBeUndefined();
+    await (await Tracker.start({ ...options(), experiment: 'ui-kind-existing' })).end();
+    expect((await client.getExperiment(untagged)).tags['mlflow.experimentKind']).toBe('custom_model_development');
+
+    // A kind someone chose is kept.
+    const chosen = await client.createExperiment('ui-kind-chosen', { 'mlflow.experimentKind': 'genai_development' });
+    await (await Tracker.start({ ...options(), experiment: 'ui-kind-chosen' })).end();
+    expect((await client.getExperiment(chosen)).tags['mlflow.experimentKind']).toBe('genai_development');
+  });
+
+  it('links to a run and to the runs table of its experiment', () => {
+    expect(runUiUrl('http://127.0.0.1:5000/', '7', 'ab12cd')).toBe('http://127.0.0.1:5000/#/experiments/7/runs/ab12cd');
+    expect(experimentUiUrl('http://127.0.0.1:5000', '7')).toBe('http://127.0.0.1:5000/#/experiments/7/runs');
+    expect(runUiUrl('https://user:secret@mlflow.example.org/prefix', '7', 'ab12cd')).toBe('https://mlflow.example.org/prefix/#/experiments/7/runs/ab12cd');
   });
 });
 

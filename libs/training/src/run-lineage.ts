@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { configChanges, type JsonObject } from '@emseg/config';
-import type { TrackedRun } from '@emseg/tracking';
+import { experimentUiUrl, runUiUrl, type TrackedRun } from '@emseg/tracking';
 import type { RunDirClaim } from './run-dir.js';
 
 export interface ConfigChange {
@@ -60,10 +60,12 @@ export async function linkResumedRun(run: TrackedRun, claim: RunDirClaim, change
 }
 
 /**
- * Where to look at a run: its page on the tracking server, or, for the project store (whose
- * server stops with the run), the command that serves it again.
+ * Where to look at a run: its page and the experiment's runs table on the tracking server, or, for
+ * the project store (whose server stops with the run), the command that serves it again.
  */
 export function runUiHint(run: TrackedRun, trackingUriFlag: string | undefined): string {
-  const page = `${run.client.trackingUri.replace(/\/+$/, '')}/#/experiments/${run.experimentId}/runs/${run.id}`;
-  return trackingUriFlag || process.env.MLFLOW_TRACKING_URI ? page : `npm run mlflow, then open the run ${run.id} in experiment ${run.experimentId} (${page.replace(/^https?:\/\/[^/]+/, 'http://127.0.0.1:5000')})`;
+  const external = Boolean(trackingUriFlag || process.env.MLFLOW_TRACKING_URI);
+  const uri = external ? run.client.trackingUri : 'http://127.0.0.1:5000';
+  const pages = `${runUiUrl(uri, run.experimentId, run.id)} (all runs: ${experimentUiUrl(uri, run.experimentId)})`;
+  return external ? pages : `npm run mlflow, then ${pages}`;
 }

@@ -5,6 +5,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { EXIT, EXIT_CODES_HELP } from '@emseg/config';
 import { TrackingError } from '../errors.js';
 import { syncJournals } from '../sync.js';
 
@@ -15,7 +16,8 @@ const argv = await yargs(hideBin(process.argv))
     'Replays MLflow run journals (.emseg/mlflow/journal/<run id>.jsonl): sends the metrics, params, tags, dataset inputs, ' +
       'artifacts and final status that a run could not deliver itself. Safe to repeat: nothing is stored twice. Journals of ' +
       'runs that used the embedded server go back into the same local store; others go to the server they name ' +
-      '(credentials from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).',
+      '(credentials from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).\n\n' +
+      `${EXIT_CODES_HELP} Here 1 means some journal is not fully delivered (or could not be read).`,
   )
   .version(false)
   .option('journal', { type: 'string', array: true, demandOption: true, describe: 'journal file, or a directory of them' })
@@ -35,7 +37,7 @@ const argv = await yargs(hideBin(process.argv))
   .fail((message, err, y) => {
     if (err) throw err;
     process.stderr.write(`${y.help()}\n\n${message}\n`);
-    process.exit(2);
+    process.exit(EXIT.usage);
   })
   .parseAsync();
 
@@ -60,10 +62,10 @@ try {
       );
     }
   }
-  process.exitCode = reports.every((r) => r.complete) ? 0 : 1;
+  process.exitCode = reports.every((r) => r.complete) ? EXIT.ok : EXIT.failed;
 } catch (err) {
   if (err instanceof TrackingError) {
     process.stderr.write(`sync: ${err.message}\n`);
-    process.exitCode = 1;
+    process.exitCode = EXIT.failed;
   } else throw err;
 }
