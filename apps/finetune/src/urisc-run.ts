@@ -9,11 +9,10 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { backendInfo, backendTags } from '@emseg/tf';
-import { flatten, loadConfig } from '@emseg/config';
+import { loadConfig } from '@emseg/config';
 import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
-import { downloadArtifacts, parseRunsUri, Tracker, type MlflowClient, type TrackedRun } from '@emseg/tracking';
-import { ProgressBar, changedSinceLastRun, claimRunDir, describeChanges, gracefulStop, latestRecordPath, linkResumedRun, runUiHint, type RunDirClaim } from '@emseg/training';
+import { downloadArtifacts, parseRunsUri, type MlflowClient, type TrackedRun } from '@emseg/tracking';
+import { ProgressBar, gracefulStop, latestRecordPath, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
 import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
 import type { Evaluation } from './evaluate.js';
@@ -131,21 +130,12 @@ export async function runUrisc(args: UriscArgs): Promise<number> {
   const cfg: FinetuneConfig = loadConfig(finetuneSchema, { file: args.config, overrides: args.set });
   checkFinetuneConfig(cfg, args.config);
   const runName = args.runName ?? `unet-${cfg.model.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
-  const outDir = resolve(args.out ?? join(FINETUNE_RUNS, runName));
-  // The folder belongs to this run from here on (locked until the process exits).
-  const claim = await claimRunDir(outDir, { app: 'finetune', runName, mode: args.resume ? 'resume' : args.overwrite ? 'overwrite' : 'new', onNote: log });
-  try {
-    return await trainInRunDir(args, cfg, runName, claim);
-  } finally {
-    claim.release();
-  }
+  const dir = resolve(args.out ?? join(FINETUNE_RUNS, runName));
+  return withRunDir({ app: 'finetune', runName, dir, resume: args.resume, overwrite: args.overwrite, log }, (session) => trainInRunDir(args, cfg, session));
 }
 
-async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, runName: string, claim: RunDirClaim): Promise<number> {
-  const outDir = claim.dir;
-  const changes = args.resume ? changedSinceLastRun(join(outDir, 'config.json'), cfg) : [];
-  if (changes.length > 0) log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
-
+async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunSession): Promise<number> {
+  const outDir = session.dir;
   let dataRoot = args.data;
   if (!dataRoot) {
     const embedded = await ensureDefaultData();
@@ -157,30 +147,21 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, runName: stri
   checkValidationSizes(data.validation, cfg.inference);
   const samples = await loadTrainingSamples(data.train, cfg.patches.size, cfg.data.maxMembraneFraction, cfg.patches.stride);
   log(`data: ${data.train.size} train, ${data.validation.size} validation (${data.validationSource === 'val' ? 'val split' : 'held out of train'}), ${data.test?.size ?? 0} test images`);
-  writeJsonAtomic(join(outDir, 'config.json'), cfg);
 
-  const info = backendInfo();
-  log(`backend: ${info.package} (TensorFlow ${info.tensorflowVersion ?? 'pure JS'}, ${info.gpu ? 'GPU' : 'CPU'})`);
   const encoderRef = args.encoder ?? cfg.model.encoder;
-  const run: TrackedRun = await Tracker.start({
-    trackingUri: args.trackingUri,
+  const run: TrackedRun = await session.startRun({
     experiment: args.experiment,
-    runName,
-    handleProcessEvents: false, // we end the run ourselves, after saving a checkpoint
+    trackingUri: args.trackingUri,
+    cfg,
+    configFile: args.config,
     description: `U-Net fine-tuning on ${data.root} (${data.track})`,
-    tags: { ...backendTags(), 'emseg.app': 'finetune', 'emseg.config': resolve(args.config), 'emseg.outDir': outDir },
-    params: { ...flatten(cfg as unknown as Record<string, unknown>), 'data.root': data.root, 'encoder.ref': encoderRef ?? 'null' },
+    params: { 'data.root': data.root, 'encoder.ref': encoderRef ?? 'null' },
   });
-  log(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}`);
-  await claim.recordRun({ runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
-  const resumedFrom = args.resume ? await linkResumedRun(run, claim, changes, log) : null;
-  if (resumedFrom) log(`resuming: this run continues MLflow run ${resumedFrom} (tag emseg.resumedFrom)`);
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   let choice: EncoderChoice | undefined;
   let segmenter: Segmenter | undefined;
   try {
-    await run.logArtifact(join(outDir, 'config.json'));
     choice = await resolveEncoder(encoderRef, {
       architecture: cfg.model.architecture,
       normalization: cfg.model.normalization,

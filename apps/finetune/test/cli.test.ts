@@ -132,4 +132,19 @@ describe('finetune CLI', () => {
     expect(score.status).toBe(1);
     expect(score.stderr).toMatch(/^error: cannot list prediction folder .*nowhere/m);
   });
+
+  it('exits 2 naming the flag when a flag is given twice or flags contradict, and states the exit codes in --help', async () => {
+    const twice = await cli(['urisc', '--encoder', 'random', '--encoder', 'latest-pretrain']);
+    expect(twice.status).toBe(2);
+    expect(twice.stderr).toMatch(/^error: --encoder was given 2 times \("random", "latest-pretrain"\); give it once$/m);
+    const both = await cli(['urisc', '--out', join(tmp.dir, 'x'), '--resume', '--overwrite']);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toMatch(/--resume and --overwrite contradict each other/);
+    for (const command of ['urisc', 'predict', 'score']) {
+      const help = await cli([command, '--help']);
+      expect(help.status).toBe(0);
+      expect(help.stdout).toMatch(/Exit codes: 0 done, 1 bad input or failed work, 2 usage error, 130 interrupted/);
+      expect(help.stderr).not.toMatch(/absl|oneDNN/); // --help does not load TensorFlow
+    }
+  });
 });

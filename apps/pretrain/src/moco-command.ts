@@ -4,11 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { backendInfo, backendTags } from '@emseg/tf';
-import { EXIT, flatten, loadConfig } from '@emseg/config';
+import { EXIT, loadConfig } from '@emseg/config';
 import { ensureDefaultData, writeFileAtomic } from '@emseg/data';
-import { Tracker, type TrackedRun } from '@emseg/tracking';
-import { ProgressBar, changedSinceLastRun, claimRunDir, describeChanges, gracefulStop, latestRecordPath, linkResumedRun, runUiHint, type RunDirClaim } from '@emseg/training';
+import type { TrackedRun } from '@emseg/tracking';
+import { ProgressBar, gracefulStop, latestRecordPath, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
 import { pretrainMoco } from './pretrain.js';
 import { PRETRAIN_RUNS } from './paths.js';
@@ -42,53 +41,30 @@ export async function moco(args: MocoArgs): Promise<number> {
   const cfg: MocoConfig = loadConfig(mocoSchema, { file: args.config, overrides: args.set });
   checkMocoConfig(cfg, args.config);
   const runName = args.runName ?? `moco-${cfg.encoder.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
-  const outDir = resolve(args.out ?? join(PRETRAIN_RUNS, runName));
-  // The folder belongs to this run from here on (locked until the process exits).
-  const claim = await claimRunDir(outDir, { app: 'pretrain', runName, mode: args.resume ? 'resume' : args.overwrite ? 'overwrite' : 'new', onNote: log });
-  try {
-    return await pretrainInRunDir(args, cfg, runName, claim);
-  } finally {
-    claim.release();
-  }
+  const dir = resolve(args.out ?? join(PRETRAIN_RUNS, runName));
+  return withRunDir({ app: 'pretrain', runName, dir, resume: args.resume, overwrite: args.overwrite, log }, (session) => pretrainInRunDir(args, cfg, runName, session));
 }
 
-async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string, claim: RunDirClaim): Promise<number> {
-  const outDir = claim.dir;
-  const changes = args.resume ? changedSinceLastRun(join(outDir, 'config.json'), cfg) : [];
-  if (changes.length > 0) log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
+async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string, session: RunSession): Promise<number> {
+  const outDir = session.dir;
   let dataDir = args.data;
   if (!dataDir) {
     const data = await ensureDefaultData();
     dataDir = data.crops.root;
-    process.stderr.write(`data: embedded synthetic crops (${data.crops.count} x ${data.spec.crops.size} px) in ${dataDir}${data.created ? ' (generated now)' : ''}\n`);
+    log(`data: embedded synthetic crops (${data.crops.count} x ${data.spec.crops.size} px) in ${dataDir}${data.created ? ' (generated now)' : ''}`);
   }
   const probeDir = args.probe === 'embedded' ? (await ensureDefaultData()).urisc.root : args.probe;
-  await writeJsonAtomic(join(outDir, 'config.json'), cfg);
-  const info = backendInfo();
-  process.stderr.write(`backend: ${info.package} (TensorFlow ${info.tensorflowVersion ?? 'pure JS'}, ${info.gpu ? 'GPU' : 'CPU'})\n`);
-  const run: TrackedRun = await Tracker.start({
-    trackingUri: args.trackingUri,
+  const run: TrackedRun = await session.startRun({
     experiment: args.experiment,
-    runName,
-    handleProcessEvents: false, // we end the run ourselves, after saving a checkpoint
+    trackingUri: args.trackingUri,
+    cfg,
+    configFile: args.config,
     description: `MoCoV2 pretraining of a ${cfg.encoder.architecture} on ${dataDir}`,
-    tags: {
-      ...backendTags(),
-      'emseg.app': 'pretrain',
-      'emseg.config': resolve(args.config),
-      'emseg.outDir': outDir,
-    },
-    params: { ...flatten(cfg as unknown as Record<string, unknown>), data: resolve(dataDir) },
+    params: { data: resolve(dataDir) },
   });
-  log(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}`);
-  await claim.recordRun({ runId: run.id, trackingUri: run.client.trackingUri, experiment: args.experiment });
-  // A resumed run is a new MLflow run (params such as train.maxSteps may change); it links back.
-  const resumedFrom = args.resume ? await linkResumedRun(run, claim, changes, log) : null;
-  if (resumedFrom) log(`resuming: this run continues MLflow run ${resumedFrom} (tag emseg.resumedFrom)`);
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   try {
-    await run.logArtifact(join(outDir, 'config.json'));
     const result = await pretrainMoco({
       cfg,
       dataDir,

@@ -107,6 +107,9 @@ describe('emseg-pretrain moco', () => {
     expect(res.stderr).toMatch(/--resume needs --out DIR/);
     const bad = await runCli(['--data', crops, '--tracking-uri', server.uri, '--set', 'moco.temperature=0']);
     expect(bad.code).toBe(1); // bad input (a config value) is 1; 2 is for usage errors
+    const twice = await runCli(['--out', 'a', '--out', 'b']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/--out was given 2 times \("a", "b"\); give it once/);
     expect(bad.stderr).toMatch(/moco\.temperature must be > 0/);
   });
 });

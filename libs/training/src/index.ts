@@ -13,3 +13,5 @@ export { claimRunDir, latestRecordPath, RunDirError, RUN_LOCK, RUN_RECORD } from
 export type { ClaimOptions, RunDirClaim, RunDirMlflowRun, RunDirMode, RunDirRecord } from './run-dir.js';
 export { changedSinceLastRun, describeChanges, linkResumedRun, runUiHint } from './run-lineage.js';
 export type { ConfigChange } from './run-lineage.js';
+export { withRunDir } from './run-session.js';
+export type { RunSession, RunSessionOptions, StartRunOptions } from './run-session.js';
