@@ -5,13 +5,33 @@
  * the only way to keep them off a user's terminal is to point file descriptor 2 at /dev/null while
  * the native library loads, then back.
  *
- * Node has no dup2, so "back" reopens the original target through /proc/self/fd. That is exact
+ * With the small addon `npm run setup` builds (libs/tf/native/stderr.c: dup + dup2) that is exact
+ * for any stderr. Without it (Node has no dup2), "back" reopens the original target through
+ * /proc/self/fd. That is exact
  * for terminals and pipes (the same device / the same pipe). For a regular file it opens a second
  * file description that appends: exact when stderr appends anyway or is its own file, but
  * `cmd > log 2>&1` shares one offset with stdout, so there (and for sockets, or without /proc) the
  * messages stay. `EMSEG_VERBOSE=1` keeps them too.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+interface StderrAddon {
+  silence(): number;
+  restore(saved: number): void;
+}
+
+/** libs/tf/native/build/stderr.node, if setup built it (src/ and dist/ are siblings of native/). */
+function loadAddon(): StderrAddon | null {
+  const path = fileURLToPath(new URL('../native/build/stderr.node', import.meta.url));
+  if (!existsSync(path)) return null;
+  try {
+    return createRequire(import.meta.url)(path) as StderrAddon;
+  } catch {
+    return null;
+  }
+}
 
 const O_APPEND = 0o2000;
 
@@ -36,6 +56,17 @@ function canSilence(): boolean {
 
 /** Runs `load` with native writes to stderr discarded; Node's own stderr stream is unaffected. */
 export function withNativeStderrSilenced<T>(load: () => T): T {
+  if (process.env.EMSEG_VERBOSE === '1') return load();
+  const addon = loadAddon();
+  if (addon) {
+    void process.stderr; // created against the real fd 2 (its TTY-ness decided correctly)
+    const saved = addon.silence();
+    try {
+      return load();
+    } finally {
+      addon.restore(saved);
+    }
+  }
   if (!canSilence()) return load();
   // Create process.stderr now, against the real fd 2, so its TTY-ness is decided correctly.
   void process.stderr;
