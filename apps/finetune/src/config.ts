@@ -5,12 +5,15 @@
  */
 import type { Schema } from '@emseg/config';
 import type { BlendWindow, LabelPolarity } from '@emseg/data';
-import type { EncoderFreeze, ResNetArchitecture } from '@emseg/models';
+import { listEncoders, type EncoderFreeze } from '@emseg/models';
 
 export interface FinetuneConfig {
   model: {
-    /** Encoder architecture for random init; a bundle brings its own (and wins, with a note). */
-    architecture: ResNetArchitecture;
+    /**
+     * Encoder for random init, a registered name (`listEncoders()`: resnet18, ..., plain-conv); a bundle
+     * brings its own (and wins, with a note).
+     */
+    architecture: string;
     /**
      * Where the encoder comes from: 'random', 'latest-pretrain' (the newest quick pretraining, else
      * random with a note), a bundle directory or `runs:/<run_id>/<path>`; null = must be given
@@ -113,7 +116,7 @@ export const finetuneSchema: Schema<FinetuneConfig> = {
   required: ['model', 'data', 'patches', 'loss', 'optimizer', 'train', 'validation', 'inference'],
   properties: {
     model: section(['architecture', 'encoder', 'decoderChannels', 'freezeEncoder', 'unfreezeAfter', 'normalization', 'seed'], {
-      architecture: { type: 'string', enum: ['resnet18', 'resnet34', 'resnet50'] },
+      architecture: { type: 'string', enum: listEncoders() },
       encoder: { type: 'string', minLength: 1, nullable: true },
       decoderChannels: { type: 'array', minItems: 5, maxItems: 5, items: int(1) },
       freezeEncoder: { type: 'string', enum: ['none', 'all', 'all-but-bn'] },

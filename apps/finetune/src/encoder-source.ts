@@ -4,11 +4,11 @@
  * A bundle brings its input normalisation and the MLflow run that produced it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { loadEncoder, resnetEncoder, resnetSpecByName, type EncoderJson, type Normalization, type ResNetArchitecture, type ResNetEncoder } from '@emseg/models';
+import { createEncoder, loadEncoder, type Encoder, type EncoderJson, type Normalization } from '@emseg/models';
 import { LATEST_PRETRAIN } from './workspace.js';
 
 export interface EncoderChoice {
-  encoder: ResNetEncoder;
+  encoder: Encoder;
   normalization: Normalization;
   /** 'random', a bundle directory, or a runs:/ URI. */
   source: string;
@@ -20,8 +20,8 @@ export interface EncoderChoice {
 }
 
 export interface ResolveEncoderOptions {
-  /** Architecture of a random encoder. */
-  architecture: ResNetArchitecture;
+  /** Architecture of a random encoder: a registered name (`listEncoders()`). */
+  architecture: string;
   /** Normalisation of a random encoder. */
   normalization: { mean: number; std: number };
   seed: number;
@@ -44,9 +44,8 @@ export interface LatestPretrain {
 const RUNS_URI = /^runs:\/+([^/]+)\//;
 
 function randomEncoder(options: ResolveEncoderOptions): EncoderChoice {
-  const { depth } = resnetSpecByName(options.architecture);
   return {
-    encoder: resnetEncoder({ depth, inChannels: 1, seed: options.seed }),
+    encoder: createEncoder(options.architecture, { inChannels: 1, seed: options.seed }),
     normalization: { mean: [options.normalization.mean], std: [options.normalization.std] },
     source: 'random',
     runId: null,

@@ -1,6 +1,6 @@
 /**
- * The membrane segmenter: a U-Net over a ResNet encoder plus the input normalisation it was trained
- * with, so callers feed grey values in [0, 1]. Saved as a model directory (the checkpoint format of
+ * The membrane segmenter: a U-Net over an encoder (any registered architecture, see @emseg/models
+ * `listEncoders`) plus the input normalisation it was trained with, so callers feed grey values in [0, 1]. Saved as a model directory (the checkpoint format of
  * @emseg/training: `manifest.json` with a `SegmenterInfo` state, `tensors.bin` with every weight by
  * name, BN statistics included) that `predict` and colleagues load without the training config.
  */
@@ -9,14 +9,12 @@ import { join } from 'node:path';
 import { tf, type Tensor, type Tensor4D, type Variable } from '@emseg/tf';
 import {
   assignWeights,
+  createEncoder,
   modelVariables,
   normalizeInput,
-  resnetEncoder,
-  resnetSpecByName,
   unet,
+  type Encoder,
   type Normalization,
-  type ResNetArchitecture,
-  type ResNetEncoder,
   type UNet,
 } from '@emseg/models';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '@emseg/training';
@@ -25,7 +23,8 @@ import type { InferenceOptions } from './inference.js';
 /** What a saved model is; the state of its manifest.json. */
 export interface SegmenterInfo {
   kind: 'emseg-unet';
-  architecture: ResNetArchitecture;
+  /** The encoder's registered name (`createEncoder(architecture)` rebuilds it). */
+  architecture: string;
   inChannels: number;
   decoderChannels: number[];
   normalization: Normalization;
@@ -61,12 +60,12 @@ export class Segmenter {
    *
    * @example const seg = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null });
    */
-  static create(encoder: ResNetEncoder, normalization: Normalization, source: SegmenterSource, options: { decoderChannels?: readonly number[]; seed?: number } = {}): Segmenter {
+  static create(encoder: Encoder, normalization: Normalization, source: SegmenterSource, options: { decoderChannels?: readonly number[]; seed?: number } = {}): Segmenter {
     const net = unet({ encoder, decoderChannels: options.decoderChannels, seed: options.seed });
     return new Segmenter(net, normalization, source);
   }
 
-  get architecture(): ResNetArchitecture {
+  get architecture(): string {
     return this.net.encoder.architecture;
   }
 
@@ -152,9 +151,19 @@ export class Segmenter {
           else t.dispose();
         }
       }
-      const spec = resnetSpecByName(info.architecture);
-      const encoder = resnetEncoder({ depth: spec.depth, inChannels: info.inChannels });
-      const seg = Segmenter.create(encoder, info.normalization, { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId }, { decoderChannels: info.decoderChannels });
+      let encoder: Encoder;
+      try {
+        encoder = createEncoder(info.architecture, { inChannels: info.inChannels, initialize: false });
+      } catch (err) {
+        throw new Error(`model ${dir}: ${(err as Error).message}`);
+      }
+      let seg: Segmenter;
+      try {
+        seg = Segmenter.create(encoder, info.normalization, { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId }, { decoderChannels: info.decoderChannels });
+      } catch (err) {
+        encoder.dispose();
+        throw err;
+      }
       try {
         assignWeights(seg.net.model, ck.tensors, `model ${dir}`);
       } catch (err) {

@@ -4,10 +4,12 @@
  * minutes.
  */
 import type { Schema } from '@emseg/config';
+import { listEncoders } from '@emseg/models';
 
 export interface MocoConfig {
   encoder: {
-    architecture: 'resnet18' | 'resnet34' | 'resnet50';
+    /** A registered encoder (`listEncoders()`): resnet18, resnet34, resnet50, plain-conv, ... */
+    architecture: string;
     inChannels: number;
   };
   data: {
@@ -95,7 +97,7 @@ export const mocoSchema: Schema<MocoConfig> = {
       additionalProperties: false,
       required: ['architecture', 'inChannels'],
       properties: {
-        architecture: { type: 'string', enum: ['resnet18', 'resnet34', 'resnet50'] },
+        architecture: { type: 'string', enum: listEncoders() },
         inChannels: { type: 'integer', enum: [1] },
       },
     },

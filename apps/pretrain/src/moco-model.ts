@@ -1,10 +1,10 @@
 /**
  * The MoCo v2 model (facebookresearch/moco `builder.py` in TensorFlow.js): a query network
- * (ResNet encoder + projection head) trained by SGD, a key network following it by momentum, and
+ * (encoder + projection head) trained by SGD, a key network following it by momentum, and
  * the queue of negative keys.
  */
 import { tf, type Tensor, type Tensor2D, type Tensor4D, type Variable } from '@emseg/tf';
-import { globalAveragePool, modelVariables, resnetEncoder, resnetSpecByName, trainableVariables, type ResNetEncoder } from '@emseg/models';
+import { createEncoder, encoderSpec, globalAveragePool, modelVariables, trainableVariables, type Encoder } from '@emseg/models';
 import { trainStep, type Optimizer } from '@emseg/training';
 import { KeyQueue, infoNceLogits, infoNceLoss, momentumUpdate, normalizeRows, shuffledKeyForward } from './moco.js';
 import { projectionHead } from './projection-head.js';
@@ -21,7 +21,7 @@ export interface MocoStepResult {
 }
 
 interface Branch {
-  encoder: ResNetEncoder;
+  encoder: Encoder;
   head: LayersModel;
 }
 
@@ -34,11 +34,11 @@ export class MocoModel {
   private readonly keyWeights: Record<string, Variable>;
 
   constructor(readonly cfg: MocoConfig) {
-    const spec = resnetSpecByName(cfg.encoder.architecture);
-    const features = spec.featureChannels[4];
+    const channels = encoderSpec(cfg.encoder.architecture).featureChannels;
+    const features = channels[channels.length - 1];
     const headArgs = { inFeatures: features, hidden: cfg.moco.mlpHidden ?? features, dim: cfg.moco.dim, seed: cfg.train.seed * 7919 + 17 };
     const branch = (): Branch => ({
-      encoder: resnetEncoder({ depth: spec.depth, inChannels: cfg.encoder.inChannels, seed: cfg.train.seed }),
+      encoder: createEncoder(cfg.encoder.architecture, { inChannels: cfg.encoder.inChannels, seed: cfg.train.seed }),
       head: projectionHead(headArgs),
     });
     this.query = branch();

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { tf, type Scalar, type Tensor, type Tensor4D, type Variable } from '@emseg/tf';
 import { LabeledImages, cutRegion, toFloatImage, uriscDirectories, type LabeledSample } from '@emseg/data';
 import { bestThresholdF1 } from '@emseg/evaluation';
-import type { ResNetEncoder } from '@emseg/models';
+import type { Encoder } from '@emseg/models';
 import { Adam, trainStep } from '@emseg/training';
 
 export interface ProbeData {
@@ -74,7 +74,7 @@ export async function loadProbeData(dir: string, opts: { patchSize: number; mean
 }
 
 /** Stride-2/4/8 features of a batch, upsampled to its size and concatenated: [n, h, w, c]. */
-function pixelFeatures(encoder: ResNetEncoder, x: Tensor4D): Tensor4D {
+function pixelFeatures(encoder: Encoder, x: Tensor4D): Tensor4D {
   return tf.tidy(() => {
     const [, h, w] = x.shape;
     const maps = encoder.features(x, { training: false }).slice(0, 3);
@@ -83,7 +83,7 @@ function pixelFeatures(encoder: ResNetEncoder, x: Tensor4D): Tensor4D {
 }
 
 /** Fits the probe on the train patches and scores it on the val patches. Frees everything. */
-export function runProbe(encoder: ResNetEncoder, data: ProbeData, { steps = 60, lr = 0.05 } = {}): ProbeResult {
+export function runProbe(encoder: Encoder, data: ProbeData, { steps = 60, lr = 0.05 } = {}): ProbeResult {
   const trainX = pixelFeatures(encoder, data.train.images);
   const valX = pixelFeatures(encoder, data.val.images);
   const channels = trainX.shape[3];

@@ -2,7 +2,6 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tf, type NamedTensorMap } from '@emseg/tf';
-import { resnetSpecByName } from './architecture.js';
 import { writeDirAtomic } from './atomic-dir.js';
 import {
   ENCODER_FORMAT_VERSION,
@@ -14,7 +13,8 @@ import {
   type EncoderBundleMeta,
   type EncoderJson,
 } from './encoder-json.js';
-import { resnetEncoder, type ResNetEncoder } from './resnet.js';
+import type { Encoder } from './encoder.js';
+import { createEncoder } from './registry.js';
 import { assignWeights } from './variables.js';
 
 type ModelArtifacts = Parameters<Parameters<typeof tf.io.withSaveHandler>[0]>[0];
@@ -42,7 +42,7 @@ export interface SaveEncoderOptions {
  */
 export async function saveEncoderBundle(
   dir: string,
-  encoder: ResNetEncoder,
+  encoder: Encoder,
   meta: EncoderBundleMeta,
   options: SaveEncoderOptions = {},
 ): Promise<EncoderJson> {
@@ -107,7 +107,7 @@ export interface LoadEncoderOptions {
 }
 
 export interface LoadedEncoder {
-  encoder: ResNetEncoder;
+  encoder: Encoder;
   meta: EncoderJson;
   /** The local bundle directory. */
   dir: string;
@@ -186,7 +186,8 @@ async function readLayersWeights(dir: string): Promise<NamedTensorMap> {
 }
 
 /**
- * Loads an encoder bundle into a fresh `resnetEncoder` by weight name, so it can be used alone
+ * Loads an encoder bundle into a fresh encoder of its architecture (`createEncoder(meta.architecture)`)
+ * by weight name, so it can be used alone
  * (MoCo, probing) or under a U-Net (`unet({ encoder })`).
  * `ref` is a bundle directory or an MLflow `runs:/<run_id>/<path>` URI (needs `resolveUri`).
  *
@@ -202,8 +203,7 @@ export async function loadEncoder(ref: string, options: LoadEncoderOptions = {})
     );
   }
   const weights = await readLayersWeights(dir);
-  const spec = resnetSpecByName(meta.architecture);
-  const encoder = resnetEncoder({ depth: spec.depth, inChannels: meta.inputChannels, inputSize: options.inputSize ?? null, initialize: false });
+  const encoder = createEncoder(meta.architecture, { inChannels: meta.inputChannels, inputSize: options.inputSize ?? null, initialize: false });
   try {
     assignWeights(encoder.model, weights, `encoder bundle ${dir} (${meta.architecture})`);
   } catch (err) {

@@ -1,4 +1,4 @@
-import { FEATURE_STRIDES, RESNET_ARCHITECTURES, resnetSpecByName, type ResNetArchitecture } from './architecture.js';
+import { encoderSpec, listEncoders } from './registry.js';
 
 /** The encoder.json format this code writes and reads. */
 export const ENCODER_FORMAT_VERSION = 1;
@@ -29,7 +29,8 @@ export interface EncoderTraining {
 /** The contents of encoder.json. */
 export interface EncoderJson {
   formatVersion: typeof ENCODER_FORMAT_VERSION;
-  architecture: ResNetArchitecture;
+  /** A registered encoder name (`listEncoders()`), e.g. `resnet50`, `plain-conv`. */
+  architecture: string;
   inputChannels: number;
   featureStrides: number[];
   featureChannels: number[];
@@ -119,13 +120,15 @@ export function parseEncoderJson(value: unknown, file: string): EncoderJson {
     );
   }
   const architecture = c.string(value, 'architecture');
-  if (!(RESNET_ARCHITECTURES as readonly string[]).includes(architecture)) {
-    throw new Error(`${file}: unknown architecture "${architecture}": expected one of ${RESNET_ARCHITECTURES.join(', ')}`);
+  if (!listEncoders().includes(architecture)) {
+    throw new Error(`${file}: unknown architecture "${architecture}": expected one of ${listEncoders().join(', ')}`);
   }
-  const spec = resnetSpecByName(architecture);
+  const spec = encoderSpec(architecture);
   const inputChannels = c.positiveInt(value, 'inputChannels');
   const strides = value.featureStrides;
-  if (!Array.isArray(strides) || strides.join() !== FEATURE_STRIDES.join()) c.fail('featureStrides', `[${FEATURE_STRIDES}]`, strides);
+  if (!Array.isArray(strides) || strides.join() !== spec.featureStrides.join()) {
+    c.fail('featureStrides', `[${spec.featureStrides}] for ${architecture}`, strides);
+  }
   const channels = value.featureChannels;
   if (!Array.isArray(channels) || channels.join() !== spec.featureChannels.join()) {
     c.fail('featureChannels', `[${spec.featureChannels}] for ${architecture}`, channels);
@@ -158,9 +161,9 @@ export function parseEncoderJson(value: unknown, file: string): EncoderJson {
   }
   return {
     formatVersion: ENCODER_FORMAT_VERSION,
-    architecture: spec.architecture,
+    architecture: spec.name,
     inputChannels,
-    featureStrides: [...FEATURE_STRIDES],
+    featureStrides: [...spec.featureStrides],
     featureChannels: [...spec.featureChannels],
     normalization,
     pixelSizeNm: pixel as number | null,

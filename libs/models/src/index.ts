@@ -1,5 +1,5 @@
 /**
- * @emseg/models: ResNet encoders, the U-Net decoder, segmentation losses, and the encoder bundle.
+ * @emseg/models: the encoder interface and registry (ResNet, plain conv), the U-Net decoder, segmentation losses, and the encoder bundle.
  * See README.md for the layer naming contract and the bundle format.
  */
 export { FEATURE_STRIDES, RESNET_ARCHITECTURES, RESNET_DEPTHS, resnetSpec, resnetSpecByName } from './architecture.js';
@@ -8,8 +8,13 @@ export { BatchNorm, isBatchNorm } from './batch-norm.js';
 export { Relu } from './relu.js';
 export { nativeKernelsAvailable } from './native-kernels.js';
 export type { BatchNormArgs, BatchNormCallArgs } from './batch-norm.js';
-export { ENCODER_FREEZE_MODES, ResNetEncoder, globalAveragePool, resnetEncoder } from './resnet.js';
-export type { EncoderFreeze, ResNetEncoderOptions } from './resnet.js';
+export { ENCODER_FREEZE_MODES, LayersEncoder, globalAveragePool } from './encoder.js';
+export type { Encoder, EncoderEntry, EncoderFreeze, EncoderOptions, EncoderSpec } from './encoder.js';
+export { createEncoder, encoderSpec, listEncoders } from './registry.js';
+export { RESNET_ENCODERS, ResNetEncoder, resnetEncoder } from './resnet.js';
+export type { ResNetEncoderOptions } from './resnet.js';
+export { PLAIN_CONV_ENCODERS, PLAIN_CONV_SPECS, PlainConvEncoder, plainConvEncoder } from './plain-conv.js';
+export type { PlainConvEncoderOptions, PlainConvSpec } from './plain-conv.js';
 export { DEFAULT_DECODER_CHANNELS, UNet, unet } from './unet.js';
 export type { UNetOptions } from './unet.js';
 export { bceWithLogits, binaryCrossEntropy, diceLoss, focalDiceLoss, focalLoss, segmentationLoss } from './losses.js';

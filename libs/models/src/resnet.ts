@@ -1,34 +1,26 @@
-import { tf, type LayersModel, type SymbolicTensor, type Tensor, type Tensor2D, type Tensor4D } from '@emseg/tf';
-import { FEATURE_STRIDES, resnetSpec, type ResNetArchitecture, type ResNetDepth, type ResNetSpec } from './architecture.js';
-import { BatchNorm, isBatchNorm, type BatchNormCallArgs } from './batch-norm.js';
+import { tf, type LayersModel, type SymbolicTensor } from '@emseg/tf';
+import { FEATURE_STRIDES, RESNET_DEPTHS, resnetSpec, type ResNetArchitecture, type ResNetDepth, type ResNetSpec } from './architecture.js';
+import { BatchNorm } from './batch-norm.js';
+import { checkEncoderOptions, LayersEncoder, type EncoderEntry, type EncoderOptions, type EncoderSpec } from './encoder.js';
 import { Relu } from './relu.js';
 
 type Initializer = ReturnType<typeof tf.initializers.zeros>;
 
-export interface ResNetEncoderOptions {
+export interface ResNetEncoderOptions extends EncoderOptions {
   depth: ResNetDepth;
-  /** Channels of the input images; EM is grey, so 1 by default. */
-  inChannels?: number;
-  /** Fixed [height, width] of the input, or null (default) for any size. */
-  inputSize?: [number, number] | null;
-  /** Seed of the weight initialisation; the same seed gives the same weights. */
-  seed?: number;
-  /**
-   * false: skip the random draw (conv kernels start at zero), for an encoder whose weights are
-   * assigned right after (loading a bundle or a PyTorch state_dict); saves ~0.1 s per million
-   * weights. Default true.
-   */
-  initialize?: boolean;
 }
 
-/**
- * Which encoder weights train:
- * - `none`: all of them;
- * - `all`: none (BN layers then also normalise with their running statistics and keep them fixed);
- * - `all-but-bn`: only the BN layers (gamma, beta, and their running statistics).
- */
-export type EncoderFreeze = 'none' | 'all' | 'all-but-bn';
-export const ENCODER_FREEZE_MODES: readonly EncoderFreeze[] = ['none', 'all', 'all-but-bn'];
+/** The registry's view of a ResNet spec. */
+function registered(spec: ResNetSpec): EncoderSpec {
+  return {
+    name: spec.architecture,
+    family: 'resnet',
+    featureStrides: FEATURE_STRIDES,
+    featureChannels: spec.featureChannels,
+    batchNorm: true,
+    description: `torchvision ResNet-${spec.depth} (${spec.block} blocks ${spec.blocks.join('/')}), BN`,
+  };
+}
 
 /**
  * A torchvision-layout ResNet without its classifier, as a tfjs functional model.
@@ -42,85 +34,24 @@ export const ENCODER_FREEZE_MODES: readonly EncoderFreeze[] = ['none', 'all', 'a
  * Layer names map 1:1 to torchvision state_dict modules by replacing `.` with `_`
  * (`layer1.0.conv1` -> `layer1_0_conv1`); see README.md "Naming contract".
  */
-export class ResNetEncoder {
+export class ResNetEncoder extends LayersEncoder {
   readonly spec: ResNetSpec;
-  readonly inChannels: number;
-  readonly model: LayersModel;
-  private freezeMode: EncoderFreeze = 'none';
 
   constructor(spec: ResNetSpec, inChannels: number, model: LayersModel) {
+    super(registered(spec), inChannels, model);
     this.spec = spec;
-    this.inChannels = inChannels;
-    this.model = model;
   }
 
-  get architecture(): ResNetArchitecture {
+  override get architecture(): ResNetArchitecture {
     return this.spec.architecture;
   }
-
-  get featureStrides(): number[] {
-    return [...FEATURE_STRIDES];
-  }
-
-  get featureChannels(): number[] {
-    return [...this.spec.featureChannels];
-  }
-
-  /**
-   * The five feature maps of a batch [b, h, w, inChannels], strides 2..32.
-   * `training: true` normalises with batch statistics (and updates the running ones).
-   */
-  features(x: Tensor4D, args: BatchNormCallArgs = {}): Tensor4D[] {
-    this.checkInput(x);
-    return this.model.apply(x, { ...args }) as Tensor4D[];
-  }
-
-  /** Global-average-pooled stride-32 features [b, featureChannels[4]], the vector MoCo projects. */
-  pooled(x: Tensor4D, args: BatchNormCallArgs = {}): Tensor2D {
-    return tf.tidy(() => {
-      const maps = this.features(x, args);
-      return globalAveragePool(maps[maps.length - 1]);
-    });
-  }
-
-  /** The current freezing mode (see EncoderFreeze). */
-  get frozen(): EncoderFreeze {
-    return this.freezeMode;
-  }
-
-  /**
-   * Sets which encoder weights train. Takes effect on the next step for code that collects
-   * `model.trainableWeights` (or `trainableVariables`) per step; a `model.compile`d model must be
-   * compiled again. `setFrozen('none')` unfreezes.
-   */
-  setFrozen(mode: EncoderFreeze): void {
-    if (!ENCODER_FREEZE_MODES.includes(mode)) {
-      throw new Error(`unknown encoder freeze mode "${mode}": expected one of ${ENCODER_FREEZE_MODES.join(', ')}`);
-    }
-    for (const layer of this.model.layers) {
-      layer.trainable = mode === 'none' || (mode === 'all-but-bn' && isBatchNorm(layer));
-    }
-    this.freezeMode = mode;
-  }
-
-  /** Releases the weights. */
-  dispose(): void {
-    this.model.dispose();
-  }
-
-  private checkInput(x: Tensor): void {
-    if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
-      throw new Error(
-        `${this.architecture} encoder expects input [batch, height, width, ${this.inChannels}], got [${x.shape.join(', ')}]`,
-      );
-    }
-  }
 }
 
-/** Mean over height and width: [b, h, w, c] -> [b, c]. */
-export function globalAveragePool(x: Tensor4D): Tensor2D {
-  return tf.mean(x, [1, 2]) as Tensor2D;
-}
+/** The ResNet family's registry entries: `resnet18`, `resnet34`, `resnet50`. */
+export const RESNET_ENCODERS: readonly EncoderEntry[] = RESNET_DEPTHS.map((depth) => ({
+  spec: registered(resnetSpec(depth)),
+  create: (options: EncoderOptions) => resnetEncoder({ ...options, depth }),
+}));
 
 /**
  * Builds a ResNet-18/34/50 encoder with torchvision's structure and initialisation
@@ -132,14 +63,7 @@ export function globalAveragePool(x: Tensor4D): Tensor2D {
  */
 export function resnetEncoder(options: ResNetEncoderOptions): ResNetEncoder {
   const spec = resnetSpec(options.depth);
-  const inChannels = options.inChannels ?? 1;
-  if (!Number.isInteger(inChannels) || inChannels < 1) {
-    throw new Error(`inChannels must be a positive integer, got ${inChannels}`);
-  }
-  const size = options.inputSize ?? null;
-  if (size !== null && !(size.length === 2 && size.every((n) => Number.isInteger(n) && n >= 1))) {
-    throw new Error(`inputSize must be null or [height, width] with positive integers, got ${JSON.stringify(size)}`);
-  }
+  const { inChannels, inputSize: size } = checkEncoderOptions(options);
   const b = new Builder(options.seed, options.initialize ?? true);
   const input = tf.input({ shape: [size?.[0] ?? null, size?.[1] ?? null, inChannels], name: 'input' });
 

@@ -1,13 +1,15 @@
 import { tf, type LayersModel, type SymbolicTensor, type Tensor4D } from '@emseg/tf';
 import { BatchNorm, type BatchNormCallArgs } from './batch-norm.js';
 import { Relu } from './relu.js';
-import type { EncoderFreeze, ResNetEncoder } from './resnet.js';
+import type { Encoder, EncoderFreeze } from './encoder.js';
 
 export const DEFAULT_DECODER_CHANNELS = [256, 128, 64, 32, 16] as const;
+/** The encoder feature strides the decoder consumes (stride 32 in, skips at 16, 8, 4, 2). */
+const UNET_STRIDES = [2, 4, 8, 16, 32] as const;
 
 export interface UNetOptions {
-  /** The encoder; its layers (and weights) are shared, not copied. */
-  encoder: ResNetEncoder;
+  /** The encoder (features at strides 2, 4, 8, 16, 32); its layers (and weights) are shared, not copied. */
+  encoder: Encoder;
   /** Output channels of the five decoder blocks, deepest first. Default 256/128/64/32/16. */
   decoderChannels?: readonly number[];
   /** Output channels (logits). Default 1. */
@@ -17,7 +19,7 @@ export interface UNetOptions {
 }
 
 /**
- * U-Net as segmentation_models_pytorch builds it over a ResNet (`smp.Unet`): the stride-32
+ * U-Net as segmentation_models_pytorch builds it over an encoder (`smp.Unet`): the stride-32
  * features go through five decoder blocks; block i upsamples x2 (nearest), concatenates the
  * encoder features of the same stride (16, 8, 4, 2; none for the last block), then applies two
  * conv3x3-BN-ReLU; a conv3x3 head gives `classes` channels of logits at the input resolution.
@@ -28,11 +30,11 @@ export interface UNetOptions {
  */
 export class UNet {
   readonly model: LayersModel;
-  readonly encoder: ResNetEncoder;
+  readonly encoder: Encoder;
   readonly decoderChannels: number[];
   readonly classes: number;
 
-  constructor(encoder: ResNetEncoder, model: LayersModel, decoderChannels: number[], classes: number) {
+  constructor(encoder: Encoder, model: LayersModel, decoderChannels: number[], classes: number) {
     this.encoder = encoder;
     this.model = model;
     this.decoderChannels = decoderChannels;
@@ -81,6 +83,9 @@ export function unet(options: UNetOptions): UNet {
   }
   if (!Number.isInteger(classes) || classes < 1) throw new Error(`classes must be a positive integer, got ${classes}`);
 
+  if (encoder.featureStrides.join() !== UNET_STRIDES.join()) {
+    throw new Error(`a U-Net needs encoder features at strides ${UNET_STRIDES.join(', ')}, but ${encoder.architecture} gives ${encoder.featureStrides.join(', ')}`);
+  }
   const input = encoder.model.inputs[0];
   const [, h, w] = input.shape;
   if ((h != null && h % 32 !== 0) || (w != null && w % 32 !== 0)) {
@@ -128,6 +133,6 @@ export function unet(options: UNetOptions): UNet {
     kernelInitializer: init('glorot'),
   });
   const logits = head.apply(x) as SymbolicTensor;
-  const model = tf.model({ inputs: input, outputs: logits, name: `unet_${encoder.architecture}` });
+  const model = tf.model({ inputs: input, outputs: logits, name: `unet_${encoder.architecture.replace(/-/g, '_')}` });
   return new UNet(encoder, model, decoderChannels, classes);
 }
