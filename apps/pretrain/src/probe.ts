@@ -8,7 +8,7 @@
  */
 import { existsSync } from 'node:fs';
 import { tf, type Scalar, type Tensor, type Tensor4D, type Variable } from '@emseg/tf';
-import { LabeledImages, cutRegion, toFloatImage, uriscDirectories, type LabeledSample } from '@emseg/data';
+import { DataError, LabeledImages, cutRegion, foregroundShare, toFloatImage, uriscDirectories, type LabeledSample } from '@emseg/data';
 import { bestThresholdF1 } from '@emseg/evaluation';
 import type { Encoder } from '@emseg/models';
 import { Adam, trainStep } from '@emseg/training';
@@ -52,6 +52,20 @@ function patches(samples: LabeledSample[], size: number, max: number, norm: { me
  * Loads probe data from a U-RISC-layout folder (`imgs/<track>/{train,val}`, `label/<track>/...`):
  * fit on train, score on val (or on the second half of train when there is no val split).
  */
+/**
+ * A probe fitted on an empty (or all-membrane) label learns nothing and scores a meaningless F1:
+ * refuse such labels, naming the file. (The probe reads U-RISC labels: membrane black on white.)
+ */
+async function checkProbeLabels(images: LabeledImages): Promise<void> {
+  for (let i = 0; i < images.size; i++) {
+    const { histogram, threshold } = await images.readLabel(i);
+    const fraction = foregroundShare(histogram, images.polarity, threshold);
+    if (fraction === 0 || fraction === 1) {
+      throw new DataError(images.pairs[i].label, `${fraction === 0 ? 'no pixel is' : 'every pixel is'} membrane when read as ${images.polarity} (threshold ${threshold})`, 'a --probe folder of U-RISC-layout labels with some membrane drawn black on white');
+    }
+  }
+}
+
 export async function loadProbeData(dir: string, opts: { patchSize: number; mean: number; std: number; track?: string; maxPatches?: number }): Promise<ProbeData> {
   const track = opts.track ?? 'Track1';
   const train = await LabeledImages.open(uriscDirectories(dir, 'train', track));
@@ -65,6 +79,8 @@ export async function loadProbeData(dir: string, opts: { patchSize: number; mean
     fit = parts.train;
     score = parts.validation;
   }
+  await checkProbeLabels(fit);
+  await checkProbeLabels(score);
   const max = opts.maxPatches ?? 8;
   const norm = { mean: opts.mean, std: opts.std };
   return {
