@@ -2,6 +2,8 @@
  * The U-Net fine-tuning loop: labelled patches -> focal + dice steps -> periodic full-image
  * validation with the official U-RISC F1 -> the best model kept, checkpoints for resume.
  * Tracking-agnostic: progress, metrics and files go to a `FinetuneListener` (main.ts wires MLflow).
+ * The loop itself (schedule, resume, checkpoints, best tracking, stop) is `runTraining`; this file
+ * supplies the U-Net step, the checkpoint state and the validation.
  *
  * Determinism: the batch at step s is fixed by (train.seed, s) (patch positions and augmentation
  * are seeded per epoch and position), so a resumed run sees the same batches as an uninterrupted one.
@@ -15,12 +17,14 @@ import {
   constantSchedule,
   cosineSchedule,
   latestCheckpoint,
-  loadCheckpoint,
   oneCycleSchedule,
-  saveCheckpoint,
+  runTraining,
   stepSchedule,
   trainStep,
+  type Best,
+  type Checkpoint,
   type LrSchedule,
+  type TrainingTask,
 } from '@emseg/training';
 import type { FinetuneConfig } from './config.js';
 import { evaluateSegmenter, type Evaluation } from './evaluate.js';
@@ -67,11 +71,14 @@ export interface FinetuneOptions {
   mlflowRunId?: string | null;
 }
 
-export interface BestModel {
-  step: number;
+/** What best-model selection compares: the official F1, then the threshold-sweep F1. */
+interface BestScore {
   f1: number;
   bestF1: number;
 }
+
+/** The best validated model so far. */
+export type BestModel = Best<BestScore>;
 
 export interface FinetuneResult {
   status: 'FINISHED' | 'KILLED';
@@ -143,7 +150,7 @@ function improves(e: Evaluation, best: BestModel | null): boolean {
 }
 
 export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
-  const { cfg, segmenter, outDir } = opts;
+  const { cfg, segmenter, outDir, validation } = opts;
   const totalSteps = cfg.train.steps;
   const ckptRoot = join(outDir, 'checkpoints');
   const bestRoot = join(outDir, 'best');
@@ -153,60 +160,18 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
   const perEpoch = batchesPerEpoch(opts.train, cfg.patches, cfg.train.batchSize);
   const optimizer = new Adam(0.9, 0.999, 1e-8, cfg.optimizer.kind === 'adamw' ? cfg.optimizer.weightDecay : 0);
   const inference = cfg.inference;
+  const info = (step: number, valF1: number | null) =>
+    segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1, mlflowRunId: opts.mlflowRunId ?? null });
 
-  let step = 0;
-  let best: BestModel | null = null;
+  let frozen: EncoderFreeze = cfg.model.freezeEncoder;
   let lastEvaluation: Evaluation | null = null;
   let lastEvaluatedStep = -1;
-  let lastLoss: number | null = null;
-  try {
-    if (opts.resume) ({ step, best } = restore(segmenter, optimizer, ckptRoot, cfg));
-    let frozen = freezingAt(cfg, step);
-    segmenter.net.freezeEncoder(frozen);
-    await opts.listener?.start?.({
-      trainImages: opts.train.length,
-      validationImages: opts.validation?.size ?? 0,
-      batchesPerEpoch: perEpoch,
-      totalSteps,
-      startStep: step,
-    });
+  // The validation F1 of the current weights, if they were validated at this step.
+  const validatedF1 = (step: number): number | null => (lastEvaluatedStep === step ? (lastEvaluation?.f1 ?? null) : null);
 
-    // The validation F1 of the current weights, if they were validated at this step.
-    const validatedF1 = (): number | null => (lastEvaluatedStep === step ? ((lastEvaluation as Evaluation | null)?.f1 ?? null) : null);
-    let lastSaved = step;
-    const save = async () => {
-      const tensors: Record<string, Tensor> = {};
-      for (const [name, v] of Object.entries(segmenter.variables())) tensors[`model/${name}`] = v;
-      for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
-      const model = segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: validatedF1(), mlflowRunId: opts.mlflowRunId ?? null });
-      const state: CheckpointState = { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model };
-      const dir = await saveCheckpoint(ckptRoot, step, tensors, state);
-      lastSaved = step;
-      await opts.listener?.checkpoint?.(dir, step);
-    };
-    const validate = async () => {
-      if (!opts.validation || opts.validation.size === 0) return;
-      const overlayCount = cfg.validation.overlays;
-      const evaluation = await evaluateSegmenter(segmenter, opts.validation, {
-        inference: inferenceOptions(inference),
-        threshold: inference.threshold,
-        maxMembraneFraction: cfg.data.maxMembraneFraction,
-        overlays: overlayCount > 0 ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) } : undefined,
-      });
-      lastEvaluation = evaluation;
-      lastEvaluatedStep = step;
-      const better = improves(evaluation, best);
-      if (better) {
-        best = { step, f1: evaluation.f1, bestF1: evaluation.bestF1 };
-        await segmenter.save(bestRoot, segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: evaluation.f1, mlflowRunId: opts.mlflowRunId ?? null }));
-      }
-      await opts.listener?.evaluation?.(step, evaluation, better);
-    };
-
-    outer: while (step < totalSteps) {
-      const epoch = Math.floor(step / perEpoch);
-      const skip = step - epoch * perEpoch;
-      const batches = patchBatches(opts.train, {
+  const task: TrainingTask<PatchBatch, { loss: number; lr: number; frozen: EncoderFreeze }, CheckpointState, BestScore> = {
+    batches: (epoch) =>
+      patchBatches(opts.train, {
         mode: cfg.patches.sampling,
         size: cfg.patches.size,
         stride: cfg.patches.stride,
@@ -216,47 +181,76 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
         patchesPerEpoch: cfg.patches.sampling === 'random' ? perEpoch * cfg.train.batchSize : undefined,
         foregroundProbability: cfg.patches.sampling === 'random' ? cfg.patches.foregroundProbability : undefined,
         augmentation: cfg.patches.augmentation === 'urisc' ? URISC_AUGMENTATION : undefined,
-      });
-      let index = 0;
-      let t0 = performance.now();
-      for (const batch of batches) {
-        if (index++ < skip) {
-          t0 = performance.now();
-          continue;
-        }
-        const dataMs = performance.now() - t0;
-        if (freezingAt(cfg, step) !== frozen) {
-          frozen = freezingAt(cfg, step);
-          segmenter.net.freezeEncoder(frozen);
-          opts.listener?.note?.(`step ${step}: encoder unfrozen (model.unfreezeAfter = ${cfg.model.unfreezeAfter})`);
-        }
-        const lr = lrAt(step);
-        lastLoss = trainOnBatch(segmenter, batch, loss, optimizer, lr);
-        step++;
-        const now = performance.now();
-        opts.listener?.step?.(step, { loss: lastLoss, lr, stepMs: now - t0, dataMs, epoch, frozen });
-        if (!Number.isFinite(lastLoss)) throw new Error(`loss became ${lastLoss} at step ${step}; lower optimizer.lr (now ${cfg.optimizer.lr})`);
-        if (cfg.validation.every > 0 && step % cfg.validation.every === 0) await validate();
-        if (step % cfg.train.checkpointEvery === 0) await save();
-        if (opts.stop?.requested || step >= totalSteps) break outer;
-        t0 = performance.now();
+      }),
+    start: async (startStep) => {
+      frozen = freezingAt(cfg, startStep);
+      segmenter.net.freezeEncoder(frozen);
+      await opts.listener?.start?.({ trainImages: opts.train.length, validationImages: validation?.size ?? 0, batchesPerEpoch: perEpoch, totalSteps, startStep });
+    },
+    step: (batch, step) => {
+      if (freezingAt(cfg, step) !== frozen) {
+        frozen = freezingAt(cfg, step);
+        segmenter.net.freezeEncoder(frozen);
+        opts.listener?.note?.(`step ${step}: encoder unfrozen (model.unfreezeAfter = ${cfg.model.unfreezeAfter})`);
       }
-    }
-    const killed = Boolean(opts.stop?.requested) && step < totalSteps;
-    if (!killed && lastEvaluatedStep !== step) await validate();
-    if (lastSaved !== step || latestCheckpoint(ckptRoot) === null) await save();
-    const finalInfo = segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1: validatedF1(), mlflowRunId: opts.mlflowRunId ?? null });
+      const lr = lrAt(step);
+      return { loss: trainOnBatch(segmenter, batch, loss, optimizer, lr), lr, frozen };
+    },
+    state: ({ step, best }) => {
+      const tensors: Record<string, Tensor> = {};
+      for (const [name, v] of Object.entries(segmenter.variables())) tensors[`model/${name}`] = v;
+      for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
+      return { tensors, state: { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model: info(step, validatedF1(step)) } };
+    },
+    restore: (ck) => restore(segmenter, optimizer, ck, cfg),
+    evaluate:
+      validation && validation.size > 0
+        ? async (step, best) => {
+            const overlayCount = cfg.validation.overlays;
+            const evaluation = await evaluateSegmenter(segmenter, validation, {
+              inference: inferenceOptions(inference),
+              threshold: inference.threshold,
+              maxMembraneFraction: cfg.data.maxMembraneFraction,
+              overlays: overlayCount > 0 ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) } : undefined,
+            });
+            lastEvaluation = evaluation;
+            lastEvaluatedStep = step;
+            const better = improves(evaluation, best);
+            if (better) await segmenter.save(bestRoot, info(step, evaluation.f1));
+            await opts.listener?.evaluation?.(step, evaluation, better);
+            return { score: { f1: evaluation.f1, bestF1: evaluation.bestF1 }, better };
+          }
+        : undefined,
+  };
+
+  try {
+    const run = await runTraining({
+      task,
+      totalSteps,
+      stepsPerEpoch: perEpoch,
+      checkpointRoot: ckptRoot,
+      checkpointEvery: cfg.train.checkpointEvery,
+      evaluateEvery: cfg.validation.every,
+      resume: opts.resume,
+      stop: opts.stop,
+      divergenceHint: `lower optimizer.lr (now ${cfg.optimizer.lr})`,
+      listener: {
+        step: (step, m, t) => opts.listener?.step?.(step, { loss: m.loss, lr: m.lr, stepMs: t.stepMs, dataMs: t.dataMs, epoch: t.epoch, frozen: m.frozen }),
+        checkpoint: opts.listener?.checkpoint,
+      },
+    });
+    const finalInfo = info(run.steps, validatedF1(run.steps));
     const finalModelDir = await segmenter.save(finalRoot, finalInfo);
     // Nothing validated (no validation images, or stopped first): the current weights are the model.
     if (latestCheckpoint(bestRoot) === null) await segmenter.save(bestRoot, finalInfo);
     return {
-      status: killed ? 'KILLED' : 'FINISHED',
-      steps: step,
+      status: run.status,
+      steps: run.steps,
       totalSteps,
-      lastLoss,
+      lastLoss: run.lastMetrics?.loss ?? null,
       modelDir: latestCheckpoint(bestRoot) as string,
       finalModelDir,
-      best,
+      best: run.best,
       lastEvaluation,
       checkpointDir: ckptRoot,
     };
@@ -277,29 +271,19 @@ function trainOnBatch(segmenter: Segmenter, batch: PatchBatch, loss: ReturnType<
   }
 }
 
-/** Loads the newest checkpoint into the model and optimizer; returns its step and best model. */
-function restore(segmenter: Segmenter, optimizer: Adam, root: string, cfg: FinetuneConfig): { step: number; best: BestModel | null } {
-  const dir = latestCheckpoint(root);
-  if (dir === null) {
-    process.stderr.write(`--resume: no checkpoint under ${root}; starting from step 0\n`);
-    return { step: 0, best: null };
+/** Loads a checkpoint (the runner found, and disposes) into the model and optimizer. */
+function restore(segmenter: Segmenter, optimizer: Adam, ck: Checkpoint<CheckpointState>, cfg: FinetuneConfig): void {
+  const { dir } = ck;
+  if (ck.state.architecture !== segmenter.architecture) {
+    throw new Error(`checkpoint ${dir} is a ${ck.state.architecture} U-Net, but this run builds a ${segmenter.architecture} one (model.architecture / --encoder must match the interrupted run)`);
   }
-  const ck = loadCheckpoint<CheckpointState>(dir);
-  try {
-    if (ck.state.architecture !== segmenter.architecture) {
-      throw new Error(`checkpoint ${dir} is a ${ck.state.architecture} U-Net, but this run builds a ${segmenter.architecture} one (model.architecture / --encoder must match the interrupted run)`);
-    }
-    for (const [name, v] of Object.entries(segmenter.variables())) {
-      const t = ck.tensors[`model/${name}`];
-      if (!t) throw new Error(`checkpoint ${dir} has no weight model/${name}; was it written with other model.decoderChannels?`);
-      if (!tf.util.arraysEqual(t.shape, v.shape)) throw new Error(`checkpoint ${dir}: model/${name} has shape [${t.shape}], the model expects [${v.shape}]`);
-      v.assign(t);
-    }
-    const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
-    optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
-    if (ck.step > cfg.train.steps) process.stderr.write(`--resume: checkpoint step ${ck.step} is past train.steps ${cfg.train.steps}; nothing left to train\n`);
-    return { step: ck.step, best: ck.state.best };
-  } finally {
-    tf.dispose(Object.values(ck.tensors));
+  for (const [name, v] of Object.entries(segmenter.variables())) {
+    const t = ck.tensors[`model/${name}`];
+    if (!t) throw new Error(`checkpoint ${dir} has no weight model/${name}; was it written with other model.decoderChannels?`);
+    if (!tf.util.arraysEqual(t.shape, v.shape)) throw new Error(`checkpoint ${dir}: model/${name} has shape [${t.shape}], the model expects [${v.shape}]`);
+    v.assign(t);
   }
+  const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
+  optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
+  if (ck.step > cfg.train.steps) process.stderr.write(`--resume: checkpoint step ${ck.step} is past train.steps ${cfg.train.steps}; nothing left to train\n`);
 }

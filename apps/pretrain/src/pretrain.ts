@@ -1,6 +1,8 @@
 /**
  * The MoCoV2 pretraining loop: data stream -> MocoModel steps -> checkpoints -> encoder bundle.
  * Tracking-agnostic: progress and metrics go to a `PretrainListener` (main.ts wires MLflow to it).
+ * The loop itself (schedule, resume, checkpoints, stop) is `runTraining`; this file supplies the
+ * MoCo step, the checkpoint state and the linear probe as its evaluation.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,18 +17,10 @@ import {
   type AugmentationSpec,
   type BadCrop,
   type DatasetDigest,
+  type ViewBatch,
 } from '@emseg/data';
 import { saveEncoderBundle } from '@emseg/models';
-import {
-  Sgd,
-  cosineSchedule,
-  latestCheckpoint,
-  loadCheckpoint,
-  saveCheckpoint,
-  stepSchedule,
-  type GracefulStop,
-  type LrSchedule,
-} from '@emseg/training';
+import { Sgd, cosineSchedule, runTraining, stepSchedule, type Checkpoint, type GracefulStop, type LrSchedule, type TrainingTask } from '@emseg/training';
 import type { MocoConfig } from './config.js';
 import { MocoModel, type MocoStepResult } from './moco-model.js';
 import { disposeProbeData, loadProbeData, runProbe, type ProbeData, type ProbeResult } from './probe.js';
@@ -143,66 +137,70 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
 
   const model = new MocoModel(cfg);
   const optimizer = new Sgd(cfg.optimizer.momentum, cfg.optimizer.weightDecay);
-  let step = 0;
   let probeData: ProbeData | null = null;
   try {
     if (opts.probeDir) probeData = await loadProbeData(opts.probeDir, { patchSize: cfg.probe.patchSize, mean: cfg.data.mean, std: cfg.data.std });
-    const probe = () => {
-      if (probeData) opts.listener?.probe?.(step, runProbe(model.query.encoder, probeData, { steps: cfg.probe.steps }));
-    };
+    const probe = probeData;
     const digest = await crops.digest();
-    if (opts.resume) step = restore(model, optimizer, ckptRoot, cfg, { crops: crops.size, digest: digest.digest, root: crops.root }, warn);
-    await opts.listener?.start?.({ crops: crops.size, stepsPerEpoch, totalSteps, startStep: step, digest });
-
     const norm = { mean: cfg.data.mean, std: cfg.data.std };
-    let lastLoss: number | null = null;
-    let lastSaved = step;
-    const save = async () => {
-      const dir = await saveCheckpoint(ckptRoot, step, checkpointTensors(model, optimizer), {
-        step,
-        queuePtr: model.queue.ptr,
-        optimizerIterations: optimizer.iterations,
-        architecture: cfg.encoder.architecture,
-        crops: crops.size,
-        dataDigest: digest.digest,
-      } satisfies CheckpointState);
-      lastSaved = step;
-      await opts.listener?.checkpoint?.(dir, step);
-    };
-
-    outer: while (step < totalSteps) {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const skip = step - epoch * stepsPerEpoch;
-      const stream = crops.stream({
-        seed: cfg.train.seed,
-        epoch,
-        batchSize: cfg.train.batchSize,
-        size: cfg.data.cropSize,
-        views: 2,
-        augmentation: cfg.augmentation as AugmentationSpec,
-        prefetch: cfg.data.prefetch,
-      });
-      let t0 = performance.now();
-      for await (const batch of stream) {
-        if (batch.index < skip) continue;
+    const task: TrainingTask<ViewBatch, MocoStepResult & { lr: number }, CheckpointState, ProbeResult> = {
+      batches: (epoch) =>
+        crops.stream({
+          seed: cfg.train.seed,
+          epoch,
+          batchSize: cfg.train.batchSize,
+          size: cfg.data.cropSize,
+          views: 2,
+          augmentation: cfg.augmentation as AugmentationSpec,
+          prefetch: cfg.data.prefetch,
+        }),
+      start: (startStep) => opts.listener?.start?.({ crops: crops.size, stepsPerEpoch, totalSteps, startStep, digest }),
+      step: (batch, step) => {
         const [q, k] = batch.views.map((v) => imageBatchToTensor(v, norm));
         const lr = lrAt(step);
         const result = model.step(q, k, optimizer, lr, cfg.train.seed * 1_000_003 + step);
         tf.dispose([q, k]);
-        step++;
-        lastLoss = result.loss;
-        const now = performance.now();
-        opts.listener?.step?.(step, { ...result, lr, epoch, imagesPerSec: (cfg.train.batchSize * 1000) / (now - t0) });
-        t0 = now;
-        if (!Number.isFinite(result.loss)) throw new Error(`loss became ${result.loss} at step ${step}; lower optimizer.lr (now ${cfg.optimizer.lr})`);
-        if (step % cfg.train.checkpointEvery === 0) await save();
-        if (cfg.probe.every > 0 && step % cfg.probe.every === 0 && step < totalSteps) probe();
-        if (opts.stop?.requested || step >= totalSteps) break outer;
-      }
-    }
-    if (lastSaved !== step || latestCheckpoint(ckptRoot) === null) await save();
-    probe();
-    const killed = Boolean(opts.stop?.requested) && step < totalSteps;
+        return { ...result, lr };
+      },
+      state: ({ step }) => ({
+        tensors: checkpointTensors(model, optimizer),
+        state: {
+          step,
+          queuePtr: model.queue.ptr,
+          optimizerIterations: optimizer.iterations,
+          architecture: cfg.encoder.architecture,
+          crops: crops.size,
+          dataDigest: digest.digest,
+        },
+      }),
+      restore: (ck) => restore(model, optimizer, ck, cfg, { crops: crops.size, digest: digest.digest, root: crops.root }, warn),
+      // The probe watches the features; it picks no best model.
+      evaluate: probe
+        ? (step) => {
+            const result = runProbe(model.query.encoder, probe, { steps: cfg.probe.steps });
+            opts.listener?.probe?.(step, result);
+            return { score: result, better: false };
+          }
+        : undefined,
+    };
+
+    const run = await runTraining({
+      task,
+      totalSteps,
+      stepsPerEpoch,
+      checkpointRoot: ckptRoot,
+      checkpointEvery: cfg.train.checkpointEvery,
+      evaluateEvery: cfg.probe.every,
+      evaluateOnStop: true,
+      resume: opts.resume,
+      stop: opts.stop,
+      divergenceHint: `lower optimizer.lr (now ${cfg.optimizer.lr})`,
+      warn,
+      listener: {
+        step: (step, m, t) => opts.listener?.step?.(step, { ...m, epoch: t.epoch, imagesPerSec: (cfg.train.batchSize * 1000) / t.stepMs }),
+        checkpoint: opts.listener?.checkpoint,
+      },
+    });
     const bundleDir = join(outDir, 'encoder');
     await saveEncoderBundle(
       bundleDir,
@@ -210,11 +208,11 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
       {
         normalization: { mean: cfg.data.mean, std: cfg.data.std },
         pixelSizeNm: cfg.data.pixelSizeNm,
-        training: { method: 'mocov2', dataDigest: digest.digest, steps: step, config: cfg as unknown as Record<string, unknown>, mlflowRunId: opts.mlflowRunId ?? null },
+        training: { method: 'mocov2', dataDigest: digest.digest, steps: run.steps, config: cfg as unknown as Record<string, unknown>, mlflowRunId: opts.mlflowRunId ?? null },
       },
       { overwrite: true },
     );
-    return { status: killed ? 'KILLED' : 'FINISHED', steps: step, totalSteps, lastLoss, bundleDir, checkpointDir: ckptRoot };
+    return { status: run.status, steps: run.steps, totalSteps, lastLoss: run.lastMetrics?.loss ?? null, bundleDir, checkpointDir: ckptRoot };
   } finally {
     if (probeData) disposeProbeData(probeData);
     model.dispose();
@@ -231,46 +229,36 @@ function checkpointTensors(model: MocoModel, optimizer: Sgd): Record<string, Ten
 }
 
 /**
- * Loads the newest checkpoint into the model and optimizer; returns its step (0 if none). Warns when
- * the crops differ from those the checkpoint was trained on: the remaining epochs' order changes.
+ * Loads a checkpoint (the runner found, and disposes) into the model and optimizer. Warns when the
+ * crops differ from those the checkpoint was trained on: the remaining epochs' order changes.
  */
 function restore(
   model: MocoModel,
   optimizer: Sgd,
-  root: string,
+  ck: Checkpoint<CheckpointState>,
   cfg: MocoConfig,
   data: { crops: number; digest: string; root: string },
   warn: (message: string) => void,
-): number {
-  const dir = latestCheckpoint(root);
-  if (dir === null) {
-    warn(`--resume: no checkpoint under ${root}; starting from step 0`);
-    return 0;
+): void {
+  const { dir } = ck;
+  const { crops, dataDigest } = ck.state;
+  if (dataDigest !== undefined && dataDigest !== data.digest) {
+    warn(
+      `warning: the crops in ${data.root} (${data.crops} crops, digest ${data.digest}) are not those checkpoint ${dir} was trained on ` +
+        `(${crops} crops, digest ${dataDigest}): the remaining epochs see a different crop order than the interrupted run would have`,
+    );
   }
-  const ck = loadCheckpoint<CheckpointState>(dir);
-  try {
-    const { crops, dataDigest } = ck.state;
-    if (dataDigest !== undefined && dataDigest !== data.digest) {
-      warn(
-        `warning: the crops in ${data.root} (${data.crops} crops, digest ${data.digest}) are not those checkpoint ${dir} was trained on ` +
-          `(${crops} crops, digest ${dataDigest}): the remaining epochs see a different crop order than the interrupted run would have`,
-      );
-    }
-    if (ck.state.architecture !== cfg.encoder.architecture) {
-      throw new Error(`checkpoint ${dir} is a ${ck.state.architecture}, but the config asks for ${cfg.encoder.architecture}`);
-    }
-    for (const [prefix, branch] of [['query', model.query], ['key', model.key]] as const) {
-      for (const [name, v] of Object.entries(model.allVariables(branch))) {
-        const t = ck.tensors[`${prefix}/${name}`];
-        if (!t) throw new Error(`checkpoint ${dir} has no ${prefix}/${name}`);
-        v.assign(t);
-      }
-    }
-    model.queue.load(ck.tensors.queue, ck.state.queuePtr);
-    const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
-    optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
-    return ck.step;
-  } finally {
-    tf.dispose(Object.values(ck.tensors));
+  if (ck.state.architecture !== cfg.encoder.architecture) {
+    throw new Error(`checkpoint ${dir} is a ${ck.state.architecture}, but the config asks for ${cfg.encoder.architecture}`);
   }
+  for (const [prefix, branch] of [['query', model.query], ['key', model.key]] as const) {
+    for (const [name, v] of Object.entries(model.allVariables(branch))) {
+      const t = ck.tensors[`${prefix}/${name}`];
+      if (!t) throw new Error(`checkpoint ${dir} has no ${prefix}/${name}`);
+      v.assign(t);
+    }
+  }
+  model.queue.load(ck.tensors.queue, ck.state.queuePtr);
+  const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
+  optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
 }

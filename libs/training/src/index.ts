@@ -15,3 +15,5 @@ export { changedSinceLastRun, describeChanges, linkResumedRun, runUiHint } from 
 export type { ConfigChange } from './run-lineage.js';
 export { withRunDir } from './run-session.js';
 export type { RunSession, RunSessionOptions, StartRunOptions } from './run-session.js';
+export { runTraining } from './runner.js';
+export type { Best, Evaluated, RunnerState, StepTiming, TrainingListener, TrainingOptions, TrainingResult, TrainingTask } from './runner.js';
