@@ -1,29 +1,47 @@
-// Step 2: native TensorFlow for @tensorflow/tfjs-node (DESIGN.md section 3).
+// Step 2: native TensorFlow for @tensorflow/tfjs-node, and with --gpu for @tensorflow/tfjs-node-gpu
+// (DESIGN.md section 3).
 //
 // tfjs-node's install script downloads libtensorflow 2.9.1 and a prebuilt addon from a storage
-// bucket. Where that works, we let it. Where it does not (offline machines with only the package
-// registries), we take the TensorFlow C library from the PyPI `tensorflow-cpu` wheel, cache it
-// outside node_modules, and compile the addon from source against it:
+// bucket. Where that works, we let it (CPU only). Where it does not (offline machines with only the
+// package registries), we take the TensorFlow C library from a PyPI wheel, cache it outside
+// node_modules, and compile the addon from source against it:
 //   deps/include  <- wheel's tensorflow/include/{tensorflow/c, tensorflow/core/platform, tsl, xla/tsl}
 //   deps/lib      <- symlinks to the cached libtensorflow_cc.so.2 / libtensorflow_framework.so.2
 // The compiled addon is cached too, so a fresh clone on the same machine needs no compiler.
 //
+// Two variants, one code path (VARIANTS below):
+//   cpu: @tensorflow/tfjs-node      <- PyPI `tensorflow-cpu`  -> CACHE/libtensorflow/tensorflow-cpu-<v>/
+//   gpu: @tensorflow/tfjs-node-gpu  <- PyPI `tensorflow`      -> CACHE/libtensorflow/tensorflow-gpu-<v>/
+// The GPU wheel's libraries have no NEEDED entry on any CUDA library: TensorFlow dlopens CUDA, cuDNN,
+// cuBLAS... when it initialises a GPU, so the GPU build loads and runs on a CPU-only machine.
+// Their RUNPATH holds `$ORIGIN/../nvidia/<lib>/lib` (pip's site-packages layout), and $ORIGIN is
+// deps/lib (the path the addon's rpath found them by), so the CUDA 12 / cuDNN 9 runtime wheels that
+// `tensorflow[and-cuda]` pins (cuda.mjs) are found through one symlink, deps/nvidia -> the cached
+// wheels: no LD_LIBRARY_PATH needed.
+//
 // Environment: EMSEG_TF_SOURCE=wheel skips the attempt to use tfjs-node's own download;
-//              EMSEG_TF_WHEEL_VERSION overrides the tensorflow-cpu version (default 2.21.0).
+//              EMSEG_TF_WHEEL_VERSION overrides the TensorFlow version (default 2.21.0);
+//              EMSEG_WHEELHOUSE=DIR takes wheels from DIR instead of PyPI (pip --no-index --find-links).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, cpSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CACHE_DIR, ROOT, SetupError, run, writeAtomic } from './util.mjs';
+import { CACHE_DIR, ROOT, SetupError, pipDownloadArgs, run, writeAtomic } from './util.mjs';
 
-const WHEEL_VERSION = process.env.EMSEG_TF_WHEEL_VERSION || '2.21.0';
+export const WHEEL_VERSION = process.env.EMSEG_TF_WHEEL_VERSION || '2.21.0';
 const HEADER_DIRS = ['tensorflow/c/', 'tensorflow/core/platform/', 'tsl/', 'xla/tsl/c/', 'xla/tsl/platform/'];
 const LIBS = ['libtensorflow_cc.so.2', 'libtensorflow_framework.so.2'];
+
+export const VARIANTS = {
+  cpu: { pkg: '@tensorflow/tfjs-node', wheel: 'tensorflow-cpu', cacheName: 'tensorflow-cpu', addonCache: 'tfjs-node-addon', wheelMB: 250, upstream: true },
+  // tfjs-node-gpu's own download is libtensorflow-gpu 2.9.1 for CUDA 11.2: never what we want.
+  gpu: { pkg: '@tensorflow/tfjs-node-gpu', wheel: 'tensorflow', cacheName: 'tensorflow-gpu', addonCache: 'tfjs-node-gpu-addon', wheelMB: 575, upstream: false },
+};
 
 const require = createRequire(join(ROOT, 'package.json'));
 
 /** True when `pkg` loads in a fresh Node process (the addon and its libraries resolve). */
-function loads(pkg) {
+export function loads(pkg) {
   const res = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(pkg)})`], {
     cwd: ROOT,
     encoding: 'utf8',
@@ -32,7 +50,7 @@ function loads(pkg) {
   return { ok: res.status === 0, stderr: res.stderr };
 }
 
-function packageDir(pkg) {
+export function packageDir(pkg) {
   try {
     return dirname(require.resolve(`${pkg}/package.json`));
   } catch {
@@ -40,46 +58,53 @@ function packageDir(pkg) {
   }
 }
 
-export async function ensureNativeTensorFlow() {
-  if (packageDir('@tensorflow/tfjs-node-gpu') && loads('@tensorflow/tfjs-node-gpu').ok) {
-    return '@tensorflow/tfjs-node-gpu loads';
-  }
-  const pkgDir = packageDir('@tensorflow/tfjs-node');
+/** Where the variant's TensorFlow C library is cached. */
+export function libTensorFlowDir(variant) {
+  return join(CACHE_DIR, 'libtensorflow', `${VARIANTS[variant].cacheName}-${WHEEL_VERSION}`);
+}
+
+/**
+ * Makes `VARIANTS[variant].pkg` load: its addon compiled against the wheel's TensorFlow (or, CPU
+ * only, tfjs-node's own download). The npm package must be installed already.
+ */
+export async function ensureNativeTensorFlow(variant = 'cpu') {
+  const v = VARIANTS[variant];
+  const pkgDir = packageDir(v.pkg);
   if (!pkgDir) {
-    throw new SetupError('@tensorflow/tfjs-node is not installed', 'run `npm install --ignore-scripts` first');
+    throw new SetupError(`${v.pkg} is not installed`, variant === 'cpu' ? 'run `npm install --ignore-scripts` first' : 'rerun `npm run setup -- --gpu` (it installs the package)');
   }
-  if (loads('@tensorflow/tfjs-node').ok) return 'already built';
+  if (loads(v.pkg).ok) return 'already built';
 
   const version = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version;
   const napi = process.versions.napi >= 8 ? 8 : Number(process.versions.napi);
   const addonDest = join(pkgDir, 'lib', `napi-v${napi}`, 'tfjs_binding.node');
 
-  if (process.env.EMSEG_TF_SOURCE !== 'wheel' && tryUpstreamInstall(pkgDir)) return "tfjs-node's own download";
+  if (v.upstream && process.env.EMSEG_TF_SOURCE !== 'wheel' && tryUpstreamInstall(pkgDir, v.pkg)) return "tfjs-node's own download";
 
-  const libDir = ensureLibTensorFlow();
+  const libDir = ensureLibTensorFlow(variant);
   stageDeps(pkgDir, libDir);
-  const addonCache = join(CACHE_DIR, 'tfjs-node-addon', `${version}-tf${WHEEL_VERSION}-napi${napi}-${process.platform}-${process.arch}`, 'tfjs_binding.node');
+  const addonCache = join(CACHE_DIR, v.addonCache, `${version}-tf${WHEEL_VERSION}-napi${napi}-${process.platform}-${process.arch}`, 'tfjs_binding.node');
   if (existsSync(addonCache)) {
     mkdirSync(dirname(addonDest), { recursive: true });
     copyFileSync(addonCache, addonDest);
-    if (loads('@tensorflow/tfjs-node').ok) return `addon from cache, TensorFlow ${WHEEL_VERSION} from the wheel`;
+    if (loads(v.pkg).ok) return `addon from cache, TensorFlow ${WHEEL_VERSION} from the ${v.wheel} wheel`;
   }
   buildAddon(pkgDir);
-  const check = loads('@tensorflow/tfjs-node');
+  const check = loads(v.pkg);
   if (!check.ok) {
     throw new SetupError(
-      `the addon was built but @tensorflow/tfjs-node still fails to load:\n${check.stderr.slice(-2000)}`,
-      `remove ${join(CACHE_DIR, 'libtensorflow')} and node_modules/@tensorflow/tfjs-node, then rerun \`npm run setup\``,
+      `the addon was built but ${v.pkg} still fails to load:\n${check.stderr.slice(-2000)}`,
+      `remove ${libDir} and node_modules/${v.pkg}, then rerun \`npm run setup${variant === 'gpu' ? ' -- --gpu' : ''}\``,
     );
   }
   mkdirSync(dirname(addonCache), { recursive: true });
   copyFileSync(addonDest, `${addonCache}.tmp`);
   renameSync(`${addonCache}.tmp`, addonCache);
-  return `addon compiled against TensorFlow ${WHEEL_VERSION} from the PyPI wheel`;
+  return `addon compiled against TensorFlow ${WHEEL_VERSION} from the PyPI ${v.wheel} wheel`;
 }
 
 /** Runs tfjs-node's own install script; false (and a clean deps/) if its download fails. */
-function tryUpstreamInstall(pkgDir) {
+function tryUpstreamInstall(pkgDir, pkg) {
   if (existsSync(join(pkgDir, 'deps', 'lib', 'libtensorflow.so.2.9.1'))) return false; // ours, staged earlier
   const res = spawnSync(process.execPath, ['scripts/install.js'], {
     cwd: pkgDir,
@@ -87,23 +112,39 @@ function tryUpstreamInstall(pkgDir) {
     timeout: 600_000,
     env: { ...process.env, npm_config_node_gyp: nodeGyp() },
   });
-  if (res.status === 0 && loads('@tensorflow/tfjs-node').ok) return true;
+  if (res.status === 0 && loads(pkg).ok) return true;
   console.error('[setup] tfjs-node could not download libtensorflow (expected offline); using the PyPI wheel instead');
   rmSync(join(pkgDir, 'deps'), { recursive: true, force: true });
   return false;
 }
 
-/** Extracts the C library and headers from the tensorflow-cpu wheel into the cache (once). */
-function ensureLibTensorFlow() {
-  const dir = join(CACHE_DIR, 'libtensorflow', `tensorflow-cpu-${WHEEL_VERSION}`);
+/** Extracts the C library and headers from the variant's TensorFlow wheel into the cache (once). */
+function ensureLibTensorFlow(variant) {
+  const v = VARIANTS[variant];
+  const dir = libTensorFlowDir(variant);
   if (existsSync(join(dir, '.complete'))) return dir;
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
+  try {
+    extractWheel(v, tmp);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true }); // no half-extracted library left behind
+    throw err;
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dirname(dir), { recursive: true });
+  renameSync(tmp, dir);
+  return dir;
+}
+
+function extractWheel(v, tmp) {
+  const variant = v === VARIANTS.gpu ? 'gpu' : 'cpu';
   const python = process.env.PYTHON || 'python3';
-  console.error(`[setup] fetching tensorflow-cpu==${WHEEL_VERSION} from PyPI (one time, ~250 MB)`);
-  run(python, ['-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '-d', join(tmp, 'wheel'), `tensorflow-cpu==${WHEEL_VERSION}`], {
-    fix: `check that PyPI is reachable (\`${python} -m pip download --no-deps tensorflow-cpu==${WHEEL_VERSION}\`) and that ${python} is Python 3.9-3.13 on x86_64 Linux`,
+  const spec = `${v.wheel}==${WHEEL_VERSION}`;
+  console.error(`[setup] fetching ${spec} from PyPI (one time, ~${v.wheelMB} MB; cached in ${libTensorFlowDir(variant)})`);
+  run(python, ['-m', 'pip', 'download', ...pipDownloadArgs(), '-d', join(tmp, 'wheel'), spec], {
+    fix: `check that PyPI is reachable (\`${python} -m pip download --no-deps ${spec}\`) and that ${python} is Python 3.9-3.13 on x86_64 Linux (or set EMSEG_WHEELHOUSE to a folder holding the wheel)`,
   });
   const extract = `
 import glob, os, sys, zipfile
@@ -125,17 +166,18 @@ with zipfile.ZipFile(wheel) as z:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             with z.open(n) as src, open(out, 'wb') as dst:
                 dst.write(src.read())
+    # the wheel's metadata: Requires-Dist of the and-cuda extra pins the CUDA wheels (cuda.mjs)
+    meta = [n for n in names if n.endswith('.dist-info/METADATA')]
+    if meta:
+        with open(os.path.join(tmp, 'METADATA'), 'wb') as dst:
+            dst.write(z.read(meta[0]))
 `;
   mkdirSync(join(tmp, 'lib'), { recursive: true });
   run(python, ['-c', extract, tmp, HEADER_DIRS.join(','), LIBS.join(',')], {
-    fix: 'the wheel layout may have changed; set EMSEG_TF_WHEEL_VERSION=2.21.0 (known to work)',
+    fix: `the wheel layout may have changed, or the disk is full (the ${variant.toUpperCase()} library needs ~${variant === 'gpu' ? '1.3' : '0.8'} GB); set EMSEG_TF_WHEEL_VERSION=2.21.0 (known to work)`,
   });
   rmSync(join(tmp, 'wheel'), { recursive: true, force: true });
-  writeAtomic(join(tmp, '.complete'), `tensorflow-cpu ${WHEEL_VERSION}\n`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dirname(dir), { recursive: true });
-  renameSync(tmp, dir);
-  return dir;
+  writeAtomic(join(tmp, '.complete'), `${v.wheel} ${WHEEL_VERSION}\n`);
 }
 
 /** Lays out deps/ the way tfjs-node's binding.gyp expects it. */

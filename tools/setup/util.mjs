@@ -59,3 +59,14 @@ export function writeAtomic(path, content) {
   writeFileSync(tmp, content);
   renameSync(tmp, path);
 }
+
+/**
+ * `pip download` flags for one pinned binary wheel: no dependencies, binaries only, no pip cache
+ * (the wheels are large and we cache what we extract, not the wheel); EMSEG_WHEELHOUSE=DIR takes
+ * them from DIR instead of PyPI.
+ */
+export function pipDownloadArgs() {
+  const args = ['--no-deps', '--only-binary=:all:', '--no-cache-dir', '--disable-pip-version-check', '--progress-bar', 'off'];
+  if (process.env.EMSEG_WHEELHOUSE) args.push('--no-index', '--find-links', process.env.EMSEG_WHEELHOUSE);
+  return args;
+}

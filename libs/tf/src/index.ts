@@ -1,5 +1,5 @@
-export { tf, backendInfo, backendTags, PACKAGES } from './backend.js';
-export type { BackendInfo, TfNamespace, TfPackage } from './backend.js';
+export { tf, backendInfo, backendTags, cudaLibraryVersions, packageOrder, visibleGpus, PACKAGES } from './backend.js';
+export type { BackendInfo, TfNamespace, TfPackage, VisibleGpu } from './backend.js';
 export { tensorCountGuard } from './memory.js';
 export type {
   LayersModel,

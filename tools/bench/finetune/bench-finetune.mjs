@@ -11,6 +11,7 @@
  *   node tools/bench/finetune/bench-finetune.mjs [--archs resnet18,resnet50] [--sizes 256,512]
  *     [--batch 4] [--steps 3] [--warmup 1] [--image 9958x9959] [--infer-arch resnet18]
  *     [--tile 1024] [--overlap 128] [--skip-train] [--skip-infer] [--skip-torch]
+ *     [--torch-device cpu|cuda] [--torch-python .venv/bin/python]
  *
  * Needs `tsc -b` (imports the built dist/ of the libs and of apps/finetune).
  */
@@ -40,10 +41,12 @@ const { values: o } = parseArgs({
     'skip-infer': { type: 'boolean', default: false },
     'skip-torch': { type: 'boolean', default: false },
     'infer-child': { type: 'boolean', default: false },
+    'torch-device': { type: 'string', default: 'cpu' },
+    'torch-python': { type: 'string', default: '' },
   },
 });
 const [width, height] = o.image.split('x').map(Number);
-const python = join(root, '.venv', 'bin', 'python');
+const python = o['torch-python'] || join(root, '.venv', 'bin', 'python');
 
 async function load() {
   const { tf, backendInfo } = await import(dist('libs/tf/dist/index.js'));
@@ -82,8 +85,8 @@ async function trainStepMs(m, arch, size, batch, steps, warmup) {
 
 function torch(args) {
   if (o['skip-torch']) return { skipped: true };
-  if (!existsSync(python)) return { error: 'no .venv/bin/python: run `npm run setup`' };
-  const res = spawnSync(python, [join(here, 'torch_finetune.py'), ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (!existsSync(python)) return { error: `no ${python}: run \`npm run setup\`` };
+  const res = spawnSync(python, [join(here, 'torch_finetune.py'), ...args, '--device', o['torch-device']], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (res.status !== 0) return { error: `torch_finetune.py exited with ${res.status}: ${res.stderr.slice(-800)}` };
   return JSON.parse(res.stdout.trim().split('\n').pop());
 }

@@ -25,12 +25,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from torch_reference import UNet, focal_dice_loss  # noqa: E402
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def train(a):
     torch.manual_seed(0)
-    model = UNet(a.arch)
+    dev = torch.device(a.device)
+    model = UNet(a.arch).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(a.batch, 1, a.size, a.size)
-    y = (torch.rand(a.batch, 1, a.size, a.size) < 0.08).float()
+    x = torch.rand(a.batch, 1, a.size, a.size, device=dev)
+    y = (torch.rand(a.batch, 1, a.size, a.size, device=dev) < 0.08).float()
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
@@ -39,6 +45,7 @@ def train(a):
         loss.backward()
         opt.step()
         loss.item()
+        sync(dev)
         if i >= a.warmup:
             times.append((time.perf_counter() - t0) * 1000)
     return {"arch": a.arch, "size": a.size, "batch": a.batch, "msPerStep": statistics.median(times), "stepsMs": times}
@@ -75,7 +82,8 @@ def peak_rss_mb():
 
 @torch.no_grad()
 def infer(a):
-    model = UNet(a.arch).eval()
+    dev = torch.device(a.device)
+    model = UNet(a.arch).to(dev).eval()
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(a.height, a.width), dtype=np.uint8)
     t0 = time.perf_counter()
@@ -95,8 +103,8 @@ def infer(a):
     ww = np.outer(w, w)
     for y in ys:
         for x in xs:
-            t = torch.from_numpy(padded[y : y + tile, x : x + tile].astype(np.float32) / 255.0)[None, None]
-            p = torch.sigmoid(model((t - 0.573) / 0.127))[0, 0].numpy()
+            t = torch.from_numpy(padded[y : y + tile, x : x + tile].astype(np.float32) / 255.0)[None, None].to(dev)
+            p = torch.sigmoid(model((t - 0.573) / 0.127))[0, 0].cpu().numpy()
             acc[y : y + tile, x : x + tile] += p * ww
     out = acc[pad : pad + a.height, pad : pad + a.width] / np.outer(norm_y[pad : pad + a.height], norm_x[pad : pad + a.width]).astype(np.float32)
     seconds = time.perf_counter() - t0
@@ -116,10 +124,14 @@ def main():
     ap.add_argument("--height", type=int, default=9959)
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--overlap", type=int, default=128)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("EMSEG_BENCH_THREADS", os.cpu_count())))
+    if a.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # TensorFlow autotunes its convolutions too
     result = train(a) if a.mode == "train" else infer(a)
-    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "threads": torch.get_num_threads(), **result}))
+    gpu = torch.cuda.get_device_name(torch.device(a.device)) if a.device.startswith("cuda") else None
+    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "threads": torch.get_num_threads(), "device": a.device, "gpu": gpu, **result}))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 // PyTorch (CPU) run by this command. Data loading is excluded (see tools/bench/data). JSON output.
 //
 // Usage: node tools/bench/pretrain/bench-moco.mjs [--cases 18:64:32,18:224:16,50:224:16] [--steps 3] [--warmup 1] [--no-torch]
+//          [--queue 4096] [--torch-device cpu|cuda] [--torch-python .venv/bin/python]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -25,6 +26,9 @@ const { values: opts } = parseArgs({
     steps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
     'no-torch': { type: 'boolean', default: false },
+    queue: { type: 'string', default: '4096' },
+    'torch-device': { type: 'string', default: 'cpu' },
+    'torch-python': { type: 'string', default: '' },
   },
 });
 const cases = opts.cases.split(',').map((c) => c.split(':').map(Number));
@@ -35,7 +39,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function benchOurs([depth, size, batch]) {
   const cfg = loadConfig(mocoSchema, {
     file: join(root, 'configs/pretrain/quick.json'),
-    overrides: [`encoder.architecture="resnet${depth}"`, `data.cropSize=${size}`, `train.batchSize=${batch}`, 'moco.queueSize=4096', 'moco.shuffleGroups=2', 'moco.mlpHidden=null'],
+    overrides: [`encoder.architecture="resnet${depth}"`, `data.cropSize=${size}`, `train.batchSize=${batch}`, `moco.queueSize=${opts.queue}`, 'moco.shuffleGroups=2', 'moco.mlpHidden=null'],
   });
   const model = new MocoModel(cfg);
   const opt = new Sgd(0.9, 1e-4);
@@ -55,9 +59,9 @@ function benchOurs([depth, size, batch]) {
 }
 
 function benchTorch() {
-  const python = join(root, '.venv', 'bin', 'python');
-  if (!existsSync(python)) return { error: 'no .venv/bin/python: run `npm run setup`' };
-  const res = spawnSync(python, [join(here, 'torch_moco.py'), '--cases', opts.cases, '--steps', String(steps), '--warmup', String(warmup)], { encoding: 'utf8' });
+  const python = opts['torch-python'] || join(root, '.venv', 'bin', 'python');
+  if (!existsSync(python)) return { error: `no ${python}: run \`npm run setup\`` };
+  const res = spawnSync(python, [join(here, 'torch_moco.py'), '--cases', opts.cases, '--steps', String(steps), '--warmup', String(warmup), '--queue', opts.queue, '--device', opts['torch-device']], { encoding: 'utf8' });
   if (res.status !== 0) return { error: `torch_moco.py exited with ${res.status}: ${res.stderr.slice(-1000)}` };
   return JSON.parse(res.stdout);
 }
@@ -68,9 +72,9 @@ const round = (x) => (x == null ? null : Number(x.toFixed(2)));
 console.log(
   JSON.stringify(
     {
-      benchmark: 'pretrain: one MoCo v2 step (queue 4096, shuffle-BN 2 groups, SGD), images/s, median after warm-up; data loading excluded',
+      benchmark: `pretrain: one MoCo v2 step (queue ${opts.queue}, shuffle-BN 2 groups, SGD), images/s, median after warm-up; data loading excluded`,
       backend: backendInfo(),
-      pytorch: torch && !torch.error ? { version: torch.version, threads: torch.threads } : torch,
+      pytorch: torch && !torch.error ? { version: torch.version, threads: torch.threads, device: torch.device ?? 'cpu', gpu: torch.gpu ?? null, cuda: torch.cuda ?? null, cudnn: torch.cudnn ?? null } : torch,
       results: ours.map((o) => {
         const ref = torch?.results?.find((r) => r.arch === o.arch && r.size === o.size && r.batch === o.batch);
         return {

@@ -33,34 +33,40 @@ class Branch(nn.Module):
         return F.normalize(self.head(self.encoder(x)), dim=1)
 
 
-def bench(depth, size, batch, steps, warmup, queue_size=4096, groups=2, m=0.99, t=0.2):
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(depth, size, batch, steps, warmup, queue_size=4096, groups=2, m=0.99, t=0.2, device=torch.device("cpu")):
     torch.manual_seed(0)
-    q_net = Branch(depth)
+    q_net = Branch(depth).to(device)
     k_net = copy.deepcopy(q_net)
     for p in k_net.parameters():
         p.requires_grad = False
     opt = torch.optim.SGD(q_net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    queue = F.normalize(torch.randn(queue_size, 128), dim=1)
+    queue = F.normalize(torch.randn(queue_size, 128, device=device), dim=1)
     ptr = 0
-    xq = torch.randn(batch, 1, size, size)
-    xk = torch.randn(batch, 1, size, size)
+    xq = torch.randn(batch, 1, size, size, device=device)
+    xk = torch.randn(batch, 1, size, size, device=device)
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         with torch.no_grad():
             for pk, pq in zip(k_net.parameters(), q_net.parameters()):
                 pk.mul_(m).add_(pq.detach(), alpha=1 - m)
-            perm = torch.randperm(batch)
+            perm = torch.randperm(batch, device=device)
             k = torch.cat([k_net(c) for c in xk[perm].chunk(groups)])[torch.argsort(perm)]
         q = q_net(xq)
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / t
-        loss = F.cross_entropy(logits, torch.zeros(batch, dtype=torch.long))
+        loss = F.cross_entropy(logits, torch.zeros(batch, dtype=torch.long, device=device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         queue[ptr : ptr + batch] = k
         ptr = (ptr + batch) % queue_size
         loss.item()
+        sync(device)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
     ms = statistics.median(times)
@@ -72,13 +78,19 @@ def main():
     ap.add_argument("--cases", default="18:64:32,18:224:16,50:224:16", help="depth:size:batch,...")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--queue", type=int, default=4096, help="MoCo queue size K")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("EMSEG_BENCH_THREADS", os.cpu_count())))
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # TensorFlow autotunes its convolutions too
     results = []
     for case in a.cases.split(","):
         d, s, b = (int(v) for v in case.split(":"))
-        results.append(bench(d, s, b, a.steps, a.warmup))
-    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "threads": torch.get_num_threads(), "results": results}))
+        results.append(bench(d, s, b, a.steps, a.warmup, queue_size=a.queue, device=device))
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "threads": torch.get_num_threads(), "device": a.device, "gpu": gpu, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "results": results}))
 
 
 if __name__ == "__main__":
