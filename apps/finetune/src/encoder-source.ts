@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createEncoder, loadEncoder, type Encoder, type EncoderJson, type Normalization } from '@emseg/models';
+import { parseRunsUri } from '@emseg/tracking';
 import { LATEST_PRETRAIN } from './workspace.js';
 
 export interface EncoderChoice {
@@ -40,8 +41,6 @@ export interface LatestPretrain {
   bundleDir: string;
   encoderUri?: string;
 }
-
-const RUNS_URI = /^runs:\/+([^/]+)\//;
 
 function randomEncoder(options: ResolveEncoderOptions): EncoderChoice {
   return {
@@ -102,8 +101,8 @@ export async function resolveEncoder(ref: string | null, options: ResolveEncoder
     else if (latest.encoderUri) bundle = latest.encoderUri;
     else throw new Error(`${file} names encoder bundle ${latest.bundleDir}, which no longer exists; run the pretraining again or pass --encoder`);
   }
-  const uriRun = RUNS_URI.exec(bundle)?.[1] ?? null;
   const loaded = await loadEncoder(bundle, { resolveUri: options.resolveUri, inChannels: 1 });
+  const uriRun = bundle.startsWith('runs:') ? parseRunsUri(bundle).runId : null;
   runId = runId ?? uriRun ?? loaded.meta.training.mlflowRunId;
   const steps = loaded.meta.training.steps === null ? '' : `, ${loaded.meta.training.steps} steps`;
   if (loaded.meta.architecture !== options.architecture) {

@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import type { LabeledImages } from '@emseg/data';
+import { writeFileAtomic } from '@emseg/fs';
 import {
   bestThresholdF1,
   defaultThresholds,
@@ -18,7 +19,6 @@ import { membraneFraction, predictImage, submissionProblem, toSubmission, type I
 import { centreCrop, overlayPng } from './overlay.js';
 import type { Segmenter } from './segmenter.js';
 import { checkMembraneFraction } from './urisc-data.js';
-import { writeTextAtomic } from './workspace.js';
 
 /** Scores of one validation image. */
 export interface ImageEvaluation {
@@ -109,7 +109,7 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
     results.push(result);
     if (options.overlays && i < options.overlays.count) {
       const file = join(options.overlays.dir, `${pair.name}.png`);
-      writeTextAtomic(file, overlayPng(sample.image, sample.mask, probability, options.threshold, centreCrop(width, height, options.overlays.size)));
+      await writeFileAtomic(file, overlayPng(sample.image, sample.mask, probability, options.threshold, centreCrop(width, height, options.overlays.size)));
       overlays.push(file);
     }
     options.onImage?.(result, i, images.size);

@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '@emseg/config';
 import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
+import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { downloadArtifacts, parseRunsUri, type MlflowClient, type TrackedRun } from '@emseg/tracking';
 import { ProgressBar, gracefulStop, latestRecordPath, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
@@ -22,7 +23,7 @@ import { scoreFolder, scoresCsv, scoresJson, type FolderScore } from './score.js
 import { Segmenter } from './segmenter.js';
 import { loadTrainingSamples, openUriscData, type UriscData } from './urisc-data.js';
 import { checkTileFits } from './inference.js';
-import { FINETUNE_RUNS, WORKSPACE, writeJsonAtomic, writeTextAtomic } from './workspace.js';
+import { FINETUNE_RUNS } from './workspace.js';
 
 export interface UriscArgs {
   config: string;
@@ -120,8 +121,8 @@ async function testScores(modelDir: string, data: UriscData, cfg: FinetuneConfig
   const score = await scoreFolder(predDir, dirs.labels);
   const json = join(outDir, 'scores', 'test.json');
   const csv = join(outDir, 'scores', 'test.csv');
-  writeTextAtomic(json, scoresJson(score));
-  writeTextAtomic(csv, scoresCsv(score));
+  await writeFileAtomic(json, scoresJson(score));
+  await writeFileAtomic(csv, scoresCsv(score));
   return { score, json, csv };
 }
 
@@ -217,8 +218,8 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     await run.logArtifacts(result.modelDir, 'model');
     await run.logArtifacts(result.finalModelDir, 'final-model');
     if (result.lastEvaluation) {
-      writeTextAtomic(join(outDir, 'scores', 'validation.json'), `${JSON.stringify(result.lastEvaluation, null, 2)}\n`);
-      writeTextAtomic(join(outDir, 'scores', 'validation.csv'), evaluationCsv(result.lastEvaluation));
+      await writeJsonAtomic(join(outDir, 'scores', 'validation.json'), result.lastEvaluation);
+      await writeFileAtomic(join(outDir, 'scores', 'validation.csv'), evaluationCsv(result.lastEvaluation));
     }
     let test: { score: FolderScore } | null = null;
     if (result.status === 'FINISHED' && data.test && args.test && cfg.data.polarity !== 'black-foreground') {
@@ -230,7 +231,7 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     }
     if (existsSync(join(outDir, 'scores'))) await run.logArtifacts(join(outDir, 'scores'), 'scores');
     if (result.status === 'FINISHED') {
-      writeJsonAtomic(args.latest ? resolve(args.latest) : latestRecordPath(outDir), { runId: run.id, trackingUri: run.client.trackingUri, outDir, modelDir: result.modelDir, modelUri: `runs:/${run.id}/model`, finishedAt: new Date().toISOString() });
+      await writeJsonAtomic(args.latest ? resolve(args.latest) : latestRecordPath(outDir), { runId: run.id, trackingUri: run.client.trackingUri, outDir, modelDir: result.modelDir, modelUri: `runs:/${run.id}/model`, finishedAt: new Date().toISOString() });
     }
     const best = result.best;
     process.stdout.write(

@@ -1,12 +1,9 @@
-/**
- * Where fine-tuning keeps things in the workspace, and the small file helpers every command uses.
- */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+/** Where fine-tuning keeps things in the workspace. */
+import { join, resolve } from 'node:path';
+import { workspaceRootOf } from '@emseg/fs';
 
-/** The workspace root (apps/finetune/{src,dist}/ -> ../../..). */
-export const WORKSPACE = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** The workspace root (the one this app lives in, whatever the working directory). */
+export const WORKSPACE = workspaceRootOf(import.meta.url);
 
 /**
  * Written by `pretrain:moco` when a pretraining finishes (`{ runId, trackingUri, bundleDir,
@@ -29,16 +26,3 @@ export const DEFAULT_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json
 
 /** Where `predict` writes by default (and `score` reads). */
 export const DEFAULT_PREDICTIONS = join(WORKSPACE, '.emseg', 'predictions', 'latest');
-
-/** Writes JSON atomically (temporary sibling + rename), creating the directory. */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
-}
-
-/** Writes text atomically (temporary sibling + rename), creating the directory. */
-export function writeTextAtomic(path: string, text: string | Uint8Array): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}

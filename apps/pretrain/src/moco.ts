@@ -8,6 +8,7 @@
  *   - `shuffledKeyForward`: single-device "shuffle BN": the key batch is permuted and normalised in
  *     sub-batches, so BN statistics cannot leak which key belongs to which query.
  */
+import { Rng } from '@emseg/data';
 import { tf, type Tensor, type Tensor2D, type Tensor4D, type Variable } from '@emseg/tf';
 
 /**
@@ -87,22 +88,9 @@ export function normalizeRows(x: Tensor2D): Tensor2D {
   return tf.tidy(() => x.div(x.norm('euclidean', 1, true).maximum(1e-12)) as Tensor2D);
 }
 
-/** A seeded permutation of 0..n-1 (Fisher-Yates with a mulberry32 stream). */
+/** The key order of shuffle-BN for `seed`: a seeded permutation of 0..n-1 (`Rng.permutation`). */
 export function permutation(n: number, seed: number): number[] {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
+  return Array.from(new Rng(seed).permutation(n));
 }
 
 /**

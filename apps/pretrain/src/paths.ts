@@ -1,9 +1,9 @@
 /** Where pretraining keeps things in the workspace (no TensorFlow here: `--help` imports it). */
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { workspaceRootOf } from '@emseg/fs';
 
-/** The workspace root (apps/pretrain/{src,dist}/ -> ../../..). */
-export const WORKSPACE = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** The workspace root (the one this app lives in, whatever the working directory). */
+export const WORKSPACE = workspaceRootOf(import.meta.url);
 
 /** Run folders of pretraining by default: `.emseg/runs/pretrain/<run name>`. */
 export const PRETRAIN_RUNS = join(WORKSPACE, '.emseg', 'runs', 'pretrain');

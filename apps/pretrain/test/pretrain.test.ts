@@ -42,9 +42,11 @@ beforeAll(async () => {
 
 describe('MoCoV2 pretraining loop', () => {
   it('lowers the InfoNCE loss on synthetic EM crops once the queue holds real keys, without leaking tensors', async () => {
-    // Mild augmentation so that 48 steps of a tiny model are enough to see learning.
+    // Mild augmentation so that 48 steps of a tiny model are enough to see learning, at tinyConfig's
+    // lr 0.03: at lr 0.1 the loss drifts up towards ln(1 + K) = ln 33 (collapse) on most seeds, so
+    // whether it fell by 0.1 hung on the random stream (2 of train.seed 0-4 did; at 0.03, 8 of 0-9).
     const mild = ['augmentation.rotation.p=0', 'augmentation.resizedCrop.scale=[0.7,1]', 'augmentation.blur.p=0', 'augmentation.noise.p=0', 'augmentation.brightness=0.1', 'augmentation.contrast=0.1'];
-    const cfg = tinyConfig(['train.epochs=10', 'train.maxSteps=48', 'optimizer.lr=0.1', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0', ...mild]);
+    const cfg = tinyConfig(['train.epochs=10', 'train.maxSteps=48', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0', ...mild]);
     const losses: number[] = [];
     const tensorCounts: number[] = [];
     const out = mkdtempSync(join(WORK, 'emseg-moco-run-'));

@@ -12,3 +12,20 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** The `--help` epilogue that states the convention. */
 export const EXIT_CODES_HELP = 'Exit codes: 0 done, 1 bad input or failed work, 2 usage error, 130 interrupted (Ctrl-C).';
+
+/**
+ * The yargs `.fail` handler of the convention: a usage problem (`msg`) prints the help and exits 2;
+ * an error thrown by a command prints `error: <message>` and exits 1.
+ * @example yargs(argv).command(...).fail(failCommandLine).parseAsync().catch(exitWithError)
+ */
+export function failCommandLine(msg: string | null | undefined, err: Error | null | undefined, y: { help(): unknown }): never {
+  if (msg) process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
+  else process.stderr.write(`error: ${err?.message ?? 'failed'}\n`);
+  process.exit(msg ? EXIT.usage : EXIT.failed);
+}
+
+/** Ends a command line whose work rejected: prints `error: <message>` and exits 1. */
+export function exitWithError(err: unknown): never {
+  process.stderr.write(`error: ${(err as Error).message}\n`);
+  process.exit(EXIT.failed);
+}

@@ -11,7 +11,7 @@
 import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp from 'sharp';
-import { withTemporaryFile } from './atomic.js';
+import { withTemporaryFile } from '@emseg/fs';
 import { DataError, describeFsError } from './errors.js';
 import type { BitDepth, GreyImage, Rect } from './image.js';
 

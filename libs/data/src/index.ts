@@ -12,7 +12,7 @@ export { DataError } from './errors.js';
 export { Rng, deriveSeed } from './random.js';
 export { cutRegion, greyImage, maxValue, reflectIndex, toFloatImage } from './image.js';
 export type { BitDepth, FloatImage, GreyImage, Mask, PixelArray, Rect } from './image.js';
-export { publishDirectory, writeFileAtomic } from './atomic.js';
+export { publishDirectory, writeFileAtomic } from '@emseg/fs';
 export { IMAGE_EXTENSIONS, isImageFileName, readImage, readImageInfo, writeImage } from './image-io.js';
 export type { ImageInfo, ReadImageOptions, WriteImageOptions } from './image-io.js';
 export { fileStem, listImageFiles } from './listing.js';

@@ -7,7 +7,7 @@
 import { open as openFile, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CEM500K_AUGMENTATION, augmentedViews, type AugmentationSpec } from './augment.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '@emseg/fs';
 import { CropWorkerPool } from './crop-pool.js';
 import { stackImages, type ImageBatch } from './batch.js';
 import { datasetDigest, type DatasetDigest } from './digest.js';

@@ -14,6 +14,7 @@ import { basename, join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT, EXIT_CODES_HELP } from '@emseg/config';
+import { writeJsonAtomic } from '@emseg/fs';
 import { definitionCriteria, type DefinitionCriteria } from './definition.js';
 import { EvaluationInputError } from './image.js';
 import { IMAGE_EXTENSIONS } from './pairing.js';
@@ -21,7 +22,6 @@ import { readGrey8 } from './read-grey.js';
 import { definitionTable, scoreTable } from './report.js';
 import { METRICS, type MetricName, PROTOCOLS, type Protocol, scoreFiles } from './score-files.js';
 import { rejectionReport } from './urisc-folder.js';
-import { writeJsonAtomic } from './write-json.js';
 
 function parseMetrics(value: string): MetricName[] {
   const names = value

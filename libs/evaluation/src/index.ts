@@ -53,4 +53,3 @@ export type { DefinitionCriteria } from './definition.js';
 export { METRICS, PROTOCOLS, scoreFiles } from './score-files.js';
 export type { ImageResult, MetricName, Protocol, ScoreFilesOptions, ScoreFilesResult, ScoreSummary } from './score-files.js';
 export { definitionTable, renderTable, scoreTable } from './report.js';
-export { writeJsonAtomic } from './write-json.js';

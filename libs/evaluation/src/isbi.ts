@@ -59,6 +59,19 @@ export interface IsbiThresholdScores {
   infoMerge: number;
 }
 
+/** `sum`, scores added up over `k` slices (or images), divided by `k`; the threshold stays. */
+export function meanThresholdScores(sum: IsbiThresholdScores, k: number): IsbiThresholdScores {
+  return {
+    threshold: sum.threshold,
+    vRand: sum.vRand / k,
+    vInfo: sum.vInfo / k,
+    randSplit: sum.randSplit / k,
+    randMerge: sum.randMerge / k,
+    infoSplit: sum.infoSplit / k,
+    infoMerge: sum.infoMerge / k,
+  };
+}
+
 export interface IsbiScores {
   /** Best slice-averaged V_Rand over the thresholds, and the threshold reaching it. */
   vRand: number;
@@ -146,16 +159,7 @@ export function isbiScores(slices: IsbiSlice | readonly IsbiSlice[], options: Is
         acc.infoSplit += info.split;
         acc.infoMerge += info.merge;
       }
-      const k = list.length;
-      return {
-        threshold,
-        vRand: acc.vRand / k,
-        vInfo: acc.vInfo / k,
-        randSplit: acc.randSplit / k,
-        randMerge: acc.randMerge / k,
-        infoSplit: acc.infoSplit / k,
-        infoMerge: acc.infoMerge / k,
-      };
+      return meanThresholdScores({ threshold, ...acc }, list.length);
     });
   let bestRand = curve[0];
   let bestInfo = curve[0];

@@ -22,7 +22,7 @@ import {
   membraneMaskFromGrey,
   probabilityFromGrey,
 } from './image.js';
-import { isbiScores, isbiThresholds, type IsbiThresholdScores } from './isbi.js';
+import { isbiScores, isbiThresholds, meanThresholdScores, type IsbiThresholdScores } from './isbi.js';
 import { type ImagePair, pairImageFolders } from './pairing.js';
 import { pixelScores } from './pixel-scores.js';
 import { readGrey8 } from './read-grey.js';
@@ -135,18 +135,6 @@ function addCurve(acc: IsbiThresholdScores[] | undefined, curve: IsbiThresholdSc
   }));
 }
 
-function divideCurve(curve: IsbiThresholdScores[], k: number): IsbiThresholdScores[] {
-  return curve.map((p) => ({
-    threshold: p.threshold,
-    vRand: p.vRand / k,
-    vInfo: p.vInfo / k,
-    randSplit: p.randSplit / k,
-    randMerge: p.randMerge / k,
-    infoSplit: p.infoSplit / k,
-    infoMerge: p.infoMerge / k,
-  }));
-}
-
 function best(curve: IsbiThresholdScores[], key: 'vRand' | 'vInfo'): IsbiThresholdScores {
   let b = curve[0];
   for (const p of curve) if (p[key] > b[key]) b = p;
@@ -256,7 +244,7 @@ export async function scoreFiles(
     }
   }
   if (isbiSum) {
-    const curve = divideCurve(isbiSum, images.length);
+    const curve = isbiSum.map((p) => meanThresholdScores(p, images.length));
     out.isbiCurve = curve;
     if (metrics.has('vrand')) {
       const b = best(curve, 'vRand');
@@ -270,7 +258,7 @@ export async function scoreFiles(
     }
   }
   if (randSum) {
-    const curve = divideCurve(randSum, images.length);
+    const curve = randSum.map((p) => meanThresholdScores(p, images.length));
     out.randErrorCurve = curve;
     summary.randError = 1 - best(curve, 'vRand').vRand;
   }

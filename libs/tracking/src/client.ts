@@ -11,10 +11,10 @@
  *   const run = await client.createRun({ experimentId: exp.experimentId, runName: 'unet-r50' });
  *   await client.logBatch(run.info.runId, { metrics: [{ key: 'loss', value: 0.3, timestamp: Date.now(), step: 1 }] });
  */
-import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { withTemporaryFile } from '@emseg/fs';
 import { MlflowApiError, MlflowUnreachableError, NotMlflowServerError, TrackingInputError } from './errors.js';
 import {
   decodeArtifactFile,
@@ -291,16 +291,7 @@ export class MlflowClient {
     const endpoint = `GET mlflow-artifacts/${artifactPath}`;
     const res = await this.send(this.artifactUrl(artifactUri, artifactPath), () => ({ headers: this.headers() }), endpoint, this.artifactTimeoutMs);
     if (!res.ok) await this.check(res, endpoint);
-    mkdirSync(dirname(destFile), { recursive: true });
-    const temp = `${destFile}.${process.pid}.${Date.now()}.part`;
-    try {
-      if (res.body) await pipeline(Readable.fromWeb(res.body as never), createWriteStream(temp));
-      else await pipeline(Readable.from([]), createWriteStream(temp));
-      renameSync(temp, destFile);
-    } catch (err) {
-      rmSync(temp, { force: true });
-      throw err;
-    }
+    await withTemporaryFile(destFile, (tmp) => pipeline(res.body ? Readable.fromWeb(res.body as never) : Readable.from([]), createWriteStream(tmp)));
   }
 
   /** The proxy URL of `artifactPath` under a run's `mlflow-artifacts:` root. */

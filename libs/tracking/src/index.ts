@@ -14,7 +14,7 @@ export { MlflowClient, artifactProxyRoot } from './client.js';
 export type { MlflowClientOptions, CreateRunRequest, LogBatchRequest, SearchRunsRequest, ArtifactBody } from './client.js';
 export type { ArtifactFile, Dataset, DatasetInput, EndStatus, Experiment, MetricPoint, Run, RunInfo, RunStatus } from './types.js';
 
-export { startMlflowServer, defaultStoreDir, findMlflowExecutable, findWorkspaceRoot, freeLoopbackPort } from './server.js';
+export { startMlflowServer, defaultStoreDir, findMlflowExecutable, freeLoopbackPort } from './server.js';
 export type { MlflowServer, MlflowServerOptions } from './server.js';
 
 export { syncJournal, syncJournals, findJournals } from './sync.js';

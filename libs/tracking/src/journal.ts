@@ -14,8 +14,8 @@
  *
  * A torn last line (the process died mid-write) is ignored when reading.
  */
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { writeFileAtomicSync } from '@emseg/fs';
 import { TrackingError } from './errors.js';
 import { decodeDouble, encodeJson } from './json-codec.js';
 import type { BatchRecord, TrackingRecord, ArtifactRecord } from './records.js';
@@ -53,10 +53,7 @@ export class JournalWriter {
 
   /** Creates a journal atomically (header written to a temp file, then renamed into place). */
   static create(path: string, header: JournalHeader): JournalWriter {
-    mkdirSync(dirname(path), { recursive: true });
-    const temp = `${path}.${process.pid}.tmp`;
-    writeFileSync(temp, `${JSON.stringify(header)}\n`);
-    renameSync(temp, path);
+    writeFileAtomicSync(path, `${JSON.stringify(header)}\n`);
     return new JournalWriter(path, openSync(path, 'a'));
   }
 

@@ -12,8 +12,9 @@
  *   await run.logArtifact('out/encoder', 'encoders');
  *   await run.end('FINISHED');
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { writeFileAtomicSync } from '@emseg/fs';
 import {
   joinArtifactPath,
   listLocalFiles,
@@ -243,9 +244,7 @@ export class TrackedRun {
       const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       const seq = this.context.queue.nextSeq();
       const spool = join(this.context.spoolDir, `${seq}-${basename(artifactFile)}`);
-      mkdirSync(dirname(spool), { recursive: true });
-      writeFileSync(`${spool}.tmp`, bytes);
-      renameSync(`${spool}.tmp`, spool);
+      writeFileAtomicSync(spool, bytes);
       const record: ArtifactRecord = { seq, type: 'artifact', localPath: spool, artifactPath: artifactFile, size: bytes.length, mtimeMs: Date.now(), spooled: true };
       return this.queueUploads([{ record, body: bytes }]);
     } catch (err) {

@@ -22,6 +22,7 @@ import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findWorkspaceRoot, processAlive, withTemporaryFileSync } from '@emseg/fs';
 import { MlflowServerStartError } from './errors.js';
 import { SUPERVISOR_SCRIPT } from './supervisor.js';
 
@@ -66,17 +67,6 @@ export interface MlflowServer {
   readonly running: boolean;
   /** Stops the whole server process group; resolves when it is gone. Idempotent. */
   stop(): Promise<void>;
-}
-
-/** The workspace root (nearest ancestor with nx.json) of `from`, or undefined. */
-export function findWorkspaceRoot(from: string = process.cwd()): string | undefined {
-  let dir = resolve(from);
-  for (;;) {
-    if (existsSync(join(dir, 'nx.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
 }
 
 /**
@@ -205,11 +195,9 @@ function storeTemplate(command: string): StoreTemplate | undefined {
 function seedFromTemplate(template: StoreTemplate, database: string): boolean {
   if (!existsSync(template.path)) return false;
   try {
-    copyFileSync(template.path, `${database}.seed`);
-    renameSync(`${database}.seed`, database);
+    withTemporaryFileSync(database, (tmp) => copyFileSync(template.path, tmp));
     return true;
   } catch {
-    rmSync(`${database}.seed`, { force: true });
     return false;
   }
 }
@@ -438,21 +426,12 @@ async function acquireStartLock(storeDir: string, timeoutMs: number): Promise<()
     let stale = false;
     try {
       const holder = Number(readFileSync(lock, 'utf8'));
-      stale = Date.now() - statSync(lock).mtimeMs > timeoutMs || (holder > 0 && !processExists(holder));
+      stale = Date.now() - statSync(lock).mtimeMs > timeoutMs || (holder > 0 && !processAlive(holder));
     } catch {
       continue;
     }
     if (stale) rmSync(lock, { force: true });
     else if (Date.now() > deadline) throw new MlflowServerStartError(`another process is starting an MLflow server on ${storeDir} (lock ${lock})`, '');
     else await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -11,6 +11,7 @@
 import { existsSync, readdirSync, rmSync, statSync, rmdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { processAlive } from '@emseg/fs';
 import { DEFAULT_BACKOFF } from './batching.js';
 import { MlflowClient } from './client.js';
 import { checkServer } from './connect.js';
@@ -223,14 +224,5 @@ function removeJournal(path: string): void {
     rmdirSync(spool);
   } catch {
     // absent, or still holds files of artifacts that were not uploaded
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

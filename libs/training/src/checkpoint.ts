@@ -5,8 +5,10 @@
  * A checkpoint is written into a temp directory and renamed into place, so a crash never leaves a
  * half-written one; `latestCheckpoint` only sees complete ones.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { publishDirectory } from '@emseg/fs';
 import { tf, type Tensor } from '@emseg/tf';
 
 type DType = 'float32' | 'int32' | 'bool';
@@ -42,26 +44,26 @@ export function checkpointDir(root: string, step: number): string {
 
 /** Writes a checkpoint atomically and keeps only the newest `keep` checkpoints under `root`. */
 export async function saveCheckpoint<S>(root: string, step: number, tensors: Record<string, Tensor>, state: S, { keep = 3 } = {}): Promise<string> {
-  mkdirSync(root, { recursive: true });
   const final = checkpointDir(root, step);
-  const tmp = `${final}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  const entries: TensorEntry[] = [];
-  const chunks: Buffer[] = [];
-  let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const data = await t.data();
-    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    entries.push({ name, dtype: t.dtype as DType, shape: t.shape, offset, bytes: buf.byteLength });
-    chunks.push(buf);
-    offset += buf.byteLength;
-  }
-  writeFileSync(join(tmp, 'tensors.bin'), Buffer.concat(chunks));
-  const manifest: Manifest<S> = { format: FORMAT, step, state, tensors: entries };
-  writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(manifest));
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
+  await publishDirectory(
+    final,
+    async (tmp) => {
+      const entries: TensorEntry[] = [];
+      const chunks: Buffer[] = [];
+      let offset = 0;
+      for (const [name, t] of Object.entries(tensors)) {
+        const data = await t.data();
+        const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        entries.push({ name, dtype: t.dtype as DType, shape: t.shape, offset, bytes: buf.byteLength });
+        chunks.push(buf);
+        offset += buf.byteLength;
+      }
+      await writeFile(join(tmp, 'tensors.bin'), Buffer.concat(chunks));
+      const manifest: Manifest<S> = { format: FORMAT, step, state, tensors: entries };
+      await writeFile(join(tmp, 'manifest.json'), JSON.stringify(manifest));
+    },
+    { replace: true },
+  );
   if (keep > 0) for (const old of listCheckpoints(root).slice(0, -keep)) rmSync(old.dir, { recursive: true, force: true });
   return final;
 }

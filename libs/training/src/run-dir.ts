@@ -18,7 +18,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { writeFileAtomic } from '@emseg/data';
+import { processAlive, writeJsonAtomic } from '@emseg/fs';
 
 export const RUN_RECORD = 'run.json';
 export const RUN_LOCK = '.emseg-lock';
@@ -62,16 +62,6 @@ interface LockInfo {
   host: string;
   app: string;
   startedAt: string;
-}
-
-/** Is process `pid` alive on this machine? (EPERM: alive, owned by someone else.) */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Creates `dir` (and parents), translating ENOTDIR / EACCES / EEXIST into errors that name the culprit. */
@@ -144,7 +134,7 @@ function lock(dir: string, app: string, onNote: (m: string) => void): () => void
         holder = null; // being written this instant, or damaged: treat as held unless old
       }
       const sameHost = holder?.host === info.host;
-      if (holder && (!sameHost || alive(holder.pid))) {
+      if (holder && (!sameHost || processAlive(holder.pid))) {
         throw new RunDirError(
           `${dir} is in use by ${holder.app} process ${holder.pid} on ${holder.host} (since ${holder.startedAt}); a run folder belongs to one run at a time: wait for it to end, or choose another --out${sameHost ? '' : ` (if that process is gone, delete ${path})`}`,
         );
@@ -209,13 +199,13 @@ export async function claimRunDir(dirArg: string, options: ClaimOptions): Promis
     }
     // `previous` stays as found; `current` grows by this run's MLflow run.
     const current: RunDirRecord = previous ? structuredClone(previous) : { format: 'emseg-run/1', app: options.app, runName: options.runName, createdAt: new Date().toISOString(), runs: [] };
-    if (!previous) await writeFileAtomic(join(dir, RUN_RECORD), `${JSON.stringify(current, null, 2)}\n`);
+    if (!previous) await writeJsonAtomic(join(dir, RUN_RECORD), current);
     return {
       dir,
       previous,
       async recordRun(run) {
         current.runs.push({ ...run, startedAt: new Date().toISOString() });
-        await writeFileAtomic(join(dir, RUN_RECORD), `${JSON.stringify(current, null, 2)}\n`);
+        await writeJsonAtomic(join(dir, RUN_RECORD), current);
       },
       release,
     };

@@ -12,7 +12,7 @@
  */
 import { join, resolve } from 'node:path';
 import { flatten } from '@emseg/config';
-import { writeFileAtomic } from '@emseg/data';
+import { writeJsonAtomic } from '@emseg/fs';
 import { backendInfo, backendTags } from '@emseg/tf';
 import { Tracker, type TrackedRun } from '@emseg/tracking';
 import { claimRunDir, type RunDirClaim } from './run-dir.js';
@@ -68,7 +68,7 @@ export async function withRunDir<T>(options: RunSessionOptions, body: (session: 
         if (options.resume) changes.push(...changedSinceLastRun(join(claim.dir, 'config.json'), o.cfg));
         if (changes.length > 0) log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
         const configPath = join(claim.dir, 'config.json');
-        await writeFileAtomic(configPath, `${JSON.stringify(o.cfg, null, 2)}\n`);
+        await writeJsonAtomic(configPath, o.cfg);
         const info = backendInfo();
         log(`backend: ${info.package} (TensorFlow ${info.tensorflowVersion ?? 'pure JS'}, ${info.gpu ? 'GPU' : 'CPU'})`);
         const run = await Tracker.start({

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { publishDirectory, writeFileAtomic } from '../atomic.js';
+import { publishDirectory, writeJsonAtomic } from '@emseg/fs';
 import { DataError, describeFsError } from '../errors.js';
 import {
   generateSyntheticCrops,
@@ -151,7 +151,7 @@ export async function ensureDefaultData(spec: DefaultDataSpec = QUICK_DATA, opti
       test: [...urisc.splits.test.names],
     };
     record = { version, generatorVersion: SYNTHETIC_GENERATOR_VERSION, spec, track, names, membraneFraction: urisc.membraneFraction };
-    await writeFileAtomic(join(tmp, RECORD_FILE), `${JSON.stringify(record, null, 2)}\n`);
+    await writeJsonAtomic(join(tmp, RECORD_FILE), record);
   });
   if (!published) return describe(root, await readRecord(root), false);
   return describe(root, record as Record_, true);

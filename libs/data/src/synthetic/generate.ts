@@ -7,7 +7,7 @@
  */
 import { readdir, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { publishDirectory, writeFileAtomic } from '../atomic.js';
+import { publishDirectory, writeJsonAtomic } from '@emseg/fs';
 import { DataError } from '../errors.js';
 import { writeImage } from '../image-io.js';
 import { deriveSeed, Rng } from '../random.js';
@@ -120,10 +120,7 @@ export async function generateSyntheticUrisc(options: SyntheticUriscOptions): Pr
       }
     }
     await Promise.all(pending);
-    await writeFileAtomic(
-      join(tmp, 'synthetic.json'),
-      `${JSON.stringify({ generator: 'emseg synthetic U-RISC', version: SYNTHETIC_GENERATOR_VERSION, options: { ...options, dir: undefined }, membraneFraction }, null, 2)}\n`,
-    );
+    await writeJsonAtomic(join(tmp, 'synthetic.json'), { generator: 'emseg synthetic U-RISC', version: SYNTHETIC_GENERATOR_VERSION, options: { ...options, dir: undefined }, membraneFraction });
   });
   if (!published) throw new DataError(root, 'was created by another process while generating', 'a directory only this call writes');
   return { root, track, splits: uriscLayout(root, track, names), membraneFraction };
