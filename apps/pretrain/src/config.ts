@@ -1,12 +1,17 @@
 /**
- * The MoCoV2 pretraining configuration. Every number of the CEM500K recipe (DESIGN.md section 4) is a
- * key here; `configs/pretrain/cem500k.json` reproduces the paper, `quick.json` runs on 2 CPU cores in
- * minutes.
+ * The pretraining configuration. `method` picks the self-supervised method (methods.ts); each method
+ * reads its own section (`moco`, `byol`), the rest is shared. Every number of the CEM500K recipe
+ * (DESIGN.md section 4) is a key here; `configs/pretrain/cem500k.json` reproduces the paper,
+ * `quick.json` runs on 2 CPU cores in minutes, `byol-quick.json` is quick.json with BYOL.
  */
 import type { Schema } from '@emseg/config';
 import { listEncoders } from '@emseg/models';
+import { listMethods, type MethodName } from './methods.js';
 
+/** The pretraining configuration (named for its first method; it configures every method). */
 export interface MocoConfig {
+  /** The self-supervised method: `mocov2` (default) or `byol`. Tagged `emseg.method`. */
+  method: MethodName;
   encoder: {
     /** A registered encoder (`listEncoders()`): resnet18, resnet34, resnet50, plain-conv, ... */
     architecture: string;
@@ -53,6 +58,17 @@ export interface MocoConfig {
     /** Sub-batches the shuffled key batch is normalised in (single-device shuffle-BN). */
     shuffleGroups: number;
   };
+  /** BYOL (Grill et al. 2020); defaults are the paper's (4096 -> 256 MLPs, tau 0.996). */
+  byol: {
+    /** Hidden width of the projector MLP (4096). */
+    projectorHidden: number;
+    /** Output dimension of the projector and the predictor (256). */
+    dim: number;
+    /** Hidden width of the predictor MLP (4096). */
+    predictorHidden: number;
+    /** Target decay rate at step 0; it rises to 1 on a cosine over the run (0.996; 0.99 for short runs). */
+    tauBase: number;
+  };
   optimizer: {
     lr: number;
     momentum: number;
@@ -92,6 +108,7 @@ export const mocoSchema: Schema<MocoConfig> = {
   additionalProperties: false,
   required: ['encoder', 'data', 'augmentation', 'moco', 'optimizer', 'train', 'probe'],
   properties: {
+    method: { type: 'string', enum: listMethods(), default: 'mocov2' },
     encoder: {
       type: 'object',
       additionalProperties: false,
@@ -147,6 +164,17 @@ export const mocoSchema: Schema<MocoConfig> = {
         shuffleGroups: int(1),
       },
     },
+    byol: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        projectorHidden: int(1, { default: 4096 }),
+        dim: int(1, { default: 256 }),
+        predictorHidden: int(1, { default: 4096 }),
+        tauBase: num(0, { maximum: 1, default: 0.996 }),
+      },
+    },
     optimizer: {
       type: 'object',
       additionalProperties: false,
@@ -190,10 +218,10 @@ export const mocoSchema: Schema<MocoConfig> = {
 /** Cross-field checks JSON Schema cannot express; messages name the fields. */
 export function checkMocoConfig(cfg: MocoConfig, source: string): void {
   const problems: string[] = [];
-  if (cfg.moco.queueSize % cfg.train.batchSize !== 0) {
+  if (cfg.method === 'mocov2' && cfg.moco.queueSize % cfg.train.batchSize !== 0) {
     problems.push(`moco.queueSize (${cfg.moco.queueSize}) must be a multiple of train.batchSize (${cfg.train.batchSize})`);
   }
-  if (cfg.train.batchSize % cfg.moco.shuffleGroups !== 0) {
+  if (cfg.method === 'mocov2' && cfg.train.batchSize % cfg.moco.shuffleGroups !== 0) {
     problems.push(`train.batchSize (${cfg.train.batchSize}) must split into moco.shuffleGroups (${cfg.moco.shuffleGroups}) equal sub-batches`);
   }
   const a = cfg.augmentation;

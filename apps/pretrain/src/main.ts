@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
- * emseg pretrain: MoCoV2 self-supervised pretraining of an EM encoder, logged to MLflow.
+ * emseg pretrain: self-supervised pretraining (MoCoV2, BYOL) of an EM encoder, logged to MLflow.
  *
  *   nx run pretrain:moco                          quick config on the embedded synthetic crops
  *   nx run pretrain:moco -c cem500k --data DIR    the CEM500K recipe on a real crops folder
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT, EXIT_CODES_HELP, repeatedOption } from '@emseg/config';
+import { EXIT_CODES_HELP, exitWithError, failCommandLine, repeatedOption } from '@emseg/config';
 import type { MocoArgs } from './moco-command.js';
 import { DEFAULT_CONFIG } from './paths.js';
 
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     .usage('$0 <command> [options]')
     .command(
       'moco',
-      'MoCoV2 contrastive pretraining of a ResNet encoder on unlabeled EM crops (CEM500K recipe)',
+      'self-supervised pretraining of an encoder on unlabeled EM crops: MoCoV2 (CEM500K recipe; default) or BYOL (--set method=byol, configs/pretrain/byol-quick.json)',
       (y) =>
         y
           .option('config', { type: 'string', default: DEFAULT_CONFIG, describe: 'run configuration (JSON; see configs/pretrain/)' })
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
           .option('overwrite', { type: 'boolean', default: false, describe: 'clear the run in --out and start over (a used --out is refused otherwise)' })
           .option('latest', { type: 'string', describe: 'record the finished encoder here for fine-tuning (default: latest.json beside the run folder)' })
           .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-pretrain', describe: 'MLflow experiment' })
-          .option('run-name', { type: 'string', describe: 'MLflow run name (default moco-<arch>-<time>)' })
+          .option('run-name', { type: 'string', describe: 'MLflow run name (default <method>-<arch>-<time>)' })
           .option('probe', { type: 'string', describe: 'U-RISC-layout folder of a few labelled images ("embedded": the synthetic ones): fit a linear membrane probe on frozen features every probe.every steps and log its F1' })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
           .check((a) => {
@@ -44,6 +44,7 @@ async function main(): Promise<void> {
           .epilogue(EXIT_CODES_HELP)
           .example('$0 moco', 'quick run on the embedded synthetic crops')
           .example('$0 moco --config configs/pretrain/cem500k.json --data /data/cem500k', 'the paper recipe')
+          .example('$0 moco --config configs/pretrain/byol-quick.json', 'quick BYOL run (or --set method=byol on any config)')
           .example('$0 moco --out .emseg/runs/pretrain/r1 --resume', 'continue an interrupted run'),
       async (a) => {
         const { moco } = await import('./moco-command.js');
@@ -54,16 +55,8 @@ async function main(): Promise<void> {
     .strict()
     .help()
     .epilogue(EXIT_CODES_HELP)
-    .fail((msg, err, y) => {
-      // msg: yargs found a usage problem (exit 2); err alone: the command failed (exit 1)
-      if (msg) process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
-      else process.stderr.write(`error: ${err?.message ?? 'failed'}\n`);
-      process.exit(msg ? EXIT.usage : EXIT.failed);
-    })
+    .fail(failCommandLine)
     .parseAsync();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`error: ${(err as Error).message}\n`);
-  process.exit(EXIT.failed);
-});
+main().catch(exitWithError);

@@ -1,24 +1,21 @@
 /**
- * The `moco` command: one MoCoV2 pretraining run in its own run folder, tracked in MLflow. Claims
- * the folder, runs the loop (pretrain.ts), saves the encoder bundle and records it in latest.json.
+ * The `moco` command: one self-supervised pretraining run (MoCoV2 by default, `--set method=byol`
+ * for BYOL) in its own run folder, tracked in MLflow and tagged `emseg.method`. Claims the folder,
+ * runs the loop (pretrain.ts), saves the encoder bundle and records it in latest.json.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT, loadConfig } from '@emseg/config';
-import { ensureDefaultData, writeFileAtomic } from '@emseg/data';
+import { ensureDefaultData } from '@emseg/data';
+import { writeJsonAtomic } from '@emseg/fs';
 import type { TrackedRun } from '@emseg/tracking';
 import { ProgressBar, gracefulStop, latestRecordPath, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
-import { pretrainMoco } from './pretrain.js';
+import { methodTitle } from './methods.js';
+import { pretrain } from './pretrain.js';
 import { PRETRAIN_RUNS } from './paths.js';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
-
-/** JSON, written atomically (temp file + rename). */
-function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  return writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
-}
-
 
 export interface MocoArgs {
   config: string;
@@ -40,7 +37,7 @@ export interface MocoArgs {
 export async function moco(args: MocoArgs): Promise<number> {
   const cfg: MocoConfig = loadConfig(mocoSchema, { file: args.config, overrides: args.set });
   checkMocoConfig(cfg, args.config);
-  const runName = args.runName ?? `moco-${cfg.encoder.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
+  const runName = args.runName ?? `${cfg.method}-${cfg.encoder.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   const dir = resolve(args.out ?? join(PRETRAIN_RUNS, runName));
   return withRunDir({ app: 'pretrain', runName, dir, resume: args.resume, overwrite: args.overwrite, log }, (session) => pretrainInRunDir(args, cfg, runName, session));
 }
@@ -59,13 +56,14 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
     trackingUri: args.trackingUri,
     cfg,
     configFile: args.config,
-    description: `MoCoV2 pretraining of a ${cfg.encoder.architecture} on ${dataDir}`,
+    description: `${methodTitle(cfg.method)} pretraining of a ${cfg.encoder.architecture} on ${dataDir}`,
     params: { data: resolve(dataDir) },
+    tags: { 'emseg.method': cfg.method },
   });
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   try {
-    const result = await pretrainMoco({
+    const result = await pretrain({
       cfg,
       dataDir,
       outDir,
@@ -85,10 +83,11 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
         start: ({ crops, totalSteps, startStep, digest }) => {
           run.logInput({ name: 'unlabeled-crops', digest: digest.digest, source: resolve(dataDir), context: 'training' });
           run.logParams({ 'data.crops': crops, 'train.totalSteps': totalSteps });
-          bar = new ProgressBar({ label: 'moco', total: totalSteps, unit: 'img', start: startStep });
+          bar = new ProgressBar({ label: cfg.method, total: totalSteps, unit: 'img', start: startStep });
         },
         step: (step, m) => {
-          run.logMetrics({ loss: m.loss, lr: m.lr, images_per_sec: m.imagesPerSec, pos_sim: m.posSim, neg_sim: m.negSim, epoch: m.epoch }, step);
+          // The method's own metrics (MoCo: pos_sim, neg_sim; BYOL: z_std) under their names.
+          run.logMetrics({ loss: m.loss, lr: m.lr, momentum: m.momentum, images_per_sec: m.imagesPerSec, epoch: m.epoch, ...m.metrics }, step);
           bar?.tick(cfg.train.batchSize, { loss: m.loss, lr: m.lr });
         },
       },

@@ -1,8 +1,11 @@
 /**
- * The MoCoV2 pretraining loop: data stream -> MocoModel steps -> checkpoints -> encoder bundle.
+ * The self-supervised pretraining loop: data stream -> method steps -> checkpoints -> encoder bundle,
+ * for any method of the registry (methods.ts: MoCoV2, BYOL), as solo-learn's base class does: the
+ * method says what it learns and what follows what (method.ts); this file owns the data, the
+ * optimizer and its schedule, the momentum updates, the checkpoint and the bundle.
  * Tracking-agnostic: progress and metrics go to a `PretrainListener` (main.ts wires MLflow to it).
  * The loop itself (schedule, resume, checkpoints, stop) is `runTraining`; this file supplies the
- * MoCo step, the checkpoint state and the linear probe as its evaluation.
+ * method's step, the checkpoint state and the linear probe as its evaluation.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,13 +23,17 @@ import {
   type ViewBatch,
 } from '@emseg/data';
 import { saveEncoderBundle } from '@emseg/models';
-import { Sgd, cosineSchedule, runTraining, stepSchedule, type Checkpoint, type GracefulStop, type LrSchedule, type TrainingTask } from '@emseg/training';
+import { Sgd, cosineSchedule, runTraining, stepSchedule, type Checkpoint, type GracefulStop, type LrSchedule, type Optimizer, type TrainingTask } from '@emseg/training';
 import type { MocoConfig } from './config.js';
-import { MocoModel, type MocoStepResult } from './moco-model.js';
+import { trainMethodStep, type MethodStepResult, type SslMethod } from './method.js';
+import { createMethod } from './methods.js';
 import { disposeProbeData, loadProbeData, runProbe, type ProbeData, type ProbeResult } from './probe.js';
 
-export interface StepMetrics extends MocoStepResult {
+/** One step as the listener sees it. */
+export interface StepMetrics extends MethodStepResult {
   lr: number;
+  /** The momentum of the step's momentum update (MoCo's m, BYOL's tau). */
+  momentum: number;
   imagesPerSec: number;
   epoch: number;
 }
@@ -66,15 +73,24 @@ export interface PretrainResult {
   checkpointDir: string;
 }
 
+/**
+ * A checkpoint's JSON: the loop's fields, then the method's own (`SslMethod.state().json`, e.g. MoCo's
+ * `queuePtr`) at the top level, where MoCo checkpoints always had them.
+ */
 interface CheckpointState {
   step: number;
-  queuePtr: number;
+  /** The method trained (absent in checkpoints written before there were methods: mocov2). */
+  method?: string;
   optimizerIterations: number;
   architecture: string;
   /** The crops trained on (absent in checkpoints written before this was recorded). */
   crops?: number;
   dataDigest?: string;
+  [methodField: string]: unknown;
 }
+
+/** Loop-owned checkpoint fields a method's JSON state may not use. */
+const LOOP_FIELDS = ['step', 'best', 'method', 'optimizerIterations', 'architecture', 'crops', 'dataDigest'];
 
 function schedule(cfg: MocoConfig, stepsPerEpoch: number, totalSteps: number): LrSchedule {
   const { optimizer: o } = cfg;
@@ -121,7 +137,8 @@ async function openCrops(dataDir: string, outDir: string, cfg: MocoConfig, warn:
   return crops;
 }
 
-export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResult> {
+/** Pretrains `opts.cfg.method` (MoCoV2 or BYOL) on the crops in `opts.dataDir`; see the file comment. */
+export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
   const { cfg, outDir } = opts;
   const warn = opts.listener?.warn ?? ((message: string) => void process.stderr.write(`${message}\n`));
   const crops = await openCrops(opts.dataDir, outDir, cfg, warn);
@@ -135,49 +152,41 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
   const lrAt = schedule(cfg, stepsPerEpoch, totalSteps);
   const ckptRoot = join(outDir, 'checkpoints');
 
-  const model = new MocoModel(cfg);
   const optimizer = new Sgd(cfg.optimizer.momentum, cfg.optimizer.weightDecay);
+  const method = createMethod(cfg.method, { cfg, optimizer, totalSteps });
   let probeData: ProbeData | null = null;
   try {
     if (opts.probeDir) probeData = await loadProbeData(opts.probeDir, { patchSize: cfg.probe.patchSize, mean: cfg.data.mean, std: cfg.data.std });
     const probe = probeData;
     const digest = await crops.digest();
     const norm = { mean: cfg.data.mean, std: cfg.data.std };
-    const task: TrainingTask<ViewBatch, MocoStepResult & { lr: number }, CheckpointState, ProbeResult> = {
+    const task: TrainingTask<ViewBatch, MethodStepResult & { lr: number; momentum: number }, CheckpointState, ProbeResult> = {
       batches: (epoch) =>
         crops.stream({
           seed: cfg.train.seed,
           epoch,
           batchSize: cfg.train.batchSize,
           size: cfg.data.cropSize,
-          views: 2,
+          views: method.viewsPerCrop,
           augmentation: cfg.augmentation as AugmentationSpec,
           prefetch: cfg.data.prefetch,
         }),
       start: (startStep) => opts.listener?.start?.({ crops: crops.size, stepsPerEpoch, totalSteps, startStep, digest }),
       step: (batch, step) => {
-        const [q, k] = batch.views.map((v) => imageBatchToTensor(v, norm));
-        const lr = lrAt(step);
-        const result = model.step(q, k, optimizer, lr, cfg.train.seed * 1_000_003 + step);
-        tf.dispose([q, k]);
-        return { ...result, lr };
+        const views = batch.views.map((v) => imageBatchToTensor(v, norm));
+        try {
+          const lr = lrAt(step);
+          return { ...trainMethodStep(method, views, lr, step), lr };
+        } finally {
+          tf.dispose(views);
+        }
       },
-      state: ({ step }) => ({
-        tensors: checkpointTensors(model, optimizer),
-        state: {
-          step,
-          queuePtr: model.queue.ptr,
-          optimizerIterations: optimizer.iterations,
-          architecture: cfg.encoder.architecture,
-          crops: crops.size,
-          dataDigest: digest.digest,
-        },
-      }),
-      restore: (ck) => restore(model, optimizer, ck, cfg, { crops: crops.size, digest: digest.digest, root: crops.root }, warn),
+      state: ({ step }) => checkpointState(method, optimizer, step, cfg, { crops: crops.size, digest: digest.digest }),
+      restore: (ck) => restore(method, optimizer, ck, cfg, { crops: crops.size, digest: digest.digest, root: crops.root }, warn),
       // The probe watches the features; it picks no best model.
       evaluate: probe
         ? (step) => {
-            const result = runProbe(model.query.encoder, probe, { steps: cfg.probe.steps });
+            const result = runProbe(method.encoder, probe, { steps: cfg.probe.steps });
             opts.listener?.probe?.(step, result);
             return { score: result, better: false };
           }
@@ -204,37 +213,51 @@ export async function pretrainMoco(opts: PretrainOptions): Promise<PretrainResul
     const bundleDir = join(outDir, 'encoder');
     await saveEncoderBundle(
       bundleDir,
-      model.query.encoder,
+      method.encoder,
       {
         normalization: { mean: cfg.data.mean, std: cfg.data.std },
         pixelSizeNm: cfg.data.pixelSizeNm,
-        training: { method: 'mocov2', dataDigest: digest.digest, steps: run.steps, config: cfg as unknown as Record<string, unknown>, mlflowRunId: opts.mlflowRunId ?? null },
+        training: { method: method.name, dataDigest: digest.digest, steps: run.steps, config: cfg as unknown as Record<string, unknown>, mlflowRunId: opts.mlflowRunId ?? null },
       },
       { overwrite: true },
     );
     return { status: run.status, steps: run.steps, totalSteps, lastLoss: run.lastMetrics?.loss ?? null, bundleDir, checkpointDir: ckptRoot };
   } finally {
     if (probeData) disposeProbeData(probeData);
-    model.dispose();
+    method.dispose();
     optimizer.dispose();
   }
 }
 
-function checkpointTensors(model: MocoModel, optimizer: Sgd): Record<string, Tensor> {
-  const out: Record<string, Tensor> = { queue: model.queue.keys };
-  for (const [name, v] of Object.entries(model.allVariables(model.query))) out[`query/${name}`] = v;
-  for (const [name, v] of Object.entries(model.allVariables(model.key))) out[`key/${name}`] = v;
-  for (const [name, t] of Object.entries(optimizer.state().slots)) out[`optimizer/${name}`] = t;
-  return out;
+/** `pretrain` under its first name. */
+export const pretrainMoco = pretrain;
+
+/** The checkpoint at `step`: the method's tensors, the optimizer's slots (`optimizer/<slot>`), the JSON. */
+function checkpointState(
+  method: SslMethod,
+  optimizer: Optimizer,
+  step: number,
+  cfg: MocoConfig,
+  data: { crops: number; digest: string },
+): { tensors: Record<string, Tensor>; state: CheckpointState } {
+  const own = method.state();
+  const clash = Object.keys(own.json).filter((k) => LOOP_FIELDS.includes(k));
+  if (clash.length) throw new Error(`${method.name}: its checkpoint state may not use the loop's field(s) ${clash.join(', ')}`);
+  const tensors: Record<string, Tensor> = { ...own.tensors };
+  for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
+  return {
+    tensors,
+    state: { step, method: method.name, ...own.json, optimizerIterations: optimizer.iterations, architecture: cfg.encoder.architecture, crops: data.crops, dataDigest: data.digest },
+  };
 }
 
 /**
- * Loads a checkpoint (the runner found, and disposes) into the model and optimizer. Warns when the
+ * Loads a checkpoint (the runner found, and disposes) into the method and optimizer. Warns when the
  * crops differ from those the checkpoint was trained on: the remaining epochs' order changes.
  */
 function restore(
-  model: MocoModel,
-  optimizer: Sgd,
+  method: SslMethod,
+  optimizer: Optimizer,
   ck: Checkpoint<CheckpointState>,
   cfg: MocoConfig,
   data: { crops: number; digest: string; root: string },
@@ -251,14 +274,11 @@ function restore(
   if (ck.state.architecture !== cfg.encoder.architecture) {
     throw new Error(`checkpoint ${dir} is a ${ck.state.architecture}, but the config asks for ${cfg.encoder.architecture}`);
   }
-  for (const [prefix, branch] of [['query', model.query], ['key', model.key]] as const) {
-    for (const [name, v] of Object.entries(model.allVariables(branch))) {
-      const t = ck.tensors[`${prefix}/${name}`];
-      if (!t) throw new Error(`checkpoint ${dir} has no ${prefix}/${name}`);
-      v.assign(t);
-    }
+  const trained = ck.state.method ?? 'mocov2';
+  if (trained !== method.name) {
+    throw new Error(`checkpoint ${dir} is a ${trained} run, but the config asks for method ${method.name}: resume with --set method=${trained}, or start a new run`);
   }
-  model.queue.load(ck.tensors.queue, ck.state.queuePtr);
+  method.restore(ck.tensors, ck.state, dir);
   const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
   optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
 }

@@ -64,6 +64,7 @@ describe('emseg-pretrain moco', () => {
     expect(run.params['moco.temperature']).toBe('0.2');
     expect(run.params['optimizer.weightDecay']).toBe('0.0001');
     expect(run.params.data).toBe(crops);
+    expect(run.tags['emseg.method']).toBe('mocov2');
     expect(run.tags['emseg.backend.native']).toBe('true');
     expect(run.tags['emseg.backend.tensorflowVersion']).toMatch(/^\d+\.\d+/);
     expect(run.inputs.map((i) => i.dataset.name)).toEqual(['unlabeled-crops']);
@@ -78,6 +79,23 @@ describe('emseg-pretrain moco', () => {
     expect(loaded.meta.training.method).toBe('mocov2');
     expect(loaded.meta.training.mlflowRunId).toBe(runId);
     expect(loaded.meta.normalization).toEqual({ mean: [0.573], std: [0.127] });
+    loaded.encoder.dispose();
+  });
+
+  it('--set method=byol pretrains with BYOL: tagged, its metrics logged, a byol bundle', async () => {
+    const out = mkdtempSync(join(WORK, 'emseg-cli-byol-'));
+    const byol = ['method=byol', 'byol.projectorHidden=64', 'byol.dim=32', 'byol.predictorHidden=64', 'train.maxSteps=3'].flatMap((s) => ['--set', s]);
+    const { code, stdout, stderr } = await runCli(['--data', crops, '--out', out, '--tracking-uri', server.uri, '--experiment', 'cli-test', ...TINY, ...byol]);
+    expect(code, stderr).toBe(0);
+    const runId = /runs:\/([0-9a-f]+)\/encoder/.exec(stdout)![1];
+    const run = await client.getRun(runId);
+    expect(run.tags['emseg.method']).toBe('byol');
+    expect(run.info.runName).toMatch(/^byol-resnet18-/);
+    expect(run.params['byol.dim']).toBe('32');
+    for (const key of ['loss', 'z_std', 'momentum']) expect((await client.getMetricHistory(runId, key)).length).toBe(3);
+    const dest = mkdtempSync(join(WORK, 'emseg-dl-'));
+    const loaded = await loadEncoder(`runs:/${runId}/encoder`, { resolveUri: async (uri) => downloadArtifacts(client, uri.split('/')[1], uri.split('/').slice(2).join('/'), dest) });
+    expect(loaded.meta.training.method).toBe('byol');
     loaded.encoder.dispose();
   });
 
