@@ -7,14 +7,17 @@
  *   nx run finetune:urisc -c track2 --data DIR --encoder REF   the paper setup on real U-RISC data
  *   nx run finetune:predict -- IMAGES... --out DIR          probability maps + binary submissions
  *   nx run finetune:score -- --pred DIR --labels DIR        official U-RISC F1 of a folder
+ *   nx run finetune:attribute -- --image IMG --label LBL    integrated gradients and S_k per class
  */
+import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT, EXIT_CODES_HELP, repeatedOption } from '@emseg/config';
+import { EXIT_CODES_HELP, exitWithError, failCommandLine, repeatedOption } from '@emseg/config';
+import type { AttributeArgs } from './attribute-command.js';
 import type { PredictArgs } from './predict-command.js';
 import type { ScoreArgs } from './score-command.js';
 import type { UriscArgs } from './urisc-run.js';
-import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS } from './workspace.js';
+import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS, WORKSPACE } from './workspace.js';
 
 // Commands are imported when they run, so `--help` answers at once, without loading TensorFlow.
 
@@ -96,20 +99,53 @@ async function main(): Promise<void> {
         process.exitCode = await score(a as unknown as ScoreArgs);
       },
     )
-    .demandCommand(1, 'name a command: urisc, predict or score')
+    .command(
+      'attribute',
+      'integrated gradients of the output at chosen or sampled pixels (true/false positives, false negatives) and the attribution field S_k of the U-RISC paper: heat maps, tables, box plot, an MLflow run',
+      (y) =>
+        y
+          .option('model', { type: 'string', describe: 'model directory, a fine-tuning run directory or runs:/<run_id>/model (default: the latest fine-tuning)' })
+          .option('image', { type: 'string', describe: 'the EM image (PNG/TIFF, 8- or 16-bit); only each window is read for the attribution (default: the embedded synthetic test image and its label)' })
+          .option('label', { type: 'string', describe: 'its label: pixels are then sampled per class from the model\'s thresholded prediction' })
+          .option('pixels', { type: 'string', describe: 'pixels to attribute, "x,y;x,y" (instead of sampling)' })
+          .option('per-class', { type: 'number', default: 10, describe: 'pixels sampled per class (true positive, false positive, false negative)' })
+          .option('seed', { type: 'number', default: 1, describe: 'seed of the pixel sampling' })
+          .option('polarity', { type: 'string', choices: ['black-foreground', 'white-foreground'] as const, default: 'black-foreground' as const, describe: 'label polarity (U-RISC: membrane black)' })
+          .option('threshold', { type: 'number', describe: 'membrane where probability >= threshold, for sampling (default: the model\'s validated threshold)' })
+          .option('baseline', { type: 'string', choices: ['mean', 'black', 'blur'] as const, default: 'mean' as const, describe: 'IG baseline x\': mean = zero in the model\'s normalised space (the paper\'s), black = grey 0, blur = Gaussian-blurred copy' })
+          .option('blur-sigma', { type: 'number', default: 8, describe: 'Gaussian sigma in pixels of --baseline blur' })
+          .option('steps', { type: 'number', default: 50, describe: 'intervals of the path integral (trapezoid rule; the paper used 100)' })
+          .option('batch', { type: 'number', default: 4, describe: 'interpolated images per forward/backward pass (memory)' })
+          .option('target', { type: 'string', choices: ['logit', 'probability'] as const, default: 'logit' as const, describe: 'what is attributed: the pixel\'s membrane logit or probability' })
+          .option('window', { type: 'number', default: 512, describe: 'attribution window around each pixel, a multiple of 32 (shifted inside the image at its borders); 512 holds the part of the field above k = 0.01 (a few hundred px²), not the whole theoretical receptive field (up to ~280 px from the pixel for a ResNet-18 U-Net): a field still above k on the window edge is reported (edge_max_abs) with a warning' })
+          .option('k', { type: 'string', default: '0.01,0.05', describe: 'S_k thresholds on the normalised attribution, comma-separated' })
+          .option('pixel-size', { type: 'number', default: 2.18, describe: 'nm per pixel for S_k in nm² (U-RISC 2.18; ISBI 2012 4)' })
+          .option('compare', { type: 'string', describe: 'JSON spec {"entries": [{"name", "model", "image", "label", "pixelSize"}, ...]}: attribute each with these settings and tabulate mean S_k per class side by side' })
+          .option('out', { type: 'string', default: join(WORKSPACE, '.emseg', 'attribution', 'latest'), describe: 'output folder (created and checked writable first)' })
+          .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-attribution', describe: 'MLflow experiment' })
+          .option('run-name', { type: 'string', describe: 'MLflow run name (default attribution-<image>-<time>)' })
+          .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
+          .check((a) => {
+            const repeated = repeatedOption(a, ['model', 'image', 'label', 'pixels', 'baseline', 'target', 'k', 'compare', 'out', 'experiment', 'run-name', 'tracking-uri']);
+            if (repeated) throw new Error(repeated);
+            if (a.image && !a.pixels && !a.label) throw new Error('name the pixels to attribute (--pixels "x,y;x,y") or give --label to sample true/false positives and false negatives');
+            return true;
+          })
+          .example('$0 attribute --image data/imgs/Track1/test/0.png --label data/label/Track1/test/0.tiff --per-class 20', 'S_k of 20 true/false positives and false negatives of the latest model')
+          .example('$0 attribute --model .emseg/runs/finetune/r1 --image big.png --pixels "5000,5000;120,40" --baseline blur', 'two chosen pixels of a 10k x 10k image')
+          .example('$0 attribute --compare compare.json --out out/urisc-vs-isbi', 'the paper\'s U-RISC vs ISBI 2012 comparison')
+          .epilogue(EXIT_CODES_HELP),
+      async (a) => {
+        const { attribute } = await import('./attribute-command.js');
+        process.exitCode = await attribute(a as unknown as AttributeArgs);
+      },
+    )
+    .demandCommand(1, 'name a command: urisc, predict, score or attribute')
     .strict()
     .help()
     .epilogue(EXIT_CODES_HELP)
-    .fail((msg, err, y) => {
-      // msg: yargs found a usage problem (exit 2); err alone: the command failed (exit 1)
-      if (msg) process.stderr.write(`${y.help()}\n\nerror: ${msg}\n`);
-      else process.stderr.write(`error: ${err?.message ?? 'failed'}\n`);
-      process.exit(msg ? EXIT.usage : EXIT.failed);
-    })
+    .fail(failCommandLine)
     .parseAsync();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`error: ${(err as Error).message}\n`);
-  process.exit(EXIT.failed);
-});
+main().catch(exitWithError);
