@@ -17,7 +17,7 @@ const project = (name: string, dir: string) => ({
   test: {
     name,
     root,
-    include: [dir === "." ? "test/**/*.test.ts" : `${dir}/test/**/*.test.ts`],
+    include: [dir === '.' ? 'test/**/*.test.ts' : `${dir}/test/**/*.test.ts`],
     pool: 'forks' as const,
     testTimeout: 180_000,
     hookTimeout: 180_000,
@@ -26,10 +26,6 @@ const project = (name: string, dir: string) => ({
 
 export default defineConfig({
   test: {
-    projects: [
-      ...libs.map((name) => project(name, `libs/${name}`)),
-      ...apps.map((name) => project(name, `apps/${name}`)),
-      project('e2e', '.'),
-    ],
+    projects: [...libs.map((name) => project(name, `libs/${name}`)), ...apps.map((name) => project(name, `apps/${name}`)), project('e2e', '.')],
   },
 });

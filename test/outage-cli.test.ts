@@ -85,7 +85,12 @@ async function crashServer(): Promise<void> {
  * Runs a CLI against the server, kills the server once `killWhen` shows on stderr, restarts it
  * (same store, same port) once `restartWhen` shows on stdout, then runs `sync` on the journals.
  */
-async function trainThroughOutage(script: string, args: string[], killWhen: RegExp, restartWhen: RegExp): Promise<{ code: number | null; stdout: string; stderr: string; run: Run; client: MlflowClient }> {
+async function trainThroughOutage(
+  script: string,
+  args: string[],
+  killWhen: RegExp,
+  restartWhen: RegExp,
+): Promise<{ code: number | null; stdout: string; stderr: string; run: Run; client: MlflowClient }> {
   const cli = startCli(script, [...args, '--tracking-uri', server.uri]);
   await cli.waitFor('stderr', killWhen);
   await crashServer();
@@ -144,7 +149,10 @@ describe('an MLflow outage mid-run', () => {
     expect(stdout).toContain('fine-tuning finished after 40/40 steps');
     expect(stdout).toMatch(/^test F1: /m);
     const checkpoints = /^checkpoints:\s+(\S+)/m.exec(stdout)![1];
-    expect(readdirSync(checkpoints).some((name) => /40/.test(name)), `final checkpoint in ${checkpoints}: ${readdirSync(checkpoints).join(', ')}`).toBe(true);
+    expect(
+      readdirSync(checkpoints).some((name) => /40/.test(name)),
+      `final checkpoint in ${checkpoints}: ${readdirSync(checkpoints).join(', ')}`,
+    ).toBe(true);
 
     expect(run.info.status).toBe('FINISHED');
     expect(run.metrics.find((m) => m.key === 'test_f1')?.value).toBeGreaterThanOrEqual(0);

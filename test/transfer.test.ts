@@ -56,7 +56,18 @@ afterAll(async () => {
 describe('pretrain -> MLflow -> fine-tune', () => {
   it('fine-tunes from a pretrained encoder fetched by runs:/ URI and keeps the lineage', async () => {
     const tiny = ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'train.maxSteps=3'];
-    const pre = await cli(PRETRAIN, ['moco', '--data', crops, '--out', join(work, 'pre'), '--tracking-uri', server.uri, '--experiment', 'transfer-e2e', ...tiny.flatMap((s) => ['--set', s])]);
+    const pre = await cli(PRETRAIN, [
+      'moco',
+      '--data',
+      crops,
+      '--out',
+      join(work, 'pre'),
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'transfer-e2e',
+      ...tiny.flatMap((s) => ['--set', s]),
+    ]);
     expect(pre.code, pre.stderr).toBe(0);
     const pretrainRunId = /runs:\/([0-9a-f]+)\/encoder/.exec(pre.stdout)![1];
 
@@ -76,7 +87,21 @@ describe('pretrain -> MLflow -> fine-tune', () => {
       }),
     );
     const out = join(work, 'fine');
-    const fine = await cli(FINETUNE, ['urisc', '--config', config, '--data', urisc, '--encoder', `runs:/${pretrainRunId}/encoder`, '--out', out, '--tracking-uri', server.uri, '--experiment', 'transfer-e2e']);
+    const fine = await cli(FINETUNE, [
+      'urisc',
+      '--config',
+      config,
+      '--data',
+      urisc,
+      '--encoder',
+      `runs:/${pretrainRunId}/encoder`,
+      '--out',
+      out,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'transfer-e2e',
+    ]);
     expect(fine.code, fine.stderr).toBe(0);
 
     const experiment = await client.getExperimentByName('transfer-e2e');
@@ -95,7 +120,15 @@ describe('pretrain -> MLflow -> fine-tune', () => {
     const predict = await cli(FINETUNE, ['predict', join(urisc, 'imgs', 'Track1', 'test'), '--model', out, '--out', predictions]);
     expect(predict.code, predict.stderr).toBe(0);
     expect(readdirSync(predictions).filter((f) => f.endsWith('.png'))).toHaveLength(1);
-    const score = await cli(FINETUNE, ['score', '--pred', predictions, '--labels', join(urisc, 'label', 'Track1', 'test'), '--json', join(work, 'scores.json')]);
+    const score = await cli(FINETUNE, [
+      'score',
+      '--pred',
+      predictions,
+      '--labels',
+      join(urisc, 'label', 'Track1', 'test'),
+      '--json',
+      join(work, 'scores.json'),
+    ]);
     expect(score.code, score.stderr).toBe(0);
     const scored = Number(/official U-RISC F1 \(mean over 1 images\): (\d\.\d+)/.exec(score.stdout)?.[1]);
     expect(scored).toBeCloseTo(testF1!.value, 3);

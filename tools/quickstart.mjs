@@ -13,8 +13,14 @@ const experiment = process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-quickstart';
 const extra = (name) => (process.env[name] ? process.env[name].split(' ').filter(Boolean) : []);
 
 const steps = [
-  ['1/4 pretrain (MoCoV2, quick config)', ['apps/pretrain/dist/main.js', 'moco', '--experiment', experiment, '--probe', 'embedded', ...extra('EMSEG_QUICKSTART_PRETRAIN')]],
-  ['2/4 fine-tune (U-Net from the pretrained encoder)', ['apps/finetune/dist/main.js', 'urisc', '--experiment', experiment, '--encoder', 'latest-pretrain', ...extra('EMSEG_QUICKSTART_FINETUNE')]],
+  [
+    '1/4 pretrain (MoCoV2, quick config)',
+    ['apps/pretrain/dist/main.js', 'moco', '--experiment', experiment, '--probe', 'embedded', ...extra('EMSEG_QUICKSTART_PRETRAIN')],
+  ],
+  [
+    '2/4 fine-tune (U-Net from the pretrained encoder)',
+    ['apps/finetune/dist/main.js', 'urisc', '--experiment', experiment, '--encoder', 'latest-pretrain', ...extra('EMSEG_QUICKSTART_FINETUNE')],
+  ],
   ['3/4 predict the test images (blended tiles)', ['apps/finetune/dist/main.js', 'predict']],
   ['4/4 score with the official U-RISC F1', ['apps/finetune/dist/main.js', 'score', '--json', join(root, '.emseg', 'quickstart-scores.json')]],
 ];

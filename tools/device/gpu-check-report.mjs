@@ -59,7 +59,9 @@ if (existsSync(join(dir, 'vitest.json'))) {
       failed: v.numFailedTests,
       skipped: v.numPendingTests + (v.numTodoTests ?? 0),
       total: v.numTotalTests,
-      failures: v.testResults.flatMap((f) => f.assertionResults.filter((a) => a.status === 'failed').map((a) => `${f.name.replace(/^.*?\/(libs|apps)\//, '$1/')}: ${a.fullName}`)).slice(0, 20),
+      failures: v.testResults
+        .flatMap((f) => f.assertionResults.filter((a) => a.status === 'failed').map((a) => `${f.name.replace(/^.*?\/(libs|apps)\//, '$1/')}: ${a.fullName}`))
+        .slice(0, 20),
     };
   } catch {}
 }

@@ -85,7 +85,15 @@ if (encoder === null) {
   const pretrainOut = join(outDir, 'pretrain');
   const started = Date.now();
   const code = await run('pretrain (MoCoV2, quick)', [
-    PRETRAIN, 'moco', '--out', pretrainOut, '--experiment', opts.experiment, '--run-name', `transfer-pretrain-${stamp}`, ...tracking,
+    PRETRAIN,
+    'moco',
+    '--out',
+    pretrainOut,
+    '--experiment',
+    opts.experiment,
+    '--run-name',
+    `transfer-pretrain-${stamp}`,
+    ...tracking,
     ...opts['pretrain-set'].flatMap((s) => ['--set', s]),
   ]);
   pretrainSeconds = (Date.now() - started) / 1000;
@@ -107,7 +115,17 @@ for (const arm of arms) {
   arm.out = join(outDir, `finetune-${arm.name}`);
   const started = Date.now();
   arm.code = await run(`fine-tune from ${arm.name}`, [
-    FINETUNE, 'urisc', '--encoder', arm.encoder, '--out', arm.out, '--experiment', opts.experiment, '--run-name', `transfer-${arm.name}-${stamp}`, ...tracking,
+    FINETUNE,
+    'urisc',
+    '--encoder',
+    arm.encoder,
+    '--out',
+    arm.out,
+    '--experiment',
+    opts.experiment,
+    '--run-name',
+    `transfer-${arm.name}-${stamp}`,
+    ...tracking,
     ...finetuneSets.flatMap((s) => ['--set', s]),
   ]);
   arm.seconds = (Date.now() - started) / 1000;
@@ -136,8 +154,21 @@ const summary = {
   experiment: opts.experiment,
   encoder,
   pretrainSeconds,
-  finetune: cfg ? { architecture: cfg.model.architecture, steps: cfg.train.steps, batchSize: cfg.train.batchSize, patchSize: cfg.patches.size, seed: cfg.train.seed } : null,
-  arms: arms.map((a) => ({ name: a.name, encoder: a.encoder, exitCode: a.code, seconds: a.seconds, valF1: a.validation?.f1 ?? null, valBestThresholdF1: a.validation?.bestF1 ?? null, testF1: a.test?.meanF1 ?? null, testPrecision: a.test?.meanPrecision ?? null, testRecall: a.test?.meanRecall ?? null, outDir: a.out })),
+  finetune: cfg
+    ? { architecture: cfg.model.architecture, steps: cfg.train.steps, batchSize: cfg.train.batchSize, patchSize: cfg.patches.size, seed: cfg.train.seed }
+    : null,
+  arms: arms.map((a) => ({
+    name: a.name,
+    encoder: a.encoder,
+    exitCode: a.code,
+    seconds: a.seconds,
+    valF1: a.validation?.f1 ?? null,
+    valBestThresholdF1: a.validation?.bestF1 ?? null,
+    testF1: a.test?.meanF1 ?? null,
+    testPrecision: a.test?.meanPrecision ?? null,
+    testRecall: a.test?.meanRecall ?? null,
+    outDir: a.out,
+  })),
   totalSeconds: (Date.now() - t0) / 1000,
 };
 const summaryFile = join(outDir, 'summary.json');

@@ -71,7 +71,10 @@ export function cudaPins() {
   if (!existsSync(meta)) {
     // the addon was built from another cache (EMSEG_CACHE_DIR changed): the pins of the known version
     if (KNOWN_PINS[WHEEL_VERSION]) return KNOWN_PINS[WHEEL_VERSION];
-    throw new SetupError(`${meta} is missing (the TensorFlow GPU library was cached by an older setup)`, `remove ${libTensorFlowDir('gpu')} and node_modules/${GPU_PKG}, then rerun \`npm run setup -- --gpu\``);
+    throw new SetupError(
+      `${meta} is missing (the TensorFlow GPU library was cached by an older setup)`,
+      `remove ${libTensorFlowDir('gpu')} and node_modules/${GPU_PKG}, then rerun \`npm run setup -- --gpu\``,
+    );
   }
   const pins = {};
   for (const line of readFileSync(meta, 'utf8').split('\n')) {
@@ -126,7 +129,9 @@ export async function ensureCudaWheels() {
       });
       const downloadSeconds = (Date.now() - t0) / 1000;
       const downloadBytes = readdirSync(join(tmp, 'wheels')).reduce((s, f) => s + statSync(join(tmp, 'wheels', f)).size, 0);
-      run(python, ['-c', UNPACK, tmp], { fix: `the disk may be full (the CUDA wheels need ~2.8 GB in ${dir}); free space and rerun \`npm run setup -- --gpu\`` });
+      run(python, ['-c', UNPACK, tmp], {
+        fix: `the disk may be full (the CUDA wheels need ~2.8 GB in ${dir}); free space and rerun \`npm run setup -- --gpu\``,
+      });
       rmSync(join(tmp, 'wheels'), { recursive: true, force: true });
       writeAtomic(join(tmp, 'emseg-cuda.json'), `${JSON.stringify({ tensorflow: WHEEL_VERSION, wheels: pins, downloadBytes, downloadSeconds }, null, 2)}\n`);
       rmSync(dir, { recursive: true, force: true });
@@ -152,7 +157,9 @@ export async function linkCachedCuda() {
 
 /** deps/nvidia (and, for a loader that resolves $ORIGIN through symlinks, the cached lib's ../nvidia). */
 function linkCuda(dir) {
-  const missing = ['cuda_runtime/lib/libcudart.so.12', 'cudnn/lib/libcudnn.so.9', 'cublas/lib/libcublas.so.12'].filter((f) => !existsSync(join(dir, 'nvidia', f)));
+  const missing = ['cuda_runtime/lib/libcudart.so.12', 'cudnn/lib/libcudnn.so.9', 'cublas/lib/libcublas.so.12'].filter(
+    (f) => !existsSync(join(dir, 'nvidia', f)),
+  );
   if (missing.length) throw new SetupError(`the cached CUDA wheels in ${dir} lack ${missing.join(', ')}`, `remove ${dir} and rerun \`npm run setup -- --gpu\``);
   const pkgDir = packageDir(GPU_PKG);
   for (const link of [join(pkgDir, 'deps', 'nvidia'), join(libTensorFlowDir('gpu'), 'nvidia')]) {
@@ -171,17 +178,29 @@ export async function checkGpuPlacement() {
 const tf = require(${JSON.stringify(GPU_PKG)});
 const y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])).dataSync()[0];
 console.log(JSON.stringify({ gpu: tf.backend().binding.isUsingGpuDevice(), y }));`;
-  const res = spawnSync(process.execPath, ['-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 300_000, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0' } });
+  const res = spawnSync(process.execPath, ['-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0' },
+  });
   const out = (res.stdout || '').trim().split('\n').pop();
   let r = null;
   try {
     r = JSON.parse(out);
   } catch {}
   if (res.status !== 0 || !r) {
-    throw new SetupError(`${GPU_PKG} failed on this GPU machine:\n${(res.stderr || '').slice(-3000)}`, `see TensorFlow's log above; rerun with a clean cache: remove ${cudaDir()} and rerun \`npm run setup -- --gpu\``);
+    throw new SetupError(
+      `${GPU_PKG} failed on this GPU machine:\n${(res.stderr || '').slice(-3000)}`,
+      `see TensorFlow's log above; rerun with a clean cache: remove ${cudaDir()} and rerun \`npm run setup -- --gpu\``,
+    );
   }
   if (!r.gpu) {
-    const why = (res.stderr || '').split('\n').filter((l) => /dlopen|Could not|Cannot|cuda|CUDA|cudnn|driver/i.test(l)).slice(-12).join('\n');
+    const why = (res.stderr || '')
+      .split('\n')
+      .filter((l) => /dlopen|Could not|Cannot|cuda|CUDA|cudnn|driver/i.test(l))
+      .slice(-12)
+      .join('\n');
     throw new SetupError(
       `TensorFlow sees no GPU although nvidia-smi lists one:\n${why || (res.stderr || '').slice(-2000)}`,
       'check the driver supports CUDA 12.5 (`nvidia-smi` shows "CUDA Version: 12.x", driver >= 525), that CUDA_VISIBLE_DEVICES does not hide it, and that the CUDA wheels were linked (rerun `npm run setup -- --gpu`)',

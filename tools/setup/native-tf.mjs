@@ -71,7 +71,10 @@ export async function ensureNativeTensorFlow(variant = 'cpu') {
   const v = VARIANTS[variant];
   const pkgDir = packageDir(v.pkg);
   if (!pkgDir) {
-    throw new SetupError(`${v.pkg} is not installed`, variant === 'cpu' ? 'run `npm install --ignore-scripts` first' : 'rerun `npm run setup -- --gpu` (it installs the package)');
+    throw new SetupError(
+      `${v.pkg} is not installed`,
+      variant === 'cpu' ? 'run `npm install --ignore-scripts` first' : 'rerun `npm run setup -- --gpu` (it installs the package)',
+    );
   }
   if (loads(v.pkg).ok) return 'already built';
 

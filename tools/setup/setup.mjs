@@ -45,12 +45,17 @@ try {
     const gpus = args.has('--no-gpu') ? [] : detectGpus();
     const wanted = !args.has('--no-gpu') && (args.has('--gpu') || args.has('--cuda') || gpus.length > 0 || existsSync(GPU_MARKER));
     if (wanted) {
-      const why = gpus.length ? `nvidia-smi: ${gpus[0]}${gpus.length > 1 ? ` (+${gpus.length - 1})` : ''}` : args.has('--gpu') || args.has('--cuda') ? 'asked for, no GPU visible' : 'kept from an earlier --gpu, no GPU visible';
+      const why = gpus.length
+        ? `nvidia-smi: ${gpus[0]}${gpus.length > 1 ? ` (+${gpus.length - 1})` : ''}`
+        : args.has('--gpu') || args.has('--cuda')
+          ? 'asked for, no GPU visible'
+          : 'kept from an earlier --gpu, no GPU visible';
       console.error(`[setup] GPU backend: ${why}`);
       await step('GPU npm package', ensureGpuPackage);
       await step('native TensorFlow, GPU build', ensureGpuAddon);
       if (gpus.length || args.has('--cuda')) await step('CUDA 12 / cuDNN 9 runtime wheels', ensureCudaWheels);
-      else if (!(await linkCachedCuda())) console.error('[setup] CUDA runtime wheels: skipped (no GPU visible; the GPU build runs on CPU without them). `--cuda` fetches them anyway (~1.9 GB).');
+      else if (!(await linkCachedCuda()))
+        console.error('[setup] CUDA runtime wheels: skipped (no GPU visible; the GPU build runs on CPU without them). `--cuda` fetches them anyway (~1.9 GB).');
       else console.error('[setup] CUDA runtime wheels: linked from the cache (no GPU visible, nothing downloaded)');
       if (gpus.length) await step('GPU check', checkGpuPlacement);
     }

@@ -10,10 +10,16 @@ const SOURCE = join(ROOT, 'libs', 'tf', 'native', 'stderr.c');
 const TARGET = join(ROOT, 'libs', 'tf', 'native', 'build', 'stderr.node');
 
 function nodeInclude() {
-  for (const dir of [join(dirname(process.execPath), '..', 'include', 'node'), process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include', 'node')]) {
+  for (const dir of [
+    join(dirname(process.execPath), '..', 'include', 'node'),
+    process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include', 'node'),
+  ]) {
     if (dir && existsSync(join(dir, 'node_api.h'))) return dir;
   }
-  throw new SetupError("Node's C headers (node_api.h) were not found", 'install the Node.js development headers (they ship with the official Node builds and the nodejs Debian package)');
+  throw new SetupError(
+    "Node's C headers (node_api.h) were not found",
+    'install the Node.js development headers (they ship with the official Node builds and the nodejs Debian package)',
+  );
 }
 
 export async function ensureStderrAddon() {
@@ -33,7 +39,10 @@ function build() {
   if (!existsSync(cached)) {
     mkdirSync(dirname(cached), { recursive: true });
     const tmp = `${cached}.tmp-${process.pid}`;
-    run(process.env.CC || 'cc', ['-O2', '-shared', '-fPIC', `-I${nodeInclude()}`, '-o', tmp, SOURCE], { quiet: true, fix: 'install a C compiler (`apt-get install -y build-essential`)' });
+    run(process.env.CC || 'cc', ['-O2', '-shared', '-fPIC', `-I${nodeInclude()}`, '-o', tmp, SOURCE], {
+      quiet: true,
+      fix: 'install a C compiler (`apt-get install -y build-essential`)',
+    });
     renameSync(tmp, cached);
     how = 'built';
   }

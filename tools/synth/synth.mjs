@@ -43,7 +43,13 @@ const seconds = () => Number(((performance.now() - started) / 1000).toFixed(2));
 try {
   if (argv.default) {
     const data = await ensureDefaultData();
-    console.log(JSON.stringify({ cached: !data.created, root: data.root, version: data.version, urisc: data.urisc.splits, crops: data.crops.root, seconds: seconds() }, null, 2));
+    console.log(
+      JSON.stringify(
+        { cached: !data.created, root: data.root, version: data.version, urisc: data.urisc.splits, crops: data.crops.root, seconds: seconds() },
+        null,
+        2,
+      ),
+    );
   } else {
     const out = resolve(argv.out);
     const size = argv.width !== undefined || argv.height !== undefined ? [argv.width ?? argv.size, argv.height ?? argv.size] : argv.size;
@@ -55,12 +61,18 @@ try {
       track: argv.track,
     });
     const uriscSeconds = seconds();
-    const crops = argv.crops > 0 ? await generateSyntheticCrops({ dir: join(out, 'crops'), seed: argv.seed + 1, count: argv.crops, size: argv['crop-size'] }) : null;
+    const crops =
+      argv.crops > 0 ? await generateSyntheticCrops({ dir: join(out, 'crops'), seed: argv.seed + 1, count: argv.crops, size: argv['crop-size'] }) : null;
     const fractions = Object.values(urisc.membraneFraction);
     console.log(
       JSON.stringify(
         {
-          urisc: { root: urisc.root, splits: urisc.splits, meanMembraneFraction: fractions.reduce((s, v) => s + v, 0) / Math.max(1, fractions.length), seconds: uriscSeconds },
+          urisc: {
+            root: urisc.root,
+            splits: urisc.splits,
+            meanMembraneFraction: fractions.reduce((s, v) => s + v, 0) / Math.max(1, fractions.length),
+            seconds: uriscSeconds,
+          },
           crops: crops && { root: crops.root, count: crops.count, size: crops.size, seconds: Number((seconds() - uriscSeconds).toFixed(2)) },
           seconds: seconds(),
         },

@@ -16,7 +16,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
-import { DataError, ensureDefaultData, labelToMask, readImage, readImageInfo, toFloatImage, type ImageInfo, type LabelPolarity, type Mask, type Rect } from '@emseg/data';
+import {
+  DataError,
+  ensureDefaultData,
+  labelToMask,
+  readImage,
+  readImageInfo,
+  toFloatImage,
+  type ImageInfo,
+  type LabelPolarity,
+  type Mask,
+  type Rect,
+} from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { backendTags, tf } from '@emseg/tf';
 import { MlflowClient, Tracker, type TrackedRun } from '@emseg/tracking';
@@ -159,10 +170,12 @@ async function locateModel(model: string | undefined, trackingUri: string | unde
     return runsUriResolver(new MlflowClient({ trackingUri: uri }), join(WORKSPACE, '.emseg', 'downloads'))(model);
   }
   if (model) {
-    if (!existsSync(model)) throw new Error(`${flag} ${model}: no such file or directory (a model directory, a fine-tuning run directory or runs:/<run_id>/model)`);
+    if (!existsSync(model))
+      throw new Error(`${flag} ${model}: no such file or directory (a model directory, a fine-tuning run directory or runs:/<run_id>/model)`);
     return model;
   }
-  if (!existsSync(LATEST_FINETUNE)) throw new Error(`no ${flag} given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass ${flag} DIR`);
+  if (!existsSync(LATEST_FINETUNE))
+    throw new Error(`no ${flag} given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass ${flag} DIR`);
   const latest = JSON.parse(readFileSync(LATEST_FINETUNE, 'utf8')) as { modelDir?: string };
   if (typeof latest.modelDir !== 'string') throw new Error(`${LATEST_FINETUNE}: expected {"modelDir": "..."} as written by finetune:urisc`);
   log(`model: the latest fine-tuning, ${latest.modelDir}`);
@@ -188,7 +201,14 @@ async function checkImage(path: string, flag: string): Promise<ImageInfo> {
 }
 
 /** Pixels sampled per class from the model's prediction of the whole image against the label. */
-async function sampledPixels(segmenter: Segmenter, entry: AttributionEntry, info: ImageInfo, settings: AttributionSettings, threshold: number, stop: GracefulStop): Promise<Array<{ x: number; y: number; cls: PixelClass }>> {
+async function sampledPixels(
+  segmenter: Segmenter,
+  entry: AttributionEntry,
+  info: ImageInfo,
+  settings: AttributionSettings,
+  threshold: number,
+  stop: GracefulStop,
+): Promise<Array<{ x: number; y: number; cls: PixelClass }>> {
   const saved = segmenter.loadedInfo!.inference;
   let inference: InferenceOptions = { ...saved, flipTta: false };
   if (info.width < saved.tileSize || info.height < saved.tileSize) {
@@ -196,7 +216,9 @@ async function sampledPixels(segmenter: Segmenter, entry: AttributionEntry, info
     if (!fit) throw new DataError(entry.image, `is ${info.width} x ${info.height} pixels`, `an image of at least ${TILE_MULTIPLE} x ${TILE_MULTIPLE} pixels`);
     inference = { ...inference, ...fit };
   }
-  log(`${entry.name}: predicting the whole image (${info.width} x ${info.height}, tiles ${inference.tileSize}) to sample true/false positives and false negatives at threshold ${threshold}`);
+  log(
+    `${entry.name}: predicting the whole image (${info.width} x ${info.height}, tiles ${inference.tileSize}) to sample true/false positives and false negatives at threshold ${threshold}`,
+  );
   const image = await readImage(entry.image);
   const probability = await predictImage(segmenter, image, inference, entry.image, undefined, stop);
   const predicted: Mask = { width: info.width, height: info.height, data: Uint8Array.from(probability, (p) => (p >= threshold ? 1 : 0)) };
@@ -204,7 +226,9 @@ async function sampledPixels(segmenter: Segmenter, entry: AttributionEntry, info
   const truth = labelToMask(label, settings.polarity, label.bitDepth === 16 ? 32768 : 128);
   const picked = samplePixels(predicted, truth, entry.perClass, settings.seed);
   const counts = Object.fromEntries((['tp', 'fp', 'fn'] as const).map((c) => [c, picked.filter((p) => p.cls === c).length]));
-  log(`${entry.name}: sampled ${counts.tp} true positive, ${counts.fp} false positive, ${counts.fn} false negative pixel(s) (--per-class ${entry.perClass}, --seed ${settings.seed})`);
+  log(
+    `${entry.name}: sampled ${counts.tp} true positive, ${counts.fp} false positive, ${counts.fn} false negative pixel(s) (--per-class ${entry.perClass}, --seed ${settings.seed})`,
+  );
   return picked;
 }
 
@@ -214,17 +238,32 @@ const slug = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$
  * Attributes the pixels of one entry: loads its model, picks the pixels, runs IG per pixel in its
  * window, writes a heat map each. Stops between IG batches when `stop` is requested.
  */
-export async function attributeEntry(entry: AttributionEntry, settings: AttributionSettings, outDir: string, stop: GracefulStop, flags: { model: string; image: string; label: string }): Promise<EntryResult> {
+export async function attributeEntry(
+  entry: AttributionEntry,
+  settings: AttributionSettings,
+  outDir: string,
+  stop: GracefulStop,
+  flags: { model: string; image: string; label: string },
+): Promise<EntryResult> {
   const info = await checkImage(entry.image, flags.image);
   let labelInfo: ImageInfo | null = null;
   if (entry.label) {
     labelInfo = await checkImage(entry.label, flags.label);
-    if (labelInfo.width !== info.width || labelInfo.height !== info.height) throw new Error(`${flags.label} ${entry.label} is ${labelInfo.width} x ${labelInfo.height}, the image ${entry.image} ${info.width} x ${info.height}: they must be the same size`);
+    if (labelInfo.width !== info.width || labelInfo.height !== info.height)
+      throw new Error(
+        `${flags.label} ${entry.label} is ${labelInfo.width} x ${labelInfo.height}, the image ${entry.image} ${info.width} x ${info.height}: they must be the same size`,
+      );
   }
   const chosen = entry.pixels ? parsePixels(entry.pixels).map((p) => ({ ...p, cls: 'chosen' as const })) : null;
-  if (!chosen && !entry.label) throw new Error(`${entry.name}: name the pixels to attribute (--pixels "x,y;x,y") or give a label (--label) to sample true/false positives and false negatives`);
-  for (const p of chosen ?? []) if (p.x >= info.width || p.y >= info.height) throw new Error(`--pixels: (${p.x}, ${p.y}) is outside the ${info.width} x ${info.height} image ${entry.image}`);
-  if (!attributionWindow(0, 0, info.width, info.height, settings.window)) throw new DataError(entry.image, `is ${info.width} x ${info.height} pixels`, `an image of at least ${TILE_MULTIPLE} x ${TILE_MULTIPLE} pixels`);
+  if (!chosen && !entry.label)
+    throw new Error(
+      `${entry.name}: name the pixels to attribute (--pixels "x,y;x,y") or give a label (--label) to sample true/false positives and false negatives`,
+    );
+  for (const p of chosen ?? [])
+    if (p.x >= info.width || p.y >= info.height)
+      throw new Error(`--pixels: (${p.x}, ${p.y}) is outside the ${info.width} x ${info.height} image ${entry.image}`);
+  if (!attributionWindow(0, 0, info.width, info.height, settings.window))
+    throw new DataError(entry.image, `is ${info.width} x ${info.height} pixels`, `an image of at least ${TILE_MULTIPLE} x ${TILE_MULTIPLE} pixels`);
 
   const modelDir = await locateModel(entry.model, settings.trackingUri, flags.model);
   let segmenter: Segmenter;
@@ -236,7 +275,9 @@ export async function attributeEntry(entry: AttributionEntry, settings: Attribut
   try {
     const model = segmenter.loadedInfo!;
     const threshold = settings.threshold ?? model.threshold;
-    log(`${entry.name}: ${model.architecture} U-Net from ${modelDir} (step ${model.step}, validation F1 ${model.valF1?.toFixed(4) ?? 'n/a'}, threshold ${threshold})`);
+    log(
+      `${entry.name}: ${model.architecture} U-Net from ${modelDir} (step ${model.step}, validation F1 ${model.valF1?.toFixed(4) ?? 'n/a'}, threshold ${threshold})`,
+    );
     const pixels = chosen ?? (await sampledPixels(segmenter, entry, info, settings, threshold, stop));
     const records: PixelRecord[] = [];
     const heatmapDir = join(outDir, 'heatmaps', slug(entry.name));
@@ -256,7 +297,11 @@ export async function attributeEntry(entry: AttributionEntry, settings: Attribut
         const ly = p.y - rect.y;
         let ig;
         try {
-          ig = await integratedGradients(pixelTarget(segmenter, lx, ly, settings.target), window, baseline, rect.height, rect.width, { steps: settings.steps, batch: settings.batch, stop });
+          ig = await integratedGradients(pixelTarget(segmenter, lx, ly, settings.target), window, baseline, rect.height, rect.width, {
+            steps: settings.steps,
+            batch: settings.batch,
+            stop,
+          });
         } catch (err) {
           if (err instanceof AttributionStopped) {
             stopped = true;
@@ -269,7 +314,9 @@ export async function attributeEntry(entry: AttributionEntry, settings: Attribut
         const edgeMaxAbs = cutEdgeMax(field, rect, info.width, info.height);
         if (edgeMaxAbs > Math.min(...settings.ks)) cut++;
         const probability = windowProbability(segmenter, window, rect.width, rect.height);
-        const label = entry.label ? labelToMask(await readImage(entry.label, { region: rect }), settings.polarity, labelInfo!.bitDepth === 16 ? 32768 : 128).data : undefined;
+        const label = entry.label
+          ? labelToMask(await readImage(entry.label, { region: rect }), settings.polarity, labelInfo!.bitDepth === 16 ? 32768 : 128).data
+          : undefined;
         const heatmap = join(heatmapDir, `${p.cls}-x${p.x}-y${p.y}.png`);
         const difference = ig.target - ig.baselineTarget;
         const first = areas[0]!;
@@ -305,7 +352,10 @@ export async function attributeEntry(entry: AttributionEntry, settings: Attribut
     } finally {
       bar.done(stopped ? '(stopped)' : '');
     }
-    if (cut > 0) log(`warning: ${entry.name}: the attribution field of ${cut} of ${records.length} pixel(s) still exceeds k = ${Math.min(...settings.ks)} on the window's edge (column edge_max_abs): S_k undercounts there; use a larger --window (now ${settings.window})`);
+    if (cut > 0)
+      log(
+        `warning: ${entry.name}: the attribution field of ${cut} of ${records.length} pixel(s) still exceeds k = ${Math.min(...settings.ks)} on the window's edge (column edge_max_abs): S_k undercounts there; use a larger --window (now ${settings.window})`,
+      );
     return { entry, modelDir, modelRunId: model.mlflowRunId, records, summary: summarizeAreas(records, settings.ks), stopped };
   } finally {
     segmenter.dispose();
@@ -320,18 +370,57 @@ const csvCell = (v: unknown) => {
 /** Per-pixel rows, then per-class summary rows (pixel columns empty). */
 export function attributionsCsv(results: readonly EntryResult[], ks: readonly number[]): string {
   const kCols = ks.flatMap((k) => [`s_k${k}_px`, `s_k${k}_nm2`]);
-  const head = ['row', 'entry', 'class', 'x', 'y', 'window_x', 'window_y', 'window_w', 'window_h', 'probability', 'target', 'baseline_target', 'attribution_sum', 'completeness_error', 'max_abs', 'edge_max_abs', ...kCols, 'heatmap'];
+  const head = [
+    'row',
+    'entry',
+    'class',
+    'x',
+    'y',
+    'window_x',
+    'window_y',
+    'window_w',
+    'window_h',
+    'probability',
+    'target',
+    'baseline_target',
+    'attribution_sum',
+    'completeness_error',
+    'max_abs',
+    'edge_max_abs',
+    ...kCols,
+    'heatmap',
+  ];
   const rows = [head.join(',')];
   for (const r of results.flatMap((e) => e.records)) {
-    rows.push([
-      'pixel', r.entry, r.cls, r.x, r.y, r.window.x, r.window.y, r.window.width, r.window.height, r.probability, r.target, r.baselineTarget, r.attributionSum, r.completenessError, r.maxAbs, r.edgeMaxAbs,
-      ...r.areas.flatMap((a) => [a.pixels, a.nm2]),
-      r.heatmap,
-    ].map(csvCell).join(','));
+    rows.push(
+      [
+        'pixel',
+        r.entry,
+        r.cls,
+        r.x,
+        r.y,
+        r.window.x,
+        r.window.y,
+        r.window.width,
+        r.window.height,
+        r.probability,
+        r.target,
+        r.baselineTarget,
+        r.attributionSum,
+        r.completenessError,
+        r.maxAbs,
+        r.edgeMaxAbs,
+        ...r.areas.flatMap((a) => [a.pixels, a.nm2]),
+        r.heatmap,
+      ]
+        .map(csvCell)
+        .join(','),
+    );
   }
   rows.push('');
   rows.push(['row', 'entry', 'class', 'k', 'n', 'mean_px', 'mean_nm2', 'std_nm2'].join(','));
-  for (const e of results) for (const s of e.summary) rows.push(['class', e.entry.name, s.cls, s.k, s.n, s.meanPixels, s.meanNm2, s.stdNm2].map(csvCell).join(','));
+  for (const e of results)
+    for (const s of e.summary) rows.push(['class', e.entry.name, s.cls, s.k, s.n, s.meanPixels, s.meanNm2, s.stdNm2].map(csvCell).join(','));
   return `${rows.join('\n')}\n`;
 }
 
@@ -342,10 +431,14 @@ export function compareTable(results: readonly EntryResult[], ks: readonly numbe
   const rows: string[][] = [];
   for (const cls of classes) {
     for (const k of ks) {
-      rows.push([CLASS_NAMES[cls], String(k), ...results.map((e) => {
-        const s = e.summary.find((x) => x.cls === cls && x.k === k);
-        return s ? `${Math.round(s.meanNm2)} ± ${Math.round(s.stdNm2)} nm² (n ${s.n})` : '-';
-      })]);
+      rows.push([
+        CLASS_NAMES[cls],
+        String(k),
+        ...results.map((e) => {
+          const s = e.summary.find((x) => x.cls === cls && x.k === k);
+          return s ? `${Math.round(s.meanNm2)} ± ${Math.round(s.stdNm2)} nm² (n ${s.n})` : '-';
+        }),
+      ]);
     }
   }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -380,7 +473,8 @@ export function readCompareSpec(path: string, defaults: { pixelSize: number; per
     throw new Error(`--compare ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
   const list = Array.isArray(raw) ? raw : (raw as CompareSpec)?.entries;
-  if (!Array.isArray(list) || list.length < 2) throw new Error(`--compare ${path}: expected {"entries": [...]} with at least two {"name", "model", "image", "label"} entries`);
+  if (!Array.isArray(list) || list.length < 2)
+    throw new Error(`--compare ${path}: expected {"entries": [...]} with at least two {"name", "model", "image", "label"} entries`);
   const base = dirname(resolve(path));
   const at = (p: string | undefined) => (p === undefined ? undefined : p.startsWith('runs:') ? p : resolve(base, p));
   const names = new Set<string>();
@@ -400,7 +494,8 @@ export function readCompareSpec(path: string, defaults: { pixelSize: number; per
 }
 
 function checkArgs(a: AttributeArgs): void {
-  if (!(Number.isInteger(a.window) && a.window >= TILE_MULTIPLE && a.window % TILE_MULTIPLE === 0)) throw new Error(`--window must be a positive multiple of ${TILE_MULTIPLE} (the U-Net's input), got ${a.window}`);
+  if (!(Number.isInteger(a.window) && a.window >= TILE_MULTIPLE && a.window % TILE_MULTIPLE === 0))
+    throw new Error(`--window must be a positive multiple of ${TILE_MULTIPLE} (the U-Net's input), got ${a.window}`);
   if (!(Number.isInteger(a.steps) && a.steps >= 1)) throw new Error(`--steps must be a whole number >= 1, got ${a.steps}`);
   if (!(Number.isInteger(a.batch) && a.batch >= 1)) throw new Error(`--batch must be a whole number >= 1, got ${a.batch}`);
   if (!(Number.isInteger(a.perClass) && a.perClass >= 1)) throw new Error(`--per-class must be a whole number >= 1, got ${a.perClass}`);
@@ -408,7 +503,8 @@ function checkArgs(a: AttributeArgs): void {
   if (!(a.blurSigma > 0)) throw new Error(`--blur-sigma must be > 0 pixels, got ${a.blurSigma}`);
   if (a.threshold !== undefined && !(a.threshold >= 0 && a.threshold <= 1)) throw new Error(`--threshold must be a probability in [0, 1], got ${a.threshold}`);
   if (!Number.isInteger(a.seed) || a.seed < 1) throw new Error(`--seed must be a whole number >= 1, got ${a.seed}`);
-  if (a.compare && (a.image || a.model || a.label || a.pixels)) throw new Error('--compare takes models, images and labels from its spec file: drop --model/--image/--label/--pixels');
+  if (a.compare && (a.image || a.model || a.label || a.pixels))
+    throw new Error('--compare takes models, images and labels from its spec file: drop --model/--image/--label/--pixels');
   if (a.pixels) parsePixels(a.pixels);
 }
 
@@ -438,17 +534,30 @@ export async function attribute(args: AttributeArgs): Promise<number> {
   };
   const entries: AttributionEntry[] = args.compare
     ? readCompareSpec(args.compare, { pixelSize: args.pixelSize, perClass: args.perClass })
-    : [{ name: basename(args.image!, extname(args.image!)), model: args.model, image: args.image!, label: args.label, pixels: args.pixels, pixelSize: args.pixelSize, perClass: args.perClass }];
+    : [
+        {
+          name: basename(args.image!, extname(args.image!)),
+          model: args.model,
+          image: args.image!,
+          label: args.label,
+          pixels: args.pixels,
+          pixelSize: args.pixelSize,
+          perClass: args.perClass,
+        },
+      ];
   const out = resolve(args.out);
   await checkWritableFolder(out);
   for (const [i, e] of entries.entries()) {
     const flag = args.compare ? `--compare entries[${i}].` : '--';
     const info = await checkImage(e.image, `${flag}image`);
     if (e.label) await checkImage(e.label, `${flag}label`);
-    for (const p of e.pixels ? parsePixels(e.pixels, `${flag}pixels`) : []) if (p.x >= info.width || p.y >= info.height) throw new Error(`${flag}pixels: (${p.x}, ${p.y}) is outside the ${info.width} x ${info.height} image ${e.image}`);
+    for (const p of e.pixels ? parsePixels(e.pixels, `${flag}pixels`) : [])
+      if (p.x >= info.width || p.y >= info.height)
+        throw new Error(`${flag}pixels: (${p.x}, ${p.y}) is outside the ${info.width} x ${info.height} image ${e.image}`);
   }
 
-  const runName = args.runName ?? `attribution-${args.compare ? 'compare' : slug(entries[0].name)}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
+  const runName =
+    args.runName ?? `attribution-${args.compare ? 'compare' : slug(entries[0].name)}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   const run: TrackedRun = await Tracker.start({
     trackingUri: args.trackingUri,
     experiment: args.experiment,
@@ -457,19 +566,39 @@ export async function attribute(args: AttributeArgs): Promise<number> {
     description: `Integrated gradients (${args.steps} steps, ${args.baseline} baseline, ${args.target}) and attribution field S_k (k = ${ks.join(', ')}) of ${entries.map((e) => `${e.name} (${e.image})`).join(' vs ')}`,
     tags: { ...backendTags(), 'emseg.app': 'attribution', 'emseg.outDir': out },
     params: {
-      baseline: args.baseline, steps: args.steps, batch: args.batch, target: args.target, window: args.window, k: ks.join(','), seed: args.seed, polarity: args.polarity,
+      baseline: args.baseline,
+      steps: args.steps,
+      batch: args.batch,
+      target: args.target,
+      window: args.window,
+      k: ks.join(','),
+      seed: args.seed,
+      polarity: args.polarity,
       ...(args.baseline === 'blur' ? { blurSigma: args.blurSigma } : {}),
       ...(args.threshold !== undefined ? { threshold: args.threshold } : {}),
-      ...Object.fromEntries(entries.flatMap((e, i) => {
-        const p = entries.length === 1 ? '' : `entry${i}.`;
-        return [[`${p}name`, e.name], [`${p}image`, e.image], [`${p}label`, e.label ?? 'none'], [`${p}model`, e.model ?? 'latest'], [`${p}pixelSize`, e.pixelSize], [`${p}perClass`, e.pixels ? 'none' : e.perClass], [`${p}pixels`, e.pixels ?? 'sampled']];
-      })),
+      ...Object.fromEntries(
+        entries.flatMap((e, i) => {
+          const p = entries.length === 1 ? '' : `entry${i}.`;
+          return [
+            [`${p}name`, e.name],
+            [`${p}image`, e.image],
+            [`${p}label`, e.label ?? 'none'],
+            [`${p}model`, e.model ?? 'latest'],
+            [`${p}pixelSize`, e.pixelSize],
+            [`${p}perClass`, e.pixels ? 'none' : e.perClass],
+            [`${p}pixels`, e.pixels ?? 'sampled'],
+          ];
+        }),
+      ),
     },
   });
   log(`MLflow run ${run.id} in experiment "${args.experiment}" at ${run.client.trackingUri}`);
   let signals = 0;
   const stop = gracefulStop({
-    log: (m) => log(`\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the current integration batch; the pixels attributed so far are written and logged (send it again to exit at once)` : m}`),
+    log: (m) =>
+      log(
+        `\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the current integration batch; the pixels attributed so far are written and logged (send it again to exit at once)` : m}`,
+      ),
   });
   const results: EntryResult[] = [];
   try {
@@ -482,7 +611,12 @@ export async function attribute(args: AttributeArgs): Promise<number> {
       run.setTags({ [`emseg.${p}model`]: result.modelDir, ...(result.modelRunId ? { [`emseg.${p}model.runId`]: result.modelRunId } : {}) });
       const link = result.modelRunId ? await modelRunLink(run.client, result.modelRunId) : null;
       if (link) run.setTag(`emseg.${p}model.link`, link);
-      result.records.forEach((r, step) => run.logMetrics({ [`${p}pixel_completeness_error`]: r.completenessError, ...Object.fromEntries(r.areas.map((a) => [`${p}pixel_sk_nm2_k${a.k}`, a.nm2])) }, step));
+      result.records.forEach((r, step) =>
+        run.logMetrics(
+          { [`${p}pixel_completeness_error`]: r.completenessError, ...Object.fromEntries(r.areas.map((a) => [`${p}pixel_sk_nm2_k${a.k}`, a.nm2])) },
+          step,
+        ),
+      );
       run.logMetrics(summaryMetrics(result.summary, entries.length === 1 ? '' : `${slug(entry.name)}.`));
       if (result.stopped) break;
     }
@@ -493,7 +627,9 @@ export async function attribute(args: AttributeArgs): Promise<number> {
       settings: { ...settings, trackingUri: undefined },
       entries: results.map((r) => ({ ...r.entry, modelDir: r.modelDir, modelRunId: r.modelRunId, summary: r.summary, pixels: r.records, stopped: r.stopped })),
     });
-    const points: AreaPoint[] = records.flatMap((r) => r.areas.map((a) => ({ cls: CLASS_NAMES[r.cls], k: a.k, nm2: a.nm2, ...(args.compare ? { series: r.entry } : {}) })));
+    const points: AreaPoint[] = records.flatMap((r) =>
+      r.areas.map((a) => ({ cls: CLASS_NAMES[r.cls], k: a.k, nm2: a.nm2, ...(args.compare ? { series: r.entry } : {}) })),
+    );
     const figures: string[] = [];
     if (points.length > 0) {
       const title = `Attribution field S_k (${args.target}, ${args.steps} IG steps, ${args.baseline} baseline)`;
@@ -502,7 +638,10 @@ export async function attribute(args: AttributeArgs): Promise<number> {
     const table = compareTable(results, ks);
     if (args.compare) {
       await writeFileAtomic(join(out, 'compare.txt'), `${table}\n`);
-      await writeJsonAtomic(join(out, 'compare.json'), results.map((r) => ({ name: r.entry.name, pixelSize: r.entry.pixelSize, modelDir: r.modelDir, modelRunId: r.modelRunId, summary: r.summary })));
+      await writeJsonAtomic(
+        join(out, 'compare.json'),
+        results.map((r) => ({ name: r.entry.name, pixelSize: r.entry.pixelSize, modelDir: r.modelDir, modelRunId: r.modelRunId, summary: r.summary })),
+      );
     }
     await run.logArtifacts(out, '');
     const completeness = records.length ? Math.max(...records.map((r) => r.completenessError)) : NaN;

@@ -77,11 +77,19 @@ export function trapezoid(steps: number): { alphas: Float32Array; weights: Float
  *
  * @example const ig = await integratedGradients(pixelTarget(seg, 256, 256), window, blackBaseline(window), 512, 512, { steps: 50, batch: 4 });
  */
-export async function integratedGradients(target: TargetFn, input: Float32Array, baseline: Float32Array, height: number, width: number, options: IgOptions): Promise<IgResult> {
+export async function integratedGradients(
+  target: TargetFn,
+  input: Float32Array,
+  baseline: Float32Array,
+  height: number,
+  width: number,
+  options: IgOptions,
+): Promise<IgResult> {
   if (input.length !== height * width || baseline.length !== input.length) {
     throw new Error(`integrated gradients: input (${input.length}) and baseline (${baseline.length}) must both hold ${height} x ${width} values`);
   }
-  if (!(Number.isInteger(options.batch) && options.batch >= 1)) throw new Error(`integrated gradients: batch must be a whole number >= 1, got ${options.batch}`);
+  if (!(Number.isInteger(options.batch) && options.batch >= 1))
+    throw new Error(`integrated gradients: batch must be a whole number >= 1, got ${options.batch}`);
   const { alphas, weights } = trapezoid(options.steps);
   const x = tf.tensor4d(input, [1, height, width, 1]);
   const base = tf.tensor4d(baseline, [1, height, width, 1]);
@@ -134,7 +142,8 @@ export function pixelTarget(segmenter: Segmenter, x: number, y: number, kind: At
   return (images) => {
     // checked before any op runs: a throw inside tf.grad would leave the forward's tensors on its tape
     const [, h, w] = images.shape;
-    if (!(Number.isInteger(x) && Number.isInteger(y) && x >= 0 && y >= 0 && x < w && y < h)) throw new Error(`pixel (${x}, ${y}) is outside the ${w} x ${h} output`);
+    if (!(Number.isInteger(x) && Number.isInteger(y) && x >= 0 && y >= 0 && x < w && y < h))
+      throw new Error(`pixel (${x}, ${y}) is outside the ${w} x ${h} output`);
     return tf.tidy(() => {
       const logits = segmenter.forward(images, false);
       const value = logits.slice([0, y, x, 0], [-1, 1, 1, 1]).reshape([-1]) as Tensor1D;
@@ -151,7 +160,13 @@ export type BaselineKind = 'black' | 'mean' | 'blur';
  * (all zeros after normalisation, as the U-RISC paper's attribution); `blur`: a Gaussian-blurred copy
  * (sigma `blurSigma`, default 8 px) that keeps brightness but removes membranes.
  */
-export function makeBaseline(window: Float32Array, width: number, height: number, kind: BaselineKind, options: { mean?: number; blurSigma?: number } = {}): Float32Array {
+export function makeBaseline(
+  window: Float32Array,
+  width: number,
+  height: number,
+  kind: BaselineKind,
+  options: { mean?: number; blurSigma?: number } = {},
+): Float32Array {
   if (kind === 'black') return new Float32Array(window.length);
   if (kind === 'mean') return new Float32Array(window.length).fill(options.mean ?? 0.5);
   return gaussianBlur(window, width, height, options.blurSigma ?? 8);
@@ -268,7 +283,8 @@ export function samplePixels(predicted: Mask, truth: Mask, perClass: number, see
     }
   }
   const out: SampledPixel[] = [];
-  for (const cls of PIXEL_CLASSES) for (const i of [...reservoirs[cls]].sort((a, b) => a - b)) out.push({ x: i % predicted.width, y: Math.floor(i / predicted.width), cls });
+  for (const cls of PIXEL_CLASSES)
+    for (const i of [...reservoirs[cls]].sort((a, b) => a - b)) out.push({ x: i % predicted.width, y: Math.floor(i / predicted.width), cls });
   return out;
 }
 
@@ -288,7 +304,10 @@ export interface ClassSummary {
 }
 
 /** Mean and standard deviation of S_k (nm^2) per class and k. */
-export function summarizeAreas(records: ReadonlyArray<{ cls: PixelClass | 'chosen'; areas: readonly AttributionArea[] }>, ks: readonly number[]): ClassSummary[] {
+export function summarizeAreas(
+  records: ReadonlyArray<{ cls: PixelClass | 'chosen'; areas: readonly AttributionArea[] }>,
+  ks: readonly number[],
+): ClassSummary[] {
   const out: ClassSummary[] = [];
   const classes = [...new Set(records.map((r) => r.cls))];
   for (const cls of classes) {

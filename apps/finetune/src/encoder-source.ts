@@ -90,10 +90,15 @@ export async function resolveEncoder(ref: string | null, options: ResolveEncoder
   const recordFile = ref === 'latest-pretrain' ? (options.latestPretrain ?? LATEST_PRETRAIN) : ref.endsWith('.json') ? ref : null;
   if (recordFile !== null) {
     const file = recordFile;
-    if (ref !== 'latest-pretrain' && !existsSync(file)) throw new Error(`--encoder ${ref}: no such file; expected a latest.json written by pretrain:moco, a bundle directory, runs:/<run_id>/encoder, "latest-pretrain" or "random"`);
+    if (ref !== 'latest-pretrain' && !existsSync(file))
+      throw new Error(
+        `--encoder ${ref}: no such file; expected a latest.json written by pretrain:moco, a bundle directory, runs:/<run_id>/encoder, "latest-pretrain" or "random"`,
+      );
     const latest = readLatestPretrain(file);
     if (latest === null) {
-      log(`encoder: no finished pretraining recorded in ${file}; using a randomly initialised ${options.architecture} (run \`nx run pretrain:moco\` first to start from a pretrained encoder)`);
+      log(
+        `encoder: no finished pretraining recorded in ${file}; using a randomly initialised ${options.architecture} (run \`nx run pretrain:moco\` first to start from a pretrained encoder)`,
+      );
       return randomEncoder(options);
     }
     runId = latest.runId;

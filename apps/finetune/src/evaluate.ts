@@ -7,14 +7,7 @@
 import { join } from 'node:path';
 import type { LabeledImages } from '@emseg/data';
 import { writeFileAtomic } from '@emseg/fs';
-import {
-  bestThresholdF1,
-  defaultThresholds,
-  pixelScores,
-  readGrey8,
-  uriscF1,
-  type GreyImage as EvalGreyImage,
-} from '@emseg/evaluation';
+import { bestThresholdF1, defaultThresholds, pixelScores, readGrey8, uriscF1, type GreyImage as EvalGreyImage } from '@emseg/evaluation';
 import { membraneFraction, predictImage, submissionProblem, toSubmission, type InferenceOptions } from './inference.js';
 import { centreCrop, overlayPng } from './overlay.js';
 import type { Segmenter } from './segmenter.js';

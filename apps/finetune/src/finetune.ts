@@ -185,7 +185,13 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
     start: async (startStep) => {
       frozen = freezingAt(cfg, startStep);
       segmenter.net.freezeEncoder(frozen);
-      await opts.listener?.start?.({ trainImages: opts.train.length, validationImages: validation?.size ?? 0, batchesPerEpoch: perEpoch, totalSteps, startStep });
+      await opts.listener?.start?.({
+        trainImages: opts.train.length,
+        validationImages: validation?.size ?? 0,
+        batchesPerEpoch: perEpoch,
+        totalSteps,
+        startStep,
+      });
     },
     step: (batch, step) => {
       if (freezingAt(cfg, step) !== frozen) {
@@ -200,7 +206,10 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
       const tensors: Record<string, Tensor> = {};
       for (const [name, v] of Object.entries(segmenter.variables())) tensors[`model/${name}`] = v;
       for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
-      return { tensors, state: { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model: info(step, validatedF1(step)) } };
+      return {
+        tensors,
+        state: { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model: info(step, validatedF1(step)) },
+      };
     },
     restore: (ck) => restore(segmenter, optimizer, ck, cfg),
     evaluate:
@@ -211,7 +220,10 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
               inference: inferenceOptions(inference),
               threshold: inference.threshold,
               maxMembraneFraction: cfg.data.maxMembraneFraction,
-              overlays: overlayCount > 0 ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) } : undefined,
+              overlays:
+                overlayCount > 0
+                  ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) }
+                  : undefined,
             });
             lastEvaluation = evaluation;
             lastEvaluatedStep = step;
@@ -275,7 +287,9 @@ function trainOnBatch(segmenter: Segmenter, batch: PatchBatch, loss: ReturnType<
 function restore(segmenter: Segmenter, optimizer: Adam, ck: Checkpoint<CheckpointState>, cfg: FinetuneConfig): void {
   const { dir } = ck;
   if (ck.state.architecture !== segmenter.architecture) {
-    throw new Error(`checkpoint ${dir} is a ${ck.state.architecture} U-Net, but this run builds a ${segmenter.architecture} one (model.architecture / --encoder must match the interrupted run)`);
+    throw new Error(
+      `checkpoint ${dir} is a ${ck.state.architecture} U-Net, but this run builds a ${segmenter.architecture} one (model.architecture / --encoder must match the interrupted run)`,
+    );
   }
   for (const [name, v] of Object.entries(segmenter.variables())) {
     const t = ck.tensors[`model/${name}`];
@@ -283,7 +297,11 @@ function restore(segmenter: Segmenter, optimizer: Adam, ck: Checkpoint<Checkpoin
     if (!tf.util.arraysEqual(t.shape, v.shape)) throw new Error(`checkpoint ${dir}: model/${name} has shape [${t.shape}], the model expects [${v.shape}]`);
     v.assign(t);
   }
-  const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
+  const slots = Object.fromEntries(
+    Object.entries(ck.tensors)
+      .filter(([k]) => k.startsWith('optimizer/'))
+      .map(([k, t]) => [k.slice('optimizer/'.length), t]),
+  );
   optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
   if (ck.step > cfg.train.steps) process.stderr.write(`--resume: checkpoint step ${ck.step} is past train.steps ${cfg.train.steps}; nothing left to train\n`);
 }

@@ -42,8 +42,10 @@ export class PredictionStopped extends Error {
  */
 export function inferenceProblem(options: InferenceOptions, flag: (name: 'tileSize' | 'overlap' | 'batchSize') => string = cliFlag): string | null {
   const { tileSize, overlap, batchSize } = options;
-  if (!(Number.isInteger(tileSize) && tileSize >= TILE_MULTIPLE && tileSize % TILE_MULTIPLE === 0)) return `${flag('tileSize')} must be a positive multiple of ${TILE_MULTIPLE} (the U-Net's input), got ${tileSize}`;
-  if (!(Number.isInteger(overlap) && overlap >= 0 && overlap < tileSize)) return `${flag('overlap')} must be a whole number in [0, tile size ${tileSize}), got ${overlap}`;
+  if (!(Number.isInteger(tileSize) && tileSize >= TILE_MULTIPLE && tileSize % TILE_MULTIPLE === 0))
+    return `${flag('tileSize')} must be a positive multiple of ${TILE_MULTIPLE} (the U-Net's input), got ${tileSize}`;
+  if (!(Number.isInteger(overlap) && overlap >= 0 && overlap < tileSize))
+    return `${flag('overlap')} must be a whole number in [0, tile size ${tileSize}), got ${overlap}`;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) return `${flag('batchSize')} must be a positive whole number of tiles, got ${batchSize}`;
   return null;
 }
@@ -67,7 +69,13 @@ export function fittingTiling(side: number, overlap: number): { tileSize: number
  * Refuses an image smaller than the tile, naming it and options that do fit, spelled by `option`
  * (default: the predict flags, `--tile-size 64 --overlap 32`; the overlap only when it must change).
  */
-export function checkTileFits(path: string, width: number, height: number, options: Pick<InferenceOptions, 'tileSize' | 'overlap'>, option: (name: 'tileSize' | 'overlap', value: number) => string = (n, v) => `${cliFlag(n)} ${v}`): void {
+export function checkTileFits(
+  path: string,
+  width: number,
+  height: number,
+  options: Pick<InferenceOptions, 'tileSize' | 'overlap'>,
+  option: (name: 'tileSize' | 'overlap', value: number) => string = (n, v) => `${cliFlag(n)} ${v}`,
+): void {
   const { tileSize, overlap } = options;
   if (width >= tileSize && height >= tileSize) return;
   const fit = fittingTiling(Math.min(width, height), overlap);
@@ -96,16 +104,20 @@ export async function predictImage(
   const { tileSize } = options;
   checkTileFits(name, image.width, image.height, options);
   let done = 0;
-  return predictTiled(image, { tileSize, overlap: options.overlap, padding: options.padding, window: options.window, batchSize: options.batchSize }, async (batch, count) => {
-    if (stop) {
-      await yieldToEventLoop();
-      if (stop.requested) throw new PredictionStopped(name);
-    }
-    const out = segmenter.probabilities(batch, count, tileSize, options.flipTta);
-    done += count;
-    onTiles?.(done);
-    return out;
-  });
+  return predictTiled(
+    image,
+    { tileSize, overlap: options.overlap, padding: options.padding, window: options.window, batchSize: options.batchSize },
+    async (batch, count) => {
+      if (stop) {
+        await yieldToEventLoop();
+        if (stop.requested) throw new PredictionStopped(name);
+      }
+      const out = segmenter.probabilities(batch, count, tileSize, options.flipTta);
+      done += count;
+      onTiles?.(done);
+      return out;
+    },
+  );
 }
 
 /** Number of tiles predictImage runs for a width x height image (for progress bars). */

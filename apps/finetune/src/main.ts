@@ -31,10 +31,20 @@ async function main(): Promise<void> {
       (y) =>
         y
           .option('config', { type: 'string', default: DEFAULT_CONFIG, describe: 'run configuration (JSON; see configs/finetune/: quick, track1, track2)' })
-          .option('data', { type: 'string', describe: 'U-RISC release root (imgs/<track>/{train,val,test}, label/<track>/...); default: the embedded synthetic data' })
-          .option('encoder', { type: 'string', describe: 'encoder bundle directory, runs:/<run_id>/encoder, the latest.json of a pretraining, "latest-pretrain" (the newest default pretraining) or "random" (default: model.encoder of the config)' })
+          .option('data', {
+            type: 'string',
+            describe: 'U-RISC release root (imgs/<track>/{train,val,test}, label/<track>/...); default: the embedded synthetic data',
+          })
+          .option('encoder', {
+            type: 'string',
+            describe:
+              'encoder bundle directory, runs:/<run_id>/encoder, the latest.json of a pretraining, "latest-pretrain" (the newest default pretraining) or "random" (default: model.encoder of the config)',
+          })
           .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value, e.g. --set train.steps=500 (repeatable)' })
-          .option('out', { type: 'string', describe: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)' })
+          .option('out', {
+            type: 'string',
+            describe: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)',
+          })
           .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out from its newest checkpoint' })
           .option('overwrite', { type: 'boolean', default: false, describe: 'clear the run in --out and start over (a used --out is refused otherwise)' })
           .option('latest', { type: 'string', describe: 'record the finished run here for `predict` (default: latest.json beside the run folder)' })
@@ -63,16 +73,34 @@ async function main(): Promise<void> {
       'predict whole images in blended tiles: 16-bit probability maps and binary U-RISC submissions (membrane black = 0)',
       (y) =>
         y
-          .positional('inputs', { type: 'string', array: true, default: [] as string[], describe: 'image files and/or folders (default: the embedded synthetic test images)' })
-          .option('model', { type: 'string', describe: 'model directory, a fine-tuning run directory or runs:/<run_id>/model (default: the latest fine-tuning)' })
-          .option('out', { type: 'string', default: DEFAULT_PREDICTIONS, describe: 'output folder: <stem>.png submissions, probability/<stem>.png maps; must not hold any input, and is created and checked writable before predicting' })
+          .positional('inputs', {
+            type: 'string',
+            array: true,
+            default: [] as string[],
+            describe: 'image files and/or folders (default: the embedded synthetic test images)',
+          })
+          .option('model', {
+            type: 'string',
+            describe: 'model directory, a fine-tuning run directory or runs:/<run_id>/model (default: the latest fine-tuning)',
+          })
+          .option('out', {
+            type: 'string',
+            default: DEFAULT_PREDICTIONS,
+            describe:
+              'output folder: <stem>.png submissions, probability/<stem>.png maps; must not hold any input, and is created and checked writable before predicting',
+          })
           .option('tile-size', { type: 'number', describe: 'tile edge, a multiple of 32 (default: as validated)' })
           .option('overlap', { type: 'number', describe: 'pixels shared by neighbouring tiles (default: as validated)' })
           .option('window', { type: 'string', choices: ['gaussian', 'linear', 'uniform'] as const, describe: 'tile blending window (default: as validated)' })
           .option('batch-size', { type: 'number', describe: 'tiles per forward pass' })
           .option('tta', { type: 'boolean', describe: 'average the four flips of every tile (--no-tta to disable)' })
           .option('threshold', { type: 'number', describe: 'membrane where probability >= threshold (default: as validated)' })
-          .option('probability', { type: 'string', choices: ['png', 'tiff', 'none'] as const, default: 'png' as const, describe: 'probability map format (16-bit)' })
+          .option('probability', {
+            type: 'string',
+            choices: ['png', 'tiff', 'none'] as const,
+            default: 'png' as const,
+            describe: 'probability map format (16-bit)',
+          })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server for a runs:/ --model' })
           .example('$0 predict data/imgs/Track1/test --out out/test --tta', 'a submission folder for the test images')
           .example('$0 predict big.png --model .emseg/runs/finetune/r1 --tile-size 1024 --overlap 512', 'one 10k x 10k image')
@@ -104,36 +132,91 @@ async function main(): Promise<void> {
       'integrated gradients of the output at chosen or sampled pixels (true/false positives, false negatives) and the attribution field S_k of the U-RISC paper: heat maps, tables, box plot, an MLflow run',
       (y) =>
         y
-          .option('model', { type: 'string', describe: 'model directory, a fine-tuning run directory or runs:/<run_id>/model (default: the latest fine-tuning)' })
-          .option('image', { type: 'string', describe: 'the EM image (PNG/TIFF, 8- or 16-bit); only each window is read for the attribution (default: the embedded synthetic test image and its label)' })
-          .option('label', { type: 'string', describe: 'its label: pixels are then sampled per class from the model\'s thresholded prediction' })
+          .option('model', {
+            type: 'string',
+            describe: 'model directory, a fine-tuning run directory or runs:/<run_id>/model (default: the latest fine-tuning)',
+          })
+          .option('image', {
+            type: 'string',
+            describe:
+              'the EM image (PNG/TIFF, 8- or 16-bit); only each window is read for the attribution (default: the embedded synthetic test image and its label)',
+          })
+          .option('label', { type: 'string', describe: "its label: pixels are then sampled per class from the model's thresholded prediction" })
           .option('pixels', { type: 'string', describe: 'pixels to attribute, "x,y;x,y" (instead of sampling)' })
           .option('per-class', { type: 'number', default: 10, describe: 'pixels sampled per class (true positive, false positive, false negative)' })
           .option('seed', { type: 'number', default: 1, describe: 'seed of the pixel sampling' })
-          .option('polarity', { type: 'string', choices: ['black-foreground', 'white-foreground'] as const, default: 'black-foreground' as const, describe: 'label polarity (U-RISC: membrane black)' })
-          .option('threshold', { type: 'number', describe: 'membrane where probability >= threshold, for sampling (default: the model\'s validated threshold)' })
-          .option('baseline', { type: 'string', choices: ['mean', 'black', 'blur'] as const, default: 'mean' as const, describe: 'IG baseline x\': mean = zero in the model\'s normalised space (the paper\'s), black = grey 0, blur = Gaussian-blurred copy' })
+          .option('polarity', {
+            type: 'string',
+            choices: ['black-foreground', 'white-foreground'] as const,
+            default: 'black-foreground' as const,
+            describe: 'label polarity (U-RISC: membrane black)',
+          })
+          .option('threshold', { type: 'number', describe: "membrane where probability >= threshold, for sampling (default: the model's validated threshold)" })
+          .option('baseline', {
+            type: 'string',
+            choices: ['mean', 'black', 'blur'] as const,
+            default: 'mean' as const,
+            describe: "IG baseline x': mean = zero in the model's normalised space (the paper's), black = grey 0, blur = Gaussian-blurred copy",
+          })
           .option('blur-sigma', { type: 'number', default: 8, describe: 'Gaussian sigma in pixels of --baseline blur' })
           .option('steps', { type: 'number', default: 50, describe: 'intervals of the path integral (trapezoid rule; the paper used 100)' })
           .option('batch', { type: 'number', default: 4, describe: 'interpolated images per forward/backward pass (memory)' })
-          .option('target', { type: 'string', choices: ['logit', 'probability'] as const, default: 'logit' as const, describe: 'what is attributed: the pixel\'s membrane logit or probability' })
-          .option('window', { type: 'number', default: 512, describe: 'attribution window around each pixel, a multiple of 32 (shifted inside the image at its borders); 512 holds the part of the field above k = 0.01 (a few hundred px²), not the whole theoretical receptive field (up to ~280 px from the pixel for a ResNet-18 U-Net): a field still above k on the window edge is reported (edge_max_abs) with a warning' })
+          .option('target', {
+            type: 'string',
+            choices: ['logit', 'probability'] as const,
+            default: 'logit' as const,
+            describe: "what is attributed: the pixel's membrane logit or probability",
+          })
+          .option('window', {
+            type: 'number',
+            default: 512,
+            describe:
+              'attribution window around each pixel, a multiple of 32 (shifted inside the image at its borders); 512 holds the part of the field above k = 0.01 (a few hundred px²), not the whole theoretical receptive field (up to ~280 px from the pixel for a ResNet-18 U-Net): a field still above k on the window edge is reported (edge_max_abs) with a warning',
+          })
           .option('k', { type: 'string', default: '0.01,0.05', describe: 'S_k thresholds on the normalised attribution, comma-separated' })
           .option('pixel-size', { type: 'number', default: 2.18, describe: 'nm per pixel for S_k in nm² (U-RISC 2.18; ISBI 2012 4)' })
-          .option('compare', { type: 'string', describe: 'JSON spec {"entries": [{"name", "model", "image", "label", "pixelSize"}, ...]}: attribute each with these settings and tabulate mean S_k per class side by side' })
-          .option('out', { type: 'string', default: join(WORKSPACE, '.emseg', 'attribution', 'latest'), describe: 'output folder (created and checked writable first)' })
+          .option('compare', {
+            type: 'string',
+            describe:
+              'JSON spec {"entries": [{"name", "model", "image", "label", "pixelSize"}, ...]}: attribute each with these settings and tabulate mean S_k per class side by side',
+          })
+          .option('out', {
+            type: 'string',
+            default: join(WORKSPACE, '.emseg', 'attribution', 'latest'),
+            describe: 'output folder (created and checked writable first)',
+          })
           .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-attribution', describe: 'MLflow experiment' })
           .option('run-name', { type: 'string', describe: 'MLflow run name (default attribution-<image>-<time>)' })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
           .check((a) => {
-            const repeated = repeatedOption(a, ['model', 'image', 'label', 'pixels', 'baseline', 'target', 'k', 'compare', 'out', 'experiment', 'run-name', 'tracking-uri']);
+            const repeated = repeatedOption(a, [
+              'model',
+              'image',
+              'label',
+              'pixels',
+              'baseline',
+              'target',
+              'k',
+              'compare',
+              'out',
+              'experiment',
+              'run-name',
+              'tracking-uri',
+            ]);
             if (repeated) throw new Error(repeated);
-            if (a.image && !a.pixels && !a.label) throw new Error('name the pixels to attribute (--pixels "x,y;x,y") or give --label to sample true/false positives and false negatives');
+            if (a.image && !a.pixels && !a.label)
+              throw new Error('name the pixels to attribute (--pixels "x,y;x,y") or give --label to sample true/false positives and false negatives');
             return true;
           })
-          .example('$0 attribute --image data/imgs/Track1/test/0.png --label data/label/Track1/test/0.tiff --per-class 20', 'S_k of 20 true/false positives and false negatives of the latest model')
-          .example('$0 attribute --model .emseg/runs/finetune/r1 --image big.png --pixels "5000,5000;120,40" --baseline blur', 'two chosen pixels of a 10k x 10k image')
-          .example('$0 attribute --compare compare.json --out out/urisc-vs-isbi', 'the paper\'s U-RISC vs ISBI 2012 comparison')
+          .example(
+            '$0 attribute --image data/imgs/Track1/test/0.png --label data/label/Track1/test/0.tiff --per-class 20',
+            'S_k of 20 true/false positives and false negatives of the latest model',
+          )
+          .example(
+            '$0 attribute --model .emseg/runs/finetune/r1 --image big.png --pixels "5000,5000;120,40" --baseline blur',
+            'two chosen pixels of a 10k x 10k image',
+          )
+          .example('$0 attribute --compare compare.json --out out/urisc-vs-isbi', "the paper's U-RISC vs ISBI 2012 comparison")
           .epilogue(EXIT_CODES_HELP),
       async (a) => {
         const { attribute } = await import('./attribute-command.js');

@@ -26,7 +26,13 @@ export function centreCrop(width: number, height: number, size: number): Rect {
  * RGB pixels of the four-panel overlay of `rect` (width 4 * rect.width + 3 gaps).
  * `probability` is the full image's membrane probability; membrane where it is >= threshold.
  */
-export function overlayPixels(image: GreyImage, truth: Mask, probability: Float32Array, threshold: number, rect: Rect): { width: number; height: number; rgb: Uint8Array } {
+export function overlayPixels(
+  image: GreyImage,
+  truth: Mask,
+  probability: Float32Array,
+  threshold: number,
+  rect: Rect,
+): { width: number; height: number; rgb: Uint8Array } {
   const panelW = rect.width;
   const width = 4 * panelW + 3 * GAP;
   const height = rect.height;

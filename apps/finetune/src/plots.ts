@@ -98,7 +98,12 @@ export async function writeHeatmapPng(path: string, figure: HeatmapFigure): Prom
     `<text x="2" y="${title + height + 34}" font-family="sans-serif" font-size="${font}">${escapeXml('attribution: blue pushes the pixel towards membrane, red away; the pixel is marked green')}</text>`,
     '</svg>',
   ].join('');
-  const composites: sharp.OverlayOptions[] = panels.map(([, p], i) => ({ input: Buffer.from(p.rgb.buffer, p.rgb.byteOffset, p.rgb.byteLength), raw: { width: p.width, height: p.height, channels: 3 }, left: i * (width + gap), top: title }));
+  const composites: sharp.OverlayOptions[] = panels.map(([, p], i) => ({
+    input: Buffer.from(p.rgb.buffer, p.rgb.byteOffset, p.rgb.byteLength),
+    raw: { width: p.width, height: p.height, channels: 3 },
+    left: i * (width + gap),
+    top: title,
+  }));
   composites.push({ input: Buffer.from(svg), left: 0, top: 0 });
   const png = await sharp({ create: { width: total.width, height: total.height, channels: 3, background: { r: 255, g: 255, b: 255 } } })
     .composite(composites)
@@ -135,7 +140,9 @@ export async function vegaLiteSvg(spec: Record<string, unknown>): Promise<string
  */
 export function areaBoxPlotSpec(points: readonly AreaPoint[], title: string): Record<string, unknown> {
   const compare = points.some((p) => p.series !== undefined);
-  const x = compare ? { field: 'series', type: 'nominal', title: null } : { field: 'cls', type: 'nominal', title: null, sort: ['true positive', 'false positive', 'false negative', 'chosen'] };
+  const x = compare
+    ? { field: 'series', type: 'nominal', title: null }
+    : { field: 'cls', type: 'nominal', title: null, sort: ['true positive', 'false positive', 'false negative', 'chosen'] };
   const y = { field: 'nm2', type: 'quantitative', title: 'S_k (nm²)', scale: { zero: true } };
   const layer = [
     { mark: { type: 'boxplot', extent: 'min-max', size: 28 }, encoding: { x, y, color: { ...x, legend: null } } },
@@ -145,7 +152,9 @@ export function areaBoxPlotSpec(points: readonly AreaPoint[], title: string): Re
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title,
     data: { values: points.map((p) => ({ ...p, k: `k = ${p.k}` })) },
-    facet: compare ? { row: { field: 'k', type: 'nominal', title: null }, column: { field: 'cls', type: 'nominal', title: null } } : { column: { field: 'k', type: 'nominal', title: null } },
+    facet: compare
+      ? { row: { field: 'k', type: 'nominal', title: null }, column: { field: 'cls', type: 'nominal', title: null } }
+      : { column: { field: 'k', type: 'nominal', title: null } },
     spec: { width: compare ? 140 : 180, height: 220, layer },
     resolve: { scale: { y: 'independent' } },
     config: { background: 'white', font: 'sans-serif' },

@@ -43,7 +43,8 @@ async function locateModel(model: string | undefined, trackingUri: string | unde
     return runsUriResolver(new MlflowClient({ trackingUri: uri }), join(WORKSPACE, '.emseg', 'downloads'))(model);
   }
   if (model) return model;
-  if (!existsSync(LATEST_FINETUNE)) throw new Error(`no --model given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass --model DIR`);
+  if (!existsSync(LATEST_FINETUNE))
+    throw new Error(`no --model given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass --model DIR`);
   const latest = JSON.parse(readFileSync(LATEST_FINETUNE, 'utf8')) as { modelDir?: string };
   if (typeof latest.modelDir !== 'string') throw new Error(`${LATEST_FINETUNE}: expected {"modelDir": "..."} as written by finetune:urisc`);
   process.stderr.write(`model: the latest fine-tuning, ${latest.modelDir}\n`);
@@ -51,7 +52,13 @@ async function locateModel(model: string | undefined, trackingUri: string | unde
 }
 
 /** What was written and what was not, and why: the last thing predict prints. */
-function summary(out: string, files: readonly string[], written: readonly PredictedImage[], failed: ReadonlyMap<string, string>, stopped: string | null): string {
+function summary(
+  out: string,
+  files: readonly string[],
+  written: readonly PredictedImage[],
+  failed: ReadonlyMap<string, string>,
+  stopped: string | null,
+): string {
   const done = new Set(written.map((r) => r.input));
   const notPredicted = files.filter((f) => !done.has(f) && !failed.has(f));
   if (failed.size === 0 && notPredicted.length === 0) {
@@ -95,7 +102,9 @@ export async function predict(args: PredictArgs): Promise<number> {
     // the smallest image decides whether (and which) tile fits all of them
     const smallest = headers.reduce((a, b) => (Math.min(b.width, b.height) < Math.min(a.width, a.height) ? b : a));
     checkTileFits(smallest.path, smallest.width, smallest.height, inference);
-    process.stderr.write(`model: ${info.architecture} U-Net (step ${info.step}, validation F1 ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}\n`);
+    process.stderr.write(
+      `model: ${info.architecture} U-Net (step ${info.step}, validation F1 ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}\n`,
+    );
     let bar: ProgressBar | undefined;
     let current = '';
     const endBar = () => {
@@ -106,7 +115,10 @@ export async function predict(args: PredictArgs): Promise<number> {
     const failed = new Map<string, string>();
     let signals = 0;
     const stop = gracefulStop({
-      log: (m) => process.stderr.write(`\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the current tile batch; the images written so far are complete (send it again to exit at once)` : m}\n`),
+      log: (m) =>
+        process.stderr.write(
+          `\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the current tile batch; the images written so far are complete (send it again to exit at once)` : m}\n`,
+        ),
     });
     let results: PredictedImage[];
     try {
@@ -127,7 +139,9 @@ export async function predict(args: PredictArgs): Promise<number> {
         },
         onImage: (r) => {
           endBar();
-          process.stdout.write(`${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% membrane, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`);
+          process.stdout.write(
+            `${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% membrane, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`,
+          );
           if (r.problem) process.stderr.write(`warning: ${r.problem}\n`);
         },
         onFailed: (input, err) => {

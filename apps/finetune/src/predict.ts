@@ -13,7 +13,16 @@
 import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DataError, fileStem, listImageFiles, readImage, readImageInfo, writeImage, type ImageInfo } from '@emseg/data';
-import { membraneFraction, predictImage, PredictionStopped, submissionProblem, tileCount, toProbability16, toSubmission, type InferenceOptions } from './inference.js';
+import {
+  membraneFraction,
+  predictImage,
+  PredictionStopped,
+  submissionProblem,
+  tileCount,
+  toProbability16,
+  toSubmission,
+  type InferenceOptions,
+} from './inference.js';
 import type { Segmenter } from './segmenter.js';
 
 export interface PredictOptions {
@@ -73,7 +82,8 @@ export async function listInputs(inputs: readonly string[]): Promise<string[]> {
   for (const f of files) {
     const stem = fileStem(f);
     const other = seen.get(stem);
-    if (other !== undefined) throw new DataError(f, `has the same name stem "${stem}" as ${other}, so their outputs would overwrite each other`, 'inputs with distinct names');
+    if (other !== undefined)
+      throw new DataError(f, `has the same name stem "${stem}" as ${other}, so their outputs would overwrite each other`, 'inputs with distinct names');
     seen.set(stem, f);
   }
   return files;
@@ -112,7 +122,11 @@ export async function checkOutputOutsideInputs(outDir: string, inputs: readonly 
     const real = await realpath(input);
     if (within(out, real)) {
       const shown = real === input ? input : `${input} (${real})`;
-      throw new DataError(outDir, `output folder holds the input image ${shown}, which predicting could overwrite`, `an --out folder that holds none of the inputs (e.g. a new folder beside them)`);
+      throw new DataError(
+        outDir,
+        `output folder holds the input image ${shown}, which predicting could overwrite`,
+        `an --out folder that holds none of the inputs (e.g. a new folder beside them)`,
+      );
     }
   }
 }
@@ -155,7 +169,8 @@ export async function readInputHeaders(files: readonly string[]): Promise<ImageI
       problems.push(err.message);
     }
   }
-  if (problems.length > 0) throw new Error(`${problems.length} of ${files.length} input image(s) cannot be read, so nothing was predicted:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0)
+    throw new Error(`${problems.length} of ${files.length} input image(s) cannot be read, so nothing was predicted:\n  ${problems.join('\n  ')}`);
   return infos;
 }
 

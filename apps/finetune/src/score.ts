@@ -32,7 +32,11 @@ const csvField = (v: string | number | null) => {
 /** Per-image scores as CSV (header + one row per image + a `mean` row). */
 export function scoresCsv(score: FolderScore): string {
   const rows = score.images.map((r) => COLUMNS.map((c) => csvField(r[c])).join(','));
-  rows.push(['mean', score.meanF1, score.meanPrecision, score.meanRecall, '', '', '', '', score.rejected ? `${score.rejected} rejected (counted as 0)` : ''].map(csvField).join(','));
+  rows.push(
+    ['mean', score.meanF1, score.meanPrecision, score.meanRecall, '', '', '', '', score.rejected ? `${score.rejected} rejected (counted as 0)` : '']
+      .map(csvField)
+      .join(','),
+  );
   return `${COLUMNS.join(',')}\n${rows.join('\n')}\n`;
 }
 
@@ -44,7 +48,8 @@ export function scoresJson(score: FolderScore): string {
 /** A plain-text table for the terminal; rejected predictions are marked. */
 export function scoresTable(score: FolderScore): string {
   const width = Math.max(5, ...score.images.map((r) => r.name.length));
-  const line = (name: string, f1: string, p: string, r: string, note = '') => `${name.padEnd(width)}  ${f1.padStart(7)}  ${p.padStart(9)}  ${r.padStart(7)}${note}`;
+  const line = (name: string, f1: string, p: string, r: string, note = '') =>
+    `${name.padEnd(width)}  ${f1.padStart(7)}  ${p.padStart(9)}  ${r.padStart(7)}${note}`;
   const f = (v: number) => v.toFixed(4);
   return [
     line('image', 'F1', 'precision', 'recall'),

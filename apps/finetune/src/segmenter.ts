@@ -7,16 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf, type Tensor, type Tensor4D, type Variable } from '@emseg/tf';
-import {
-  assignWeights,
-  createEncoder,
-  modelVariables,
-  normalizeInput,
-  unet,
-  type Encoder,
-  type Normalization,
-  type UNet,
-} from '@emseg/models';
+import { assignWeights, createEncoder, modelVariables, normalizeInput, unet, type Encoder, type Normalization, type UNet } from '@emseg/models';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '@emseg/training';
 import type { InferenceOptions } from './inference.js';
 
@@ -60,7 +51,12 @@ export class Segmenter {
    *
    * @example const seg = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null });
    */
-  static create(encoder: Encoder, normalization: Normalization, source: SegmenterSource, options: { decoderChannels?: readonly number[]; seed?: number } = {}): Segmenter {
+  static create(
+    encoder: Encoder,
+    normalization: Normalization,
+    source: SegmenterSource,
+    options: { decoderChannels?: readonly number[]; seed?: number } = {},
+  ): Segmenter {
     const net = unet({ encoder, decoderChannels: options.decoderChannels, seed: options.seed });
     return new Segmenter(net, normalization, source);
   }
@@ -140,9 +136,14 @@ export class Segmenter {
       const training = ck.state && 'kind' in ck.state ? null : (ck.state as { model?: SegmenterInfo; architecture?: string });
       const info = training ? training.model : (ck.state as SegmenterInfo);
       if (training && training.architecture && !info) {
-        throw new Error(`${dir} is a training checkpoint written by an older emseg, without the model description predict needs; use the run's best/ model or resume the run once to write a new checkpoint`);
+        throw new Error(
+          `${dir} is a training checkpoint written by an older emseg, without the model description predict needs; use the run's best/ model or resume the run once to write a new checkpoint`,
+        );
       }
-      if (info?.kind !== 'emseg-unet') throw new Error(`${dir}/manifest.json is not an emseg U-Net model (state.kind ${JSON.stringify(info?.kind)}); expected a model saved by finetune (its best/, final/ or checkpoints/step-<n> directory)`);
+      if (info?.kind !== 'emseg-unet')
+        throw new Error(
+          `${dir}/manifest.json is not an emseg U-Net model (state.kind ${JSON.stringify(info?.kind)}); expected a model saved by finetune (its best/, final/ or checkpoints/step-<n> directory)`,
+        );
       if (training) {
         for (const name of Object.keys(ck.tensors)) {
           const t = ck.tensors[name]!;
@@ -159,7 +160,12 @@ export class Segmenter {
       }
       let seg: Segmenter;
       try {
-        seg = Segmenter.create(encoder, info.normalization, { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId }, { decoderChannels: info.decoderChannels });
+        seg = Segmenter.create(
+          encoder,
+          info.normalization,
+          { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId },
+          { decoderChannels: info.decoderChannels },
+        );
       } catch (err) {
         encoder.dispose();
         throw err;
@@ -192,5 +198,7 @@ export function resolveModelDir(path: string): string {
     const dir = latestCheckpoint(root);
     if (dir !== null) return dir;
   }
-  throw new Error(`${path} holds no saved model: expected a model directory (manifest.json + tensors.bin), its parent (e.g. <run>/best) or a fine-tuning run directory`);
+  throw new Error(
+    `${path} holds no saved model: expected a model directory (manifest.json + tensors.bin), its parent (e.g. <run>/best) or a fine-tuning run directory`,
+  );
 }

@@ -115,7 +115,8 @@ export function checkMembraneFraction(pair: LabeledPair, sample: Pick<LabeledSam
   let problem: string;
   if (fraction === 0) problem = `no pixel is membrane (0% foreground) ${reading}`;
   else if (fraction === 1) problem = `every pixel is membrane (100% foreground) ${reading}`;
-  else problem = `${percent(fraction)} of the pixels are membrane ${reading}, more than ${(maxFraction * 100).toFixed(0)}%${inverted ? ': the label polarity looks inverted' : ''}`;
+  else
+    problem = `${percent(fraction)} of the pixels are membrane ${reading}, more than ${(maxFraction * 100).toFixed(0)}%${inverted ? ': the label polarity looks inverted' : ''}`;
   const minority = `membranes on some but at most ${(maxFraction * 100).toFixed(0)}% of the pixels (U-RISC: ~5%, black on white)`;
   if (fix === null) {
     throw new DataError(pair.label, problem, `${minority}; no polarity or threshold gives that, so check that this is the right label file for ${pair.image}`);
@@ -137,7 +138,11 @@ export function checkMembraneFraction(pair: LabeledPair, sample: Pick<LabeledSam
 /** Every image must hold at least one patch (or tile) of `size` pixels. */
 export function checkImageSize(path: string, width: number, height: number, size: number, what: string, fix: string): void {
   if (width < size || height < size) {
-    throw new DataError(path, `is ${width} x ${height} pixels, smaller than the ${what} (${size} x ${size})`, `images of at least ${size} x ${size} pixels, or ${fix}`);
+    throw new DataError(
+      path,
+      `is ${width} x ${height} pixels, smaller than the ${what} (${size} x ${size})`,
+      `images of at least ${size} x ${size} pixels, or ${fix}`,
+    );
   }
 }
 
@@ -145,11 +150,19 @@ export function checkImageSize(path: string, width: number, height: number, size
  * Decodes the training images with their masks, checking sizes against the patch size and the
  * membrane fraction against the polarity guess.
  */
-export async function loadTrainingSamples(images: LabeledImages, patchSize: number, maxMembraneFraction: number, patchStride?: number): Promise<LabeledSample[]> {
+export async function loadTrainingSamples(
+  images: LabeledImages,
+  patchSize: number,
+  maxMembraneFraction: number,
+  patchStride?: number,
+): Promise<LabeledSample[]> {
   for (const pair of images.pairs) {
     // The suggestion must pass the config checks too: a multiple of 32, and a stride no larger.
     const fit = Math.floor(Math.min(pair.width, pair.height) / 32) * 32;
-    const fix = fit >= 32 ? `a smaller patches.size (--set patches.size=${fit}${patchStride !== undefined && patchStride > fit ? ` --set patches.stride=${fit}` : ''})` : 'larger images (no patch of 32 px, the smallest U-Net input, fits this one)';
+    const fix =
+      fit >= 32
+        ? `a smaller patches.size (--set patches.size=${fit}${patchStride !== undefined && patchStride > fit ? ` --set patches.stride=${fit}` : ''})`
+        : 'larger images (no patch of 32 px, the smallest U-Net input, fits this one)';
     checkImageSize(pair.image, pair.width, pair.height, patchSize, 'training patch', fix);
   }
   const samples: LabeledSample[] = [];

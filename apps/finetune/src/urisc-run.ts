@@ -63,7 +63,6 @@ async function runLink(client: MlflowClient, runId: string): Promise<string | nu
   }
 }
 
-
 /** Every validation image must hold one inference tile; the suggested tiling passes every check. */
 function checkValidationSizes(images: LabeledImages, inference: FinetuneConfig['inference']): void {
   for (const pair of images.pairs) checkTileFits(pair.image, pair.width, pair.height, inference, (name, value) => `--set inference.${name}=${value}`);
@@ -78,7 +77,12 @@ async function logDatasets(run: TrackedRun, data: UriscData): Promise<void> {
   for (const [split, images, context] of sets) {
     if (!images || images.size === 0) continue;
     const digest = await images.digest();
-    run.logInput({ name: `urisc-${data.track}-${split}`.toLowerCase(), digest: digest.digest.replace(/^sha256:/, '').slice(0, 36), source: data.root, context });
+    run.logInput({
+      name: `urisc-${data.track}-${split}`.toLowerCase(),
+      digest: digest.digest.replace(/^sha256:/, '').slice(0, 36),
+      source: data.root,
+      context,
+    });
   }
 }
 
@@ -95,7 +99,9 @@ function evaluationMetrics(prefix: string, e: Evaluation): Record<string, number
 
 function evaluationCsv(e: Evaluation): string {
   const head = 'name,f1,precision,recall,best_f1,best_threshold,predicted_membrane,rejected';
-  const rows = e.images.map((r) => [r.name, r.f1, r.precision, r.recall, r.bestF1, r.bestThreshold, r.predictedMembrane, r.rejected ? `"${r.rejected.replaceAll('"', '""')}"` : ''].join(','));
+  const rows = e.images.map((r) =>
+    [r.name, r.f1, r.precision, r.recall, r.bestF1, r.bestThreshold, r.predictedMembrane, r.rejected ? `"${r.rejected.replaceAll('"', '""')}"` : ''].join(','),
+  );
   return `${head}\n${rows.join('\n')}\nmean,${e.f1},${e.precision},${e.recall},${e.bestF1},${e.bestThreshold},,\n`;
 }
 
@@ -142,12 +148,16 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     const embedded = await ensureDefaultData();
     dataRoot = embedded.urisc.root;
     cfg.data.track = embedded.urisc.track;
-    log(`data: embedded synthetic U-RISC (${embedded.spec.urisc.size} px; ${embedded.urisc.splits.train.names.length} train, ${embedded.urisc.splits.val.names.length} val, ${embedded.urisc.splits.test.names.length} test) in ${dataRoot}${embedded.created ? ' (generated now)' : ''}`);
+    log(
+      `data: embedded synthetic U-RISC (${embedded.spec.urisc.size} px; ${embedded.urisc.splits.train.names.length} train, ${embedded.urisc.splits.val.names.length} val, ${embedded.urisc.splits.test.names.length} test) in ${dataRoot}${embedded.created ? ' (generated now)' : ''}`,
+    );
   }
   const data = await openUriscData(dataRoot, { ...cfg.data, seed: cfg.train.seed });
   checkValidationSizes(data.validation, cfg.inference);
   const samples = await loadTrainingSamples(data.train, cfg.patches.size, cfg.data.maxMembraneFraction, cfg.patches.stride);
-  log(`data: ${data.train.size} train, ${data.validation.size} validation (${data.validationSource === 'val' ? 'val split' : 'held out of train'}), ${data.test?.size ?? 0} test images`);
+  log(
+    `data: ${data.train.size} train, ${data.validation.size} validation (${data.validationSource === 'val' ? 'val split' : 'held out of train'}), ${data.test?.size ?? 0} test images`,
+  );
 
   const encoderRef = args.encoder ?? cfg.model.encoder;
   const run: TrackedRun = await session.startRun({
@@ -184,7 +194,12 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     });
     run.logParams({ 'encoder.architecture': choice.encoder.architecture, 'encoder.normalization': JSON.stringify(choice.normalization) });
     await logDatasets(run, data);
-    segmenter = Segmenter.create(choice.encoder, choice.normalization, { encoderSource: choice.source, encoderRunId: choice.runId }, { decoderChannels: cfg.model.decoderChannels, seed: cfg.model.seed });
+    segmenter = Segmenter.create(
+      choice.encoder,
+      choice.normalization,
+      { encoderSource: choice.source, encoderRunId: choice.runId },
+      { decoderChannels: cfg.model.decoderChannels, seed: cfg.model.seed },
+    );
 
     const result = await finetune({
       cfg,
@@ -201,13 +216,17 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
           bar = new ProgressBar({ label: 'finetune', total: totalSteps, unit: 'patch', start: startStep });
         },
         step: (step, m) => {
-          if (step % cfg.train.logEvery === 0 || step === 1) run.logMetrics({ train_loss: m.loss, lr: m.lr, step_ms: m.stepMs, data_ms: m.dataMs, epoch: m.epoch }, step);
+          if (step % cfg.train.logEvery === 0 || step === 1)
+            run.logMetrics({ train_loss: m.loss, lr: m.lr, step_ms: m.stepMs, data_ms: m.dataMs, epoch: m.epoch }, step);
           bar?.tick(cfg.train.batchSize, { loss: m.loss, lr: m.lr });
         },
         evaluation: async (step, e, best) => {
           run.logMetrics(evaluationMetrics('val', e), step);
-          log(`\nstep ${step}: validation F1 ${e.f1.toFixed(4)} (P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold})${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ' [some predictions fail the U-RISC format check: F1 0]' : ''}`);
-          if (e.overlays.length) await run.logArtifacts(join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`), `overlays/step-${String(step).padStart(6, '0')}`);
+          log(
+            `\nstep ${step}: validation F1 ${e.f1.toFixed(4)} (P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold})${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ' [some predictions fail the U-RISC format check: F1 0]' : ''}`,
+          );
+          if (e.overlays.length)
+            await run.logArtifacts(join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`), `overlays/step-${String(step).padStart(6, '0')}`);
           if (best) run.setTags({ 'emseg.best.step': String(step), 'emseg.best.valF1': e.f1.toFixed(6) });
         },
         note: (m) => log(`\n${m}`),
@@ -231,15 +250,28 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     }
     if (existsSync(join(outDir, 'scores'))) await run.logArtifacts(join(outDir, 'scores'), 'scores');
     if (result.status === 'FINISHED') {
-      await writeJsonAtomic(args.latest ? resolve(args.latest) : latestRecordPath(outDir), { runId: run.id, trackingUri: run.client.trackingUri, outDir, modelDir: result.modelDir, modelUri: `runs:/${run.id}/model`, finishedAt: new Date().toISOString() });
+      await writeJsonAtomic(args.latest ? resolve(args.latest) : latestRecordPath(outDir), {
+        runId: run.id,
+        trackingUri: run.client.trackingUri,
+        outDir,
+        modelDir: result.modelDir,
+        modelUri: `runs:/${run.id}/model`,
+        finishedAt: new Date().toISOString(),
+      });
     }
     const best = result.best;
     process.stdout.write(
       [
         `fine-tuning ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
         `encoder:        ${choice.description}`,
-        best ? `best model:     step ${best.step}, validation F1 ${best.f1.toFixed(4)} (best-threshold F1 ${best.bestF1.toFixed(4)})` : 'best model:     not validated (the final weights)',
-        ...(test ? [`test F1:        ${test.score.meanF1.toFixed(4)} (official U-RISC, mean over ${test.score.images.length} images; per image in ${join(outDir, 'scores', 'test.csv')})`] : []),
+        best
+          ? `best model:     step ${best.step}, validation F1 ${best.f1.toFixed(4)} (best-threshold F1 ${best.bestF1.toFixed(4)})`
+          : 'best model:     not validated (the final weights)',
+        ...(test
+          ? [
+              `test F1:        ${test.score.meanF1.toFixed(4)} (official U-RISC, mean over ${test.score.images.length} images; per image in ${join(outDir, 'scores', 'test.csv')})`,
+            ]
+          : []),
         `model:          ${result.modelDir}  (MLflow: runs:/${run.id}/model)`,
         `final model:    ${result.finalModelDir}  (MLflow: runs:/${run.id}/final-model)`,
         `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,

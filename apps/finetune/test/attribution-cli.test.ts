@@ -65,7 +65,12 @@ beforeAll(async () => {
   const ds = await tinyUrisc(join(tmp.dir, 'data'), { count: { train: 2, val: 0, test: 1 } });
   const cfg = tinyConfig(['train.steps=24']);
   const samples = await loadTrainingSamples(await LabeledImages.open(ds.splits.train), cfg.patches.size, 0.5);
-  const segmenter = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { decoderChannels: cfg.model.decoderChannels, seed: 2 });
+  const segmenter = Segmenter.create(
+    resnetEncoder({ depth: 18, seed: 1 }),
+    { mean: [0.5], std: [0.2] },
+    { encoderSource: 'random', encoderRunId: null },
+    { decoderChannels: cfg.model.decoderChannels, seed: 2 },
+  );
   try {
     modelDir = (await finetune({ cfg, segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'run'), mlflowRunId: modelRun })).modelDir;
   } finally {
@@ -83,7 +88,25 @@ afterAll(async () => {
 describe('attribute CLI', () => {
   it('samples true/false positives and false negatives, writes heat maps, tables and the box plot, logs the run', async () => {
     const out = join(tmp.dir, 'out-single');
-    const r = await cli(['--model', join(tmp.dir, 'run'), '--image', image, '--label', label, '--per-class', '2', '--seed', '3', ...fast, '--tracking-uri', server.uri, '--experiment', 'attr-e2e', '--out', out]);
+    const r = await cli([
+      '--model',
+      join(tmp.dir, 'run'),
+      '--image',
+      image,
+      '--label',
+      label,
+      '--per-class',
+      '2',
+      '--seed',
+      '3',
+      ...fast,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'attr-e2e',
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/mean S_k per class/);
     const json = JSON.parse(readFileSync(join(out, 'attributions.json'), 'utf8'));
@@ -119,10 +142,15 @@ describe('attribute CLI', () => {
     const out = join(tmp.dir, 'out-compare');
     const spec = join(tmp.dir, 'compare.json');
     const pixels = '20,30;90,100;64,64';
-    writeFileSync(spec, JSON.stringify({ entries: [
-      { name: 'fine', model: join(tmp.dir, 'run'), image, pixels, pixelSize: 2.18 },
-      { name: 'coarse', model: modelDir, image, pixels, pixelSize: 4.36 },
-    ] }));
+    writeFileSync(
+      spec,
+      JSON.stringify({
+        entries: [
+          { name: 'fine', model: join(tmp.dir, 'run'), image, pixels, pixelSize: 2.18 },
+          { name: 'coarse', model: modelDir, image, pixels, pixelSize: 4.36 },
+        ],
+      }),
+    );
     const r = await cli(['--compare', spec, ...fast, '--k', '0.01', '--tracking-uri', server.uri, '--experiment', 'attr-compare', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/fine \(2\.18 nm\/px\)\s+coarse \(4\.36 nm\/px\)/);

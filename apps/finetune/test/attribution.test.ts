@@ -48,12 +48,20 @@ describe('trapezoid rule', () => {
 });
 
 describe('integrated gradients on linear models', () => {
-  it('a dense layer: IG = (x - x\') * w exactly', async () => {
+  it("a dense layer: IG = (x - x') * w exactly", async () => {
     const h = 8;
     const w = 6;
     const weights = randomWindow(h * w, 3).map((v) => v * 2 - 1);
     const kernel = tf.tensor2d(weights, [h * w, 1]);
-    const target = (images: Tensor4D) => tf.tidy(() => images.reshape([-1, h * w]).matMul(kernel).add(0.7).reshape([-1]) as Tensor1D);
+    const target = (images: Tensor4D) =>
+      tf.tidy(
+        () =>
+          images
+            .reshape([-1, h * w])
+            .matMul(kernel)
+            .add(0.7)
+            .reshape([-1]) as Tensor1D,
+      );
     const x = randomWindow(h * w, 5);
     const base = makeBaseline(x, w, h, 'blur', { blurSigma: 1 });
     const ig = await integratedGradients(target, x, base, h, w, { steps: 3, batch: 2 });
@@ -62,7 +70,7 @@ describe('integrated gradients on linear models', () => {
     kernel.dispose();
   });
 
-  it('a single 5 x 5 convolution: IG at one output pixel = (x - x\') * the kernel around it, 0 elsewhere', async () => {
+  it("a single 5 x 5 convolution: IG at one output pixel = (x - x') * the kernel around it, 0 elsewhere", async () => {
     const size = 16;
     const k = 5;
     const r = 2;
@@ -174,7 +182,10 @@ describe('the pixel sampler', () => {
     // a class with fewer pixels than N gives all of them
     const one: Mask = { width: 3, height: 1, data: Uint8Array.of(1, 0, 0) };
     const oneTruth: Mask = { width: 3, height: 1, data: Uint8Array.of(1, 1, 0) };
-    expect(samplePixels(one, oneTruth, 5, 1)).toEqual([{ x: 0, y: 0, cls: 'tp' }, { x: 1, y: 0, cls: 'fn' }]);
+    expect(samplePixels(one, oneTruth, 5, 1)).toEqual([
+      { x: 0, y: 0, cls: 'tp' },
+      { x: 1, y: 0, cls: 'fn' },
+    ]);
     expect(() => samplePixels(one, predicted, 1, 1)).toThrow(/differ in size/);
   });
 });
@@ -190,7 +201,12 @@ describe('integrated gradients of a trained tiny U-Net', () => {
     const ds = await tinyUrisc(join(tmp.dir, 'data'), { count: { train: 2, val: 0, test: 1 } });
     const cfg = tinyConfig(['train.steps=40']);
     const samples = await loadTrainingSamples(await LabeledImages.open(ds.splits.train), cfg.patches.size, 0.5);
-    const fresh = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { decoderChannels: cfg.model.decoderChannels, seed: 2 });
+    const fresh = Segmenter.create(
+      resnetEncoder({ depth: 18, seed: 1 }),
+      { mean: [0.5], std: [0.2] },
+      { encoderSource: 'random', encoderRunId: null },
+      { decoderChannels: cfg.model.decoderChannels, seed: 2 },
+    );
     let modelDir: string;
     try {
       modelDir = (await finetune({ cfg, segmenter: fresh, train: samples, validation: null, outDir: join(tmp.dir, 'run') })).modelDir;
@@ -215,14 +231,20 @@ describe('integrated gradients of a trained tiny U-Net', () => {
     tmp.cleanup();
   });
 
-  it('is complete: the attributions sum to F(x) - F(x\') within 1% at >= 50 steps (logit and probability, three baselines)', async () => {
+  it("is complete: the attributions sum to F(x) - F(x') within 1% at >= 50 steps (logit and probability, three baselines)", async () => {
     // the paper's baseline (zero in normalised space) meets 1% at 50 steps; from black the path crosses
     // more ReLU kinks and needs more steps
-    for (const [kind, baseline, steps] of [['logit', 'mean', 50], ['logit', 'black', 400], ['probability', 'blur', 300]] as const) {
+    for (const [kind, baseline, steps] of [
+      ['logit', 'mean', 50],
+      ['logit', 'black', 400],
+      ['probability', 'blur', 300],
+    ] as const) {
       const base = makeBaseline(window, size, size, baseline, { mean: 0.5 });
       const ig = await integratedGradients(pixelTarget(segmenter, confident.x, confident.y, kind), window, base, size, size, { steps, batch: 8 });
       const difference = ig.target - ig.baselineTarget;
-      console.log(`completeness, ${kind} from ${baseline}, ${steps} steps: sum ${ig.sum.toFixed(5)}, F(x) - F(x') ${difference.toFixed(5)}, error ${((Math.abs(ig.sum - difference) / Math.abs(difference)) * 100).toFixed(3)}%`);
+      console.log(
+        `completeness, ${kind} from ${baseline}, ${steps} steps: sum ${ig.sum.toFixed(5)}, F(x) - F(x') ${difference.toFixed(5)}, error ${((Math.abs(ig.sum - difference) / Math.abs(difference)) * 100).toFixed(3)}%`,
+      );
       expect(Math.abs(difference)).toBeGreaterThan(0.05);
       expect(Math.abs(ig.sum - difference) / Math.abs(difference), `${kind} from ${baseline}: sum ${ig.sum}, F(x) - F(x') ${difference}`).toBeLessThan(0.01);
     }
@@ -245,7 +267,8 @@ describe('integrated gradients of a trained tiny U-Net', () => {
     const base = makeBaseline(window, size, size, 'mean', { mean: 0.5 });
     await integratedGradients(pixelTarget(segmenter, 5, 5), window, base, size, size, { steps: 2, batch: 2 }); // warm-up
     const guard = tensorCountGuard();
-    for (let i = 0; i < 4; i++) await integratedGradients(pixelTarget(segmenter, 8 * i, 60 - 8 * i, i % 2 ? 'probability' : 'logit'), window, base, size, size, { steps: 4, batch: 3 });
+    for (let i = 0; i < 4; i++)
+      await integratedGradients(pixelTarget(segmenter, 8 * i, 60 - 8 * i, i % 2 ? 'probability' : 'logit'), window, base, size, size, { steps: 4, batch: 3 });
     expect(guard.leaked()).toBe(0);
     // a failing target (pixel outside the output) leaks nothing either
     await expect(integratedGradients(pixelTarget(segmenter, size, 0), window, base, size, size, { steps: 2, batch: 2 })).rejects.toThrow(/outside/);

@@ -71,7 +71,23 @@ describe('finetune CLI', () => {
   let run: Run;
 
   beforeAll(async () => {
-    urisc = await cli(['urisc', '--config', join(tmp.dir, 'tiny.json'), '--data', dataRoot, '--encoder', 'random', '--tracking-uri', server.uri, '--experiment', 'finetune-e2e', '--run-name', 'e2e', '--out', join(tmp.dir, 'run')]);
+    urisc = await cli([
+      'urisc',
+      '--config',
+      join(tmp.dir, 'tiny.json'),
+      '--data',
+      dataRoot,
+      '--encoder',
+      'random',
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'finetune-e2e',
+      '--run-name',
+      'e2e',
+      '--out',
+      join(tmp.dir, 'run'),
+    ]);
     const experiment = await client.getExperimentByName('finetune-e2e');
     const runs = experiment ? await client.searchRuns({ experimentIds: [experiment.experimentId] }) : [];
     run = runs[0];
@@ -97,7 +113,8 @@ describe('finetune CLI', () => {
     expect(Object.keys(run.tags).some((k) => /tensorflow|backend/i.test(k))).toBe(true);
     expect(run.inputs.map((i) => i.dataset.name).sort()).toEqual(['urisc-track1-test', 'urisc-track1-train', 'urisc-track1-validation']);
     const metrics = Object.fromEntries(run.metrics.map((m) => [m.key, m.value]));
-    for (const key of ['train_loss', 'lr', 'step_ms', 'val_f1', 'val_precision', 'val_recall', 'val_best_f1', 'test_f1', 'test_precision', 'test_recall']) expect(metrics, key).toHaveProperty(key);
+    for (const key of ['train_loss', 'lr', 'step_ms', 'val_f1', 'val_precision', 'val_recall', 'val_best_f1', 'test_f1', 'test_precision', 'test_recall'])
+      expect(metrics, key).toHaveProperty(key);
     expect((await client.getMetricHistory(run.info.runId, 'val_f1')).map((p) => p.step).sort((a, b) => a - b)).toEqual([12, 24]);
     expect((await client.getMetricHistory(run.info.runId, 'train_loss')).length).toBe(24);
   });
@@ -107,7 +124,9 @@ describe('finetune CLI', () => {
     expect(await list('model')).toEqual(expect.arrayContaining(['model/manifest.json', 'model/tensors.bin']));
     expect(await list('scores')).toEqual(expect.arrayContaining(['scores/test.csv', 'scores/test.json', 'scores/validation.csv', 'scores/validation.json']));
     expect(await list('overlays/step-000012')).toEqual(['overlays/step-000012/val-000.png']);
-    const csv = readFileSync(join(tmp.dir, 'run', 'scores', 'test.csv'), 'utf8').trim().split('\n');
+    const csv = readFileSync(join(tmp.dir, 'run', 'scores', 'test.csv'), 'utf8')
+      .trim()
+      .split('\n');
     expect(csv[0]).toBe('name,f1,precision,recall,predictedMembranePixels,predictedBackgroundPixels,prediction,groundTruth,rejected');
     expect(csv.map((l) => l.split(',')[0])).toEqual(['name', 'test-000.png', 'test-001.png', 'mean']);
   });
@@ -125,7 +144,17 @@ describe('finetune CLI', () => {
   });
 
   it('exits 1 with a one-line error for bad input', async () => {
-    const bad = await cli(['urisc', '--config', join(tmp.dir, 'tiny.json'), '--data', join(tmp.dir, 'nowhere'), '--encoder', 'random', '--tracking-uri', server.uri]);
+    const bad = await cli([
+      'urisc',
+      '--config',
+      join(tmp.dir, 'tiny.json'),
+      '--data',
+      join(tmp.dir, 'nowhere'),
+      '--encoder',
+      'random',
+      '--tracking-uri',
+      server.uri,
+    ]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/^error: .*nowhere\/imgs\/Track1\/train: does not exist; expected the U-RISC release layout/m);
     const score = await cli(['score', '--pred', join(tmp.dir, 'nowhere'), '--labels', dataRoot]);

@@ -49,7 +49,9 @@ describe('U-RISC data checks', () => {
   it('detects inverted labels by their membrane fraction and says how to fix the polarity', async () => {
     const data = await openUriscData(ds.root, { ...options, polarity: 'white-foreground' });
     await expect(loadTrainingSamples(data.train, 64, 0.5)).rejects.toThrow(
-      new RegExp(`${join(ds.splits.train.labels, 'train-000.tiff')}: \\d+\\.\\d% of the pixels are membrane when read as white-foreground with data.labelThreshold 128 \\(values \\d+\\.\\.\\d+\\), more than 50%: the label polarity looks inverted; .*--set data.polarity=black-foreground`),
+      new RegExp(
+        `${join(ds.splits.train.labels, 'train-000.tiff')}: \\d+\\.\\d% of the pixels are membrane when read as white-foreground with data.labelThreshold 128 \\(values \\d+\\.\\.\\d+\\), more than 50%: the label polarity looks inverted; .*--set data.polarity=black-foreground`,
+      ),
     );
   });
 
@@ -62,7 +64,9 @@ describe('U-RISC data checks', () => {
 
   it('explains the expected layout when --data is not a U-RISC release', async () => {
     writeFileSync(join(tmp.dir, 'note.txt'), 'not data');
-    await expect(openUriscData(tmp.dir, options)).rejects.toThrow(/imgs\/Track1\/train: does not exist; expected the U-RISC release layout .*imgs\/Track1\/\{train,val,test\}/);
+    await expect(openUriscData(tmp.dir, options)).rejects.toThrow(
+      /imgs\/Track1\/train: does not exist; expected the U-RISC release layout .*imgs\/Track1\/\{train,val,test\}/,
+    );
     await expect(openUriscData(ds.root, { ...options, track: 'Track2' })).rejects.toThrow(/imgs\/Track2\/train: does not exist.*data.track/);
   });
 });
@@ -74,9 +78,15 @@ describe('configuration checks', () => {
       expect(() => checkFinetuneConfig(loadConfig(finetuneSchema, { file }), file)).not.toThrow();
     }
     const track1 = loadConfig(finetuneSchema, { file: join(QUICK_CONFIG, '..', 'track1.json') });
-    expect([track1.model.architecture, track1.patches.size, track1.patches.stride, track1.loss.kind, track1.loss.gamma, track1.loss.lambda, track1.optimizer.kind]).toEqual([
-      'resnet50', 1024, 512, 'focal-dice', 2, 1, 'adam',
-    ]);
+    expect([
+      track1.model.architecture,
+      track1.patches.size,
+      track1.patches.stride,
+      track1.loss.kind,
+      track1.loss.gamma,
+      track1.loss.lambda,
+      track1.optimizer.kind,
+    ]).toEqual(['resnet50', 1024, 512, 'focal-dice', 2, 1, 'adam']);
   });
 
   it('names every bad field', () => {

@@ -73,7 +73,13 @@ describe('resolveEncoder', () => {
   it('says when there is no pretraining to start from and uses random init', async () => {
     const notes: string[] = [];
     const missing = join(tmp.dir, 'no-such', 'latest.json');
-    const choice = await resolveEncoder('latest-pretrain', { architecture: 'resnet18', normalization: { mean: 0.5, std: 0.2 }, seed: 0, latestPretrain: missing, log: (m) => notes.push(m) });
+    const choice = await resolveEncoder('latest-pretrain', {
+      architecture: 'resnet18',
+      normalization: { mean: 0.5, std: 0.2 },
+      seed: 0,
+      latestPretrain: missing,
+      log: (m) => notes.push(m),
+    });
     choice.encoder.dispose();
     expect(choice.source).toBe('random');
     expect(choice.runId).toBeNull();
@@ -84,7 +90,12 @@ describe('resolveEncoder', () => {
   it('uses the encoder the latest pretraining recorded, with its run id', async () => {
     const latest = join(tmp.dir, 'latest.json');
     writeFileSync(latest, JSON.stringify({ runId: 'run42', trackingUri: 'http://127.0.0.1:1', bundleDir, encoderUri: 'runs:/run42/encoder' }));
-    const choice = await resolveEncoder('latest-pretrain', { architecture: 'resnet18', normalization: { mean: 0.5, std: 0.2 }, seed: 0, latestPretrain: latest });
+    const choice = await resolveEncoder('latest-pretrain', {
+      architecture: 'resnet18',
+      normalization: { mean: 0.5, std: 0.2 },
+      seed: 0,
+      latestPretrain: latest,
+    });
     choice.encoder.dispose();
     expect(choice.source).toBe(bundleDir);
     expect(choice.runId).toBe('run42');
@@ -99,16 +110,32 @@ describe('resolveEncoder', () => {
 describe('encoder freezing during fine-tuning', () => {
   async function trainFrozen(overrides: string[], notes: string[]) {
     const choice = await resolveEncoder(bundleDir, { architecture: 'resnet18', normalization: { mean: 0.5, std: 0.2 }, seed: 0 });
-    const seg = Segmenter.create(choice.encoder, choice.normalization, { encoderSource: bundleDir, encoderRunId: 'abc123' }, { decoderChannels: [32, 16, 16, 8, 8], seed: 1 });
+    const seg = Segmenter.create(
+      choice.encoder,
+      choice.normalization,
+      { encoderSource: bundleDir, encoderRunId: 'abc123' },
+      { decoderChannels: [32, 16, 16, 8, 8], seed: 1 },
+    );
     const encoderNames = new Set(Object.keys(modelVariables(choice.encoder.model)));
     const before = snapshot(seg.variables());
     const outDir = join(tmp.dir, `run-${notes.length}-${overrides.join('-').replace(/\W/g, '')}`);
-    await finetune({ cfg: tinyConfig(['model.freezeEncoder=all', 'optimizer.lr=0.01', ...overrides]), segmenter: seg, train: samples, validation: null, outDir, listener: { note: (m) => notes.push(m) } });
+    await finetune({
+      cfg: tinyConfig(['model.freezeEncoder=all', 'optimizer.lr=0.01', ...overrides]),
+      segmenter: seg,
+      train: samples,
+      validation: null,
+      outDir,
+      listener: { note: (m) => notes.push(m) },
+    });
     const after = snapshot(seg.variables());
     seg.dispose();
     const changed = (names: string[]) => names.filter((n) => maxDiff(before[n], after[n]) > 0);
     const names = Object.keys(before);
-    return { encoderChanged: changed(names.filter((n) => encoderNames.has(n))), decoderChanged: changed(names.filter((n) => !encoderNames.has(n))), decoderCount: names.length - encoderNames.size };
+    return {
+      encoderChanged: changed(names.filter((n) => encoderNames.has(n))),
+      decoderChanged: changed(names.filter((n) => !encoderNames.has(n))),
+      decoderCount: names.length - encoderNames.size,
+    };
   }
 
   it('keeps a frozen encoder (weights and BN statistics) fixed while the decoder trains', async () => {

@@ -19,7 +19,10 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
 }
 
 /** A U-RISC-layout synthetic dataset (Track1 folders) of `size` px images, ~8% membrane. */
-export function tinyUrisc(dir: string, options: { size?: number; seed?: number; count?: { train: number; val: number; test: number } } = {}): Promise<SyntheticUriscDataset> {
+export function tinyUrisc(
+  dir: string,
+  options: { size?: number; seed?: number; count?: { train: number; val: number; test: number } } = {},
+): Promise<SyntheticUriscDataset> {
   return generateSyntheticUrisc({
     dir,
     seed: options.seed ?? 7,

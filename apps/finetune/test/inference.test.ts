@@ -21,7 +21,12 @@ beforeAll(async () => {
   image = await readImage(join(ds.splits.train.images, 'train-000.png'));
   small = { width: 128, height: 128, bitDepth: 8, data: new Uint8Array(128 * 128) };
   for (let y = 0; y < 128; y++) small.data.set(image.data.subarray(y * 256 + 40, y * 256 + 168), y * 128);
-  segmenter = Segmenter.create(resnetEncoder({ depth: 18, seed: 5 }), { mean: [0.55], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { decoderChannels: [32, 16, 16, 8, 8], seed: 6 });
+  segmenter = Segmenter.create(
+    resnetEncoder({ depth: 18, seed: 5 }),
+    { mean: [0.55], std: [0.2] },
+    { encoderSource: 'random', encoderRunId: null },
+    { decoderChannels: [32, 16, 16, 8, 8], seed: 6 },
+  );
 });
 
 afterAll(() => {
@@ -54,7 +59,12 @@ describe('predictImage', () => {
     const tta = await predictImage(segmenter, small, { ...base, flipTta: true });
     const x = floats(small);
     const sum = new Float32Array(x.length);
-    for (const [h, v] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    for (const [h, v] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
       const p = flip(segmenter.probabilities(flip(x, 128, 128, h, v), 1, 128, false), 128, 128, h, v);
       p.forEach((value, i) => (sum[i] += value / 4));
     }

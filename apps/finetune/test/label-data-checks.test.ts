@@ -66,7 +66,11 @@ describe('labels without a plausible membrane fraction', () => {
   it('an all-black label is "every pixel is membrane (100%)", not "inverted polarity"', async () => {
     const { root, label } = await withLabels('black', () => 0);
     const message = await refusal(root);
-    expect(message).toMatch(new RegExp(`^${label}: every pixel is membrane \\(100% foreground\\) when read as black-foreground with data.labelThreshold 128 \\(every pixel has the value 0\\)`));
+    expect(message).toMatch(
+      new RegExp(
+        `^${label}: every pixel is membrane \\(100% foreground\\) when read as black-foreground with data.labelThreshold 128 \\(every pixel has the value 0\\)`,
+      ),
+    );
     expect(message).not.toMatch(/inverted|--set/);
     // The fix the old message gave (flip the polarity) would give 0% membrane: it is refused too.
     expect(await refusal(root, ['data.polarity="white-foreground"'])).toMatch(/no pixel is membrane \(0% foreground\) when read as white-foreground/);
@@ -75,7 +79,9 @@ describe('labels without a plausible membrane fraction', () => {
   it('grey membranes above the threshold (150 on 255): refused with a threshold that works', async () => {
     const { root, label } = await withLabels('grey', (v) => (v < 128 ? 150 : 255));
     const message = await refusal(root);
-    expect(message).toMatch(new RegExp(`^${label}: no pixel is membrane \\(0% foreground\\) when read as black-foreground with data.labelThreshold 128 \\(values 150\\.\\.255\\)`));
+    expect(message).toMatch(
+      new RegExp(`^${label}: no pixel is membrane \\(0% foreground\\) when read as black-foreground with data.labelThreshold 128 \\(values 150\\.\\.255\\)`),
+    );
     expect(message).not.toMatch(/inverted/);
     expect(suggested(message)).toEqual(['data.labelThreshold=203']);
     await openAsUrisc(root, suggested(message));
@@ -92,7 +98,11 @@ describe('labels without a plausible membrane fraction', () => {
   it('a really inverted label (white membranes) keeps the polarity hint, and the hint works', async () => {
     const { root, label } = await withLabels('inverted', (v) => 255 - v);
     const message = await refusal(root);
-    expect(message).toMatch(new RegExp(`^${label}: \\d+\\.\\d% of the pixels are membrane when read as black-foreground .*: the label polarity looks inverted; .*--set data.polarity=white-foreground`));
+    expect(message).toMatch(
+      new RegExp(
+        `^${label}: \\d+\\.\\d% of the pixels are membrane when read as black-foreground .*: the label polarity looks inverted; .*--set data.polarity=white-foreground`,
+      ),
+    );
     expect(suggested(message)).toEqual(['data.polarity=white-foreground']);
     await openAsUrisc(root, suggested(message));
   });

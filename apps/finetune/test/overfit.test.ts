@@ -42,7 +42,12 @@ describe('fine-tuning on two 128 px synthetic images', () => {
       'optimizer.lr=0.003',
       `validation.every=20`,
     ]);
-    segmenter = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { decoderChannels: cfg.model.decoderChannels, seed: 2 });
+    segmenter = Segmenter.create(
+      resnetEncoder({ depth: 18, seed: 1 }),
+      { mean: [0.5], std: [0.2] },
+      { encoderSource: 'random', encoderRunId: null },
+      { decoderChannels: cfg.model.decoderChannels, seed: 2 },
+    );
     const t0 = performance.now();
     result = await finetune({
       cfg,
@@ -55,7 +60,9 @@ describe('fine-tuning on two 128 px synthetic images', () => {
         evaluation: (step, e) => void evaluations.set(step, e),
       },
     });
-    process.stderr.write(`overfit: ${STEPS} steps + ${evaluations.size} validations in ${((performance.now() - t0) / 1000).toFixed(1)} s; val F1 ${[...evaluations.values()].map((e) => e.f1.toFixed(3)).join(' -> ')}\n`);
+    process.stderr.write(
+      `overfit: ${STEPS} steps + ${evaluations.size} validations in ${((performance.now() - t0) / 1000).toFixed(1)} s; val F1 ${[...evaluations.values()].map((e) => e.f1.toFixed(3)).join(' -> ')}\n`,
+    );
   });
 
   afterAll(() => {

@@ -30,7 +30,12 @@ afterAll(() => tmp.cleanup());
 async function segmenterFor(cfg: FinetuneConfig): Promise<Segmenter> {
   const choice = await resolveEncoder('random', { architecture: cfg.model.architecture, normalization: cfg.model.normalization, seed: cfg.model.seed });
   expect(choice.encoder.architecture).toBe('plain-conv-small');
-  return Segmenter.create(choice.encoder, choice.normalization, { encoderSource: choice.source, encoderRunId: choice.runId }, { decoderChannels: cfg.model.decoderChannels, seed: 2 });
+  return Segmenter.create(
+    choice.encoder,
+    choice.normalization,
+    { encoderSource: choice.source, encoderRunId: choice.runId },
+    { decoderChannels: cfg.model.decoderChannels, seed: 2 },
+  );
 }
 
 const PLAIN = 'model.architecture=plain-conv-small';
@@ -38,7 +43,9 @@ const PLAIN = 'model.architecture=plain-conv-small';
 describe('fine-tuning a U-Net over the plain conv encoder', () => {
   it('the config accepts every registered architecture and names them for an unknown one', () => {
     expect(tinyConfig([PLAIN]).model.architecture).toBe('plain-conv-small');
-    expect(() => tinyConfig(['model.architecture=vgg16'])).toThrow(/model\.architecture must be one of "resnet18", "resnet34", "resnet50", "plain-conv", "plain-conv-small"/);
+    expect(() => tinyConfig(['model.architecture=vgg16'])).toThrow(
+      /model\.architecture must be one of "resnet18", "resnet34", "resnet50", "plain-conv", "plain-conv-small"/,
+    );
   });
 
   it('trains (loss falls, no tensor growth), and Segmenter.load rebuilds it by architecture with identical outputs', async () => {
@@ -57,7 +64,9 @@ describe('fine-tuning a U-Net over the plain conv encoder', () => {
         outDir: join(tmp.dir, 'run'),
         listener: { step: (_s, m) => void (losses.push(m.loss), tensors.push(tf.memory().numTensors)) },
       });
-      process.stderr.write(`plain-conv-small fine-tuning: ${result.steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; loss ${losses[0].toFixed(3)} -> ${losses[losses.length - 1].toFixed(3)}\n`);
+      process.stderr.write(
+        `plain-conv-small fine-tuning: ${result.steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; loss ${losses[0].toFixed(3)} -> ${losses[losses.length - 1].toFixed(3)}\n`,
+      );
       expect(result.status).toBe('FINISHED');
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
       expect(mean(losses.slice(-4))).toBeLessThan(mean(losses.slice(0, 4)) * 0.8);
@@ -81,7 +90,9 @@ describe('fine-tuning a U-Net over the plain conv encoder', () => {
       manifest.state.architecture = 'vgg16';
       writeFileSync(join(unknown, 'manifest.json'), JSON.stringify(manifest));
       const before = tf.memory().numTensors;
-      expect(() => Segmenter.load(unknown)).toThrow(`model ${unknown}: unknown architecture "vgg16": expected one of resnet18, resnet34, resnet50, plain-conv, plain-conv-small`);
+      expect(() => Segmenter.load(unknown)).toThrow(
+        `model ${unknown}: unknown architecture "vgg16": expected one of resnet18, resnet34, resnet50, plain-conv, plain-conv-small`,
+      );
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       segmenter.dispose();
@@ -91,14 +102,20 @@ describe('fine-tuning a U-Net over the plain conv encoder', () => {
   it('freezeEncoder all-but-bn leaves the BN-less encoder unchanged while the decoder trains', async () => {
     const cfg = tinyConfig([PLAIN, 'train.steps=2', 'model.freezeEncoder=all-but-bn']);
     const segmenter = await segmenterFor(cfg);
-    const encoderWeights = () => Object.fromEntries(Object.entries(modelVariables(segmenter.net.encoder.model)).map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
+    const encoderWeights = () =>
+      Object.fromEntries(Object.entries(modelVariables(segmenter.net.encoder.model)).map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
     try {
       const before = encoderWeights();
       const head = Float32Array.from(segmenter.variables()['segmentation_head/kernel'].dataSync());
       await finetune({ cfg, segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'frozen') });
       const after = encoderWeights();
       expect(Object.keys(after).filter((n) => after[n].some((v, i) => v !== before[n][i]))).toEqual([]);
-      expect(segmenter.variables()['segmentation_head/kernel'].dataSync().some((v, i) => v !== head[i])).toBe(true);
+      expect(
+        segmenter
+          .variables()
+          ['segmentation_head/kernel'].dataSync()
+          .some((v, i) => v !== head[i]),
+      ).toBe(true);
     } finally {
       segmenter.dispose();
     }

@@ -31,7 +31,13 @@ interface CliResult {
 /** Runs the built CLI in a child process; `onStdout` sees the output so far and may signal the child. */
 function cli(args: string[], options: { uid?: number; onStdout?: (stdout: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: WORKSPACE, env: { ...process.env, MLFLOW_TRACKING_URI: '' }, timeout: 170_000, uid: options.uid, gid: options.uid });
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      cwd: WORKSPACE,
+      env: { ...process.env, MLFLOW_TRACKING_URI: '' },
+      timeout: 170_000,
+      uid: options.uid,
+      gid: options.uid,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -68,7 +74,12 @@ beforeAll(async () => {
   const ds = await tinyUrisc(join(tmp.dir, 'data'), { count: { train: 2, val: 0, test: 0 } });
   const cfg = tinyConfig();
   const samples = await loadTrainingSamples(await LabeledImages.open(ds.splits.train), cfg.patches.size, 0.5);
-  const segmenter = Segmenter.create(resnetEncoder({ depth: 18, seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { decoderChannels: cfg.model.decoderChannels, seed: 2 });
+  const segmenter = Segmenter.create(
+    resnetEncoder({ depth: 18, seed: 1 }),
+    { mean: [0.5], std: [0.2] },
+    { encoderSource: 'random', encoderRunId: null },
+    { decoderChannels: cfg.model.decoderChannels, seed: 2 },
+  );
   try {
     model = (await finetune({ cfg, segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'run') })).modelDir;
   } finally {
@@ -88,7 +99,12 @@ describe('predict never writes over an input', () => {
       const r = await cli(['predict', input, '--model', join(tmp.dir, 'nowhere'), '--out', out]);
       out = resolvePath(out);
       expect(r.status, r.stderr).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`^error: ${out}: output folder holds the input image ${join(input, 'a.png')}.*; expected an --out folder that holds none of the inputs`, 'm'));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^error: ${out}: output folder holds the input image ${join(input, 'a.png')}.*; expected an --out folder that holds none of the inputs`,
+          'm',
+        ),
+      );
       expect(r.stderr).not.toMatch(/nowhere/);
     }
     // an output file that would be an input: predicting inputs/a.png into inputs/
@@ -106,7 +122,12 @@ describe('predict checks its output folder before predicting', () => {
     const out = join(tmp.dir, 'plain-file', 'pred');
     const r = await cli(['predict', input, '--model', join(tmp.dir, 'nowhere'), '--out', out]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^error: ${out}: cannot be created: it or one of its parents is a file, not a folder; expected a folder that can be created and written \\(--out\\)$`, 'm'));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^error: ${out}: cannot be created: it or one of its parents is a file, not a folder; expected a folder that can be created and written \\(--out\\)$`,
+        'm',
+      ),
+    );
     expect(r.stderr).not.toMatch(/ENOTDIR/);
   });
 
@@ -120,7 +141,9 @@ describe('predict checks its output folder before predicting', () => {
     if (uid !== undefined) chmodSync(tmp.dir, 0o755);
     const r = await cli(['predict', input, '--model', join(tmp.dir, 'nowhere'), '--out', join(out, 'pred')], { uid });
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^error: ${join(out, 'pred')}: is not writable \\(permission denied\\); expected a folder that can be created and written`, 'm'));
+    expect(r.stderr).toMatch(
+      new RegExp(`^error: ${join(out, 'pred')}: is not writable \\(permission denied\\); expected a folder that can be created and written`, 'm'),
+    );
   });
 });
 
@@ -145,7 +168,9 @@ describe('predict suggests a tile that works', () => {
     const input = await imageFolder('minute', { 'dot.png': 20 });
     const r = await cli(['predict', input, '--model', model, '--out', join(tmp.dir, 'pred-minute')]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain(`${join(input, 'dot.png')}: is 20 x 20 pixels, smaller than the inference tile (128 x 128); expected images of at least 32 x 32 pixels, the U-Net's smallest input (no tile fits this one)`);
+    expect(r.stderr).toContain(
+      `${join(input, 'dot.png')}: is 20 x 20 pixels, smaller than the inference tile (128 x 128); expected images of at least 32 x 32 pixels, the U-Net's smallest input (no tile fits this one)`,
+    );
   });
 });
 

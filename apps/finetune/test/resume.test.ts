@@ -24,20 +24,45 @@ beforeAll(async () => {
   validation = await LabeledImages.open(ds.splits.val);
   // random patches with membrane oversampling and augmentation: 2 batches per epoch, so the stop
   // at step 3 falls inside an epoch and resuming must skip into it
-  cfg = tinyConfig(['train.steps=6', 'train.checkpointEvery=100', 'validation.every=3', 'patches.augmentation=urisc', 'patches.perEpoch=4', 'optimizer.schedule=cosine']);
+  cfg = tinyConfig([
+    'train.steps=6',
+    'train.checkpointEvery=100',
+    'validation.every=3',
+    'patches.augmentation=urisc',
+    'patches.perEpoch=4',
+    'optimizer.schedule=cosine',
+  ]);
 });
 
 afterAll(() => tmp.cleanup());
 
 function model(seed: number): Segmenter {
-  return Segmenter.create(resnetEncoder({ depth: 18, seed }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { decoderChannels: cfg.model.decoderChannels, seed: seed + 1 });
+  return Segmenter.create(
+    resnetEncoder({ depth: 18, seed }),
+    { mean: [0.5], std: [0.2] },
+    { encoderSource: 'random', encoderRunId: null },
+    { decoderChannels: cfg.model.decoderChannels, seed: seed + 1 },
+  );
 }
 
 async function run(seg: Segmenter, outDir: string, options: { stopAfter?: number; resume?: boolean } = {}) {
   const losses: number[] = [];
   let steps = 0;
-  const stop = { get requested() { return options.stopAfter !== undefined && steps >= options.stopAfter; } };
-  const result = await finetune({ cfg, segmenter: seg, train: samples, validation, outDir, resume: options.resume, stop, listener: { step: (_, m) => void (steps++, losses.push(m.loss)) } });
+  const stop = {
+    get requested() {
+      return options.stopAfter !== undefined && steps >= options.stopAfter;
+    },
+  };
+  const result = await finetune({
+    cfg,
+    segmenter: seg,
+    train: samples,
+    validation,
+    outDir,
+    resume: options.resume,
+    stop,
+    listener: { step: (_, m) => void (steps++, losses.push(m.loss)) },
+  });
   const weights = Object.fromEntries(Object.entries(seg.variables()).map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
   return { result, losses, weights };
 }

@@ -31,7 +31,11 @@ interface CliResult {
 }
 
 function start(args: string[]): { child: ChildProcess; done: Promise<CliResult>; stderr: () => string } {
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: WORKSPACE, env: { ...process.env, EMSEG_FINETUNE_RUNS: RUNS, MLFLOW_TRACKING_URI: '' }, timeout: 170_000 });
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: WORKSPACE,
+    env: { ...process.env, EMSEG_FINETUNE_RUNS: RUNS, MLFLOW_TRACKING_URI: '' },
+    timeout: 170_000,
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -45,7 +49,23 @@ function start(args: string[]): { child: ChildProcess; done: Promise<CliResult>;
 
 const cli = (args: string[]) => start(args).done;
 const urisc = (out: string, ...extra: string[]) =>
-  cli(['urisc', '--config', config, '--data', dataRoot, '--encoder', 'random', '--tracking-uri', server.uri, '--experiment', 'run-folder', '--no-test', '--out', out, ...extra]);
+  cli([
+    'urisc',
+    '--config',
+    config,
+    '--data',
+    dataRoot,
+    '--encoder',
+    'random',
+    '--tracking-uri',
+    server.uri,
+    '--experiment',
+    'run-folder',
+    '--no-test',
+    '--out',
+    out,
+    ...extra,
+  ]);
 
 async function runsByName(): Promise<Map<string, Run>> {
   const experiment = await client.getExperimentByName('run-folder');
@@ -53,7 +73,12 @@ async function runsByName(): Promise<Map<string, Run>> {
   return new Map(runs.map((r) => [r.info.runId, r]));
 }
 
-const stepsIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).map((n) => Number(n.slice(5))) : []);
+const stepsIn = (dir: string) =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((n) => /^step-\d+$/.test(n))
+        .map((n) => Number(n.slice(5)))
+    : [];
 
 beforeAll(async () => {
   const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
@@ -127,7 +152,26 @@ describe('a run folder belongs to one run', () => {
 
   it('locks a live run against a second process; after SIGKILL, --resume closes and links the orphaned run', async () => {
     const killedOut = join(tmp.dir, 'experiment-b', 'r2');
-    const first = start(['urisc', '--config', config, '--data', dataRoot, '--encoder', 'random', '--tracking-uri', server.uri, '--experiment', 'run-folder', '--no-test', '--out', killedOut, '--set', 'train.steps=400', '--set', 'validation.every=0']);
+    const first = start([
+      'urisc',
+      '--config',
+      config,
+      '--data',
+      dataRoot,
+      '--encoder',
+      'random',
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'run-folder',
+      '--no-test',
+      '--out',
+      killedOut,
+      '--set',
+      'train.steps=400',
+      '--set',
+      'validation.every=0',
+    ]);
     const deadline = Date.now() + 120_000;
     while (stepsIn(join(killedOut, 'checkpoints')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     expect(stepsIn(join(killedOut, 'checkpoints')).length).toBeGreaterThan(0);

@@ -60,7 +60,11 @@ describe('finetune score with rejected predictions', () => {
     expect(r.stderr).not.toMatch(/^error/m);
     expect(r.stdout).toMatch(/^b\.png\s+0\.0000\s+0\.0000\s+0\.0000\s+REJECTED/m);
     expect(r.stdout).toContain('official U-RISC F1 (mean over 2 images): 0.5000');
-    const scores = JSON.parse(readFileSync(json, 'utf8')) as { meanF1: number; rejected: number; images: { name: string; f1: number; rejected: string | null }[] };
+    const scores = JSON.parse(readFileSync(json, 'utf8')) as {
+      meanF1: number;
+      rejected: number;
+      images: { name: string; f1: number; rejected: string | null }[];
+    };
     expect(scores.meanF1).toBe(0.5);
     expect(scores.rejected).toBe(1);
     expect(scores.images.map((i) => [i.name, i.f1, i.rejected?.includes('not binarized') ?? null])).toEqual([

@@ -56,7 +56,12 @@ export function projectionStd(zs: readonly Tensor2D[]): Scalar {
     const z = tf.stack(zs.map((x) => normalizeRows(x))); // [V, N, D]
     const n = z.shape[1]!;
     const centred = z.sub(z.mean(1, true));
-    return centred.square().sum(1).div(Math.max(n - 1, 1)).sqrt().mean() as Scalar;
+    return centred
+      .square()
+      .sum(1)
+      .div(Math.max(n - 1, 1))
+      .sqrt()
+      .mean() as Scalar;
   });
 }
 

@@ -100,8 +100,7 @@ const num = (minimum: number, extra: object = {}) => ({ type: 'number', minimum,
 const int = (minimum: number, extra: object = {}) => ({ type: 'integer', minimum, ...extra }) as const;
 const prob = { type: 'number', minimum: 0, maximum: 1 } as const;
 /** A [min, max] pair within [lo, hi]. */
-const range = (lo: number, hi: number) =>
-  ({ type: 'array', minItems: 2, maxItems: 2, items: [num(lo, { maximum: hi }), num(lo, { maximum: hi })] }) as const;
+const range = (lo: number, hi: number) => ({ type: 'array', minItems: 2, maxItems: 2, items: [num(lo, { maximum: hi }), num(lo, { maximum: hi })] }) as const;
 
 export const mocoSchema: Schema<MocoConfig> = {
   type: 'object',
@@ -225,7 +224,12 @@ export function checkMocoConfig(cfg: MocoConfig, source: string): void {
     problems.push(`train.batchSize (${cfg.train.batchSize}) must split into moco.shuffleGroups (${cfg.moco.shuffleGroups}) equal sub-batches`);
   }
   const a = cfg.augmentation;
-  for (const [name, [lo, hi]] of [['resizedCrop.scale', a.resizedCrop.scale], ['resizedCrop.ratio', a.resizedCrop.ratio], ['blur.sigma', a.blur.sigma], ['noise.variance', a.noise.variance]] as const) {
+  for (const [name, [lo, hi]] of [
+    ['resizedCrop.scale', a.resizedCrop.scale],
+    ['resizedCrop.ratio', a.resizedCrop.ratio],
+    ['blur.sigma', a.blur.sigma],
+    ['noise.variance', a.noise.variance],
+  ] as const) {
     if (lo > hi) problems.push(`augmentation.${name} must be [min, max] with min <= max, got [${lo}, ${hi}]`);
   }
   if (problems.length) throw new Error(`${source}: invalid configuration\n${problems.map((p) => `  - ${p}`).join('\n')}`);

@@ -25,14 +25,23 @@ async function main(): Promise<void> {
         y
           .option('config', { type: 'string', default: DEFAULT_CONFIG, describe: 'run configuration (JSON; see configs/pretrain/)' })
           .option('data', { type: 'string', describe: 'folder of unlabeled crops (any tree of PNG/TIFF/JPEG); default: the embedded synthetic crops' })
-          .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value, e.g. --set train.maxSteps=100 (repeatable)' })
+          .option('set', {
+            type: 'string',
+            array: true,
+            default: [] as string[],
+            describe: 'override a config value, e.g. --set train.maxSteps=100 (repeatable)',
+          })
           .option('out', { type: 'string', describe: 'run directory for checkpoints and the encoder bundle (default .emseg/runs/pretrain/<run name>)' })
           .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out from its newest checkpoint' })
           .option('overwrite', { type: 'boolean', default: false, describe: 'clear the run in --out and start over (a used --out is refused otherwise)' })
           .option('latest', { type: 'string', describe: 'record the finished encoder here for fine-tuning (default: latest.json beside the run folder)' })
           .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-pretrain', describe: 'MLflow experiment' })
           .option('run-name', { type: 'string', describe: 'MLflow run name (default <method>-<arch>-<time>)' })
-          .option('probe', { type: 'string', describe: 'U-RISC-layout folder of a few labelled images ("embedded": the synthetic ones): fit a linear membrane probe on frozen features every probe.every steps and log its F1' })
+          .option('probe', {
+            type: 'string',
+            describe:
+              'U-RISC-layout folder of a few labelled images ("embedded": the synthetic ones): fit a linear membrane probe on frozen features every probe.every steps and log its F1',
+          })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
           .check((a) => {
             const repeated = repeatedOption(a, ['config', 'data', 'out', 'latest', 'experiment', 'run-name', 'probe', 'tracking-uri']);

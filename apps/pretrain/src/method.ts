@@ -105,7 +105,7 @@ export function trainMethodStep(method: SslMethod, views: readonly Tensor4D[], l
  * from `base` at step 0 to 1 at step K = `totalSteps` (solo-learn `MomentumUpdater`).
  */
 export function cosineMomentum(base: number, totalSteps: number, final = 1): (step: number) => number {
-  return (step) => final - (final - base) * (Math.cos((Math.PI * Math.min(step, totalSteps)) / Math.max(totalSteps, 1)) + 1) / 2;
+  return (step) => final - ((final - base) * (Math.cos((Math.PI * Math.min(step, totalSteps)) / Math.max(totalSteps, 1)) + 1)) / 2;
 }
 
 /** `vars` with `<prefix>/` before each name. */
@@ -136,4 +136,3 @@ export function twoViews(views: readonly Tensor4D[], method: string): [Tensor4D,
   if (views.length !== 2) throw new Error(`${method} takes 2 views, got ${views.length}`);
   return [views[0], views[1]];
 }
-

@@ -32,14 +32,15 @@ export interface MocoArgs {
   probe?: string;
 }
 
-
 /** Runs `moco`; returns the exit code (0 finished, 130 stopped by a signal); bad input throws. */
 export async function moco(args: MocoArgs): Promise<number> {
   const cfg: MocoConfig = loadConfig(mocoSchema, { file: args.config, overrides: args.set });
   checkMocoConfig(cfg, args.config);
   const runName = args.runName ?? `${cfg.method}-${cfg.encoder.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
   const dir = resolve(args.out ?? join(PRETRAIN_RUNS, runName));
-  return withRunDir({ app: 'pretrain', runName, dir, resume: args.resume, overwrite: args.overwrite, log }, (session) => pretrainInRunDir(args, cfg, runName, session));
+  return withRunDir({ app: 'pretrain', runName, dir, resume: args.resume, overwrite: args.overwrite, log }, (session) =>
+    pretrainInRunDir(args, cfg, runName, session),
+  );
 }
 
 async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string, session: RunSession): Promise<number> {
@@ -96,7 +97,14 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
     // The encoder is on disk: record it for fine-tuning before waiting on the tracking server.
     const latest = args.latest ? resolve(args.latest) : latestRecordPath(outDir);
     if (result.status === 'FINISHED' && result.bundleDir) {
-      await writeJsonAtomic(latest, { runId: run.id, trackingUri: run.client.trackingUri, outDir, bundleDir: result.bundleDir, encoderUri: `runs:/${run.id}/encoder`, finishedAt: new Date().toISOString() });
+      await writeJsonAtomic(latest, {
+        runId: run.id,
+        trackingUri: run.client.trackingUri,
+        outDir,
+        bundleDir: result.bundleDir,
+        encoderUri: `runs:/${run.id}/encoder`,
+        finishedAt: new Date().toISOString(),
+      });
     }
     if (result.bundleDir) await run.logArtifacts(result.bundleDir, 'encoder');
     if (existsSync(join(outDir, 'bad-crops.log'))) await run.logArtifact(join(outDir, 'bad-crops.log'));
@@ -105,7 +113,9 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
         `pretraining ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
         `encoder bundle: ${result.bundleDir}  (MLflow: runs:/${run.id}/encoder)`,
         `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,
-        ...(result.status === 'FINISHED' ? [`recorded in:    ${latest}  (fine-tune from it: --encoder ${outDir === join(PRETRAIN_RUNS, runName) ? 'latest-pretrain' : latest})`] : []),
+        ...(result.status === 'FINISHED'
+          ? [`recorded in:    ${latest}  (fine-tune from it: --encoder ${outDir === join(PRETRAIN_RUNS, runName) ? 'latest-pretrain' : latest})`]
+          : []),
         `see the run:    ${runUiHint(run, args.trackingUri)}`,
         '',
       ].join('\n'),

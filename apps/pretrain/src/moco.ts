@@ -32,7 +32,11 @@ export class KeyQueue {
   ptr = 0;
 
   /** Starts as K random unit vectors of dimension `dim` (seeded). */
-  constructor(readonly size: number, readonly dim: number, seed = 0) {
+  constructor(
+    readonly size: number,
+    readonly dim: number,
+    seed = 0,
+  ) {
     const init = tf.tidy(() => normalizeRows(tf.randomNormal([size, dim], 0, 1, 'float32', seed)));
     this.keys = tf.variable(init, false);
     init.dispose();

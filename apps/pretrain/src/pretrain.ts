@@ -23,7 +23,17 @@ import {
   type ViewBatch,
 } from '@emseg/data';
 import { saveEncoderBundle } from '@emseg/models';
-import { Sgd, cosineSchedule, runTraining, stepSchedule, type Checkpoint, type GracefulStop, type LrSchedule, type Optimizer, type TrainingTask } from '@emseg/training';
+import {
+  Sgd,
+  cosineSchedule,
+  runTraining,
+  stepSchedule,
+  type Checkpoint,
+  type GracefulStop,
+  type LrSchedule,
+  type Optimizer,
+  type TrainingTask,
+} from '@emseg/training';
 import type { MocoConfig } from './config.js';
 import { trainMethodStep, type MethodStepResult, type SslMethod } from './method.js';
 import { createMethod } from './methods.js';
@@ -97,7 +107,12 @@ function schedule(cfg: MocoConfig, stepsPerEpoch: number, totalSteps: number): L
   const warmupSteps = Math.round(o.warmupEpochs * stepsPerEpoch);
   return o.schedule === 'cosine'
     ? cosineSchedule(o.lr, totalSteps, { warmupSteps })
-    : stepSchedule(o.lr, o.milestones.map((e) => Math.round(e * stepsPerEpoch)), o.gamma, { warmupSteps });
+    : stepSchedule(
+        o.lr,
+        o.milestones.map((e) => Math.round(e * stepsPerEpoch)),
+        o.gamma,
+        { warmupSteps },
+      );
 }
 
 /** Crops must be at least the network's input size (RandomResizedCrop may not upsample whole images). */
@@ -105,7 +120,11 @@ async function checkCropSize(crops: UnlabeledCrops, cropSize: number): Promise<v
   const first = crops.path(0);
   const info = await readImageInfo(first);
   if (info.width < cropSize || info.height < cropSize) {
-    throw new DataError(first, `is ${info.width} x ${info.height} pixels, smaller than data.cropSize ${cropSize}`, `crops of at least ${cropSize} x ${cropSize} (or a smaller data.cropSize)`);
+    throw new DataError(
+      first,
+      `is ${info.width} x ${info.height} pixels, smaller than data.cropSize ${cropSize}`,
+      `crops of at least ${cropSize} x ${cropSize} (or a smaller data.cropSize)`,
+    );
   }
 }
 
@@ -117,7 +136,8 @@ async function checkCropSize(crops: UnlabeledCrops, cropSize: number): Promise<v
 async function openCrops(dataDir: string, outDir: string, cfg: MocoConfig, warn: (message: string) => void): Promise<UnlabeledCrops> {
   const manifest = join(outDir, 'crops.manifest');
   const log = join(outDir, 'bad-crops.log');
-  const writeLog = (bad: readonly BadCrop[]) => writeFileAtomic(log, `# crops that failed the header check (${new Date().toISOString()})\n${bad.map((b) => `${b.problem}\n`).join('')}`);
+  const writeLog = (bad: readonly BadCrop[]) =>
+    writeFileAtomic(log, `# crops that failed the header check (${new Date().toISOString()})\n${bad.map((b) => `${b.problem}\n`).join('')}`);
   let crops: UnlabeledCrops;
   try {
     crops = await UnlabeledCrops.open(dataDir, { manifest, badCrops: cfg.data.badCrops, minSize: cfg.data.cropSize });
@@ -217,7 +237,13 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
       {
         normalization: { mean: cfg.data.mean, std: cfg.data.std },
         pixelSizeNm: cfg.data.pixelSizeNm,
-        training: { method: method.name, dataDigest: digest.digest, steps: run.steps, config: cfg as unknown as Record<string, unknown>, mlflowRunId: opts.mlflowRunId ?? null },
+        training: {
+          method: method.name,
+          dataDigest: digest.digest,
+          steps: run.steps,
+          config: cfg as unknown as Record<string, unknown>,
+          mlflowRunId: opts.mlflowRunId ?? null,
+        },
       },
       { overwrite: true },
     );
@@ -247,7 +273,15 @@ function checkpointState(
   for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
   return {
     tensors,
-    state: { step, method: method.name, ...own.json, optimizerIterations: optimizer.iterations, architecture: cfg.encoder.architecture, crops: data.crops, dataDigest: data.digest },
+    state: {
+      step,
+      method: method.name,
+      ...own.json,
+      optimizerIterations: optimizer.iterations,
+      architecture: cfg.encoder.architecture,
+      crops: data.crops,
+      dataDigest: data.digest,
+    },
   };
 }
 
@@ -276,9 +310,15 @@ function restore(
   }
   const trained = ck.state.method ?? 'mocov2';
   if (trained !== method.name) {
-    throw new Error(`checkpoint ${dir} is a ${trained} run, but the config asks for method ${method.name}: resume with --set method=${trained}, or start a new run`);
+    throw new Error(
+      `checkpoint ${dir} is a ${trained} run, but the config asks for method ${method.name}: resume with --set method=${trained}, or start a new run`,
+    );
   }
   method.restore(ck.tensors, ck.state, dir);
-  const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
+  const slots = Object.fromEntries(
+    Object.entries(ck.tensors)
+      .filter(([k]) => k.startsWith('optimizer/'))
+      .map(([k, t]) => [k.slice('optimizer/'.length), t]),
+  );
   optimizer.restore({ iterations: ck.state.optimizerIterations, slots });
 }

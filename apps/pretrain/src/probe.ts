@@ -61,12 +61,19 @@ async function checkProbeLabels(images: LabeledImages): Promise<void> {
     const { histogram, threshold } = await images.readLabel(i);
     const fraction = foregroundShare(histogram, images.polarity, threshold);
     if (fraction === 0 || fraction === 1) {
-      throw new DataError(images.pairs[i].label, `${fraction === 0 ? 'no pixel is' : 'every pixel is'} membrane when read as ${images.polarity} (threshold ${threshold})`, 'a --probe folder of U-RISC-layout labels with some membrane drawn black on white');
+      throw new DataError(
+        images.pairs[i].label,
+        `${fraction === 0 ? 'no pixel is' : 'every pixel is'} membrane when read as ${images.polarity} (threshold ${threshold})`,
+        'a --probe folder of U-RISC-layout labels with some membrane drawn black on white',
+      );
     }
   }
 }
 
-export async function loadProbeData(dir: string, opts: { patchSize: number; mean: number; std: number; track?: string; maxPatches?: number }): Promise<ProbeData> {
+export async function loadProbeData(
+  dir: string,
+  opts: { patchSize: number; mean: number; std: number; track?: string; maxPatches?: number },
+): Promise<ProbeData> {
   const track = opts.track ?? 'Track1';
   const train = await LabeledImages.open(uriscDirectories(dir, 'train', track));
   const valDirs = uriscDirectories(dir, 'val', track);
@@ -94,7 +101,10 @@ function pixelFeatures(encoder: Encoder, x: Tensor4D): Tensor4D {
   return tf.tidy(() => {
     const [, h, w] = x.shape;
     const maps = encoder.features(x, { training: false }).slice(0, 3);
-    return tf.concat(maps.map((m) => tf.image.resizeBilinear(m, [h, w])), 3) as Tensor4D;
+    return tf.concat(
+      maps.map((m) => tf.image.resizeBilinear(m, [h, w])),
+      3,
+    ) as Tensor4D;
   });
 }
 
@@ -123,7 +133,10 @@ export function runProbe(encoder: Encoder, data: ProbeData, { steps = 60, lr = 0
         () => {
           const z = logits(trainX);
           // Weighted BCE with logits, numerically stable.
-          const bce = tf.relu(z).sub(z.mul(y)).add(tf.log1p(tf.exp(z.abs().neg())));
+          const bce = tf
+            .relu(z)
+            .sub(z.mul(y))
+            .add(tf.log1p(tf.exp(z.abs().neg())));
           return bce.mul(y.mul(posWeight - 1).add(1)).mean() as Scalar;
         },
         optimizer,

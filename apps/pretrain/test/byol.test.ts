@@ -70,14 +70,27 @@ describe('BYOL configuration', () => {
 
 describe('BYOL pieces', () => {
   it('loss is 2 - 2 cos per direction; the collapse indicator is 0 for collapsed projections', () => {
-    const p = tf.tensor2d([[1, 0], [0, 2]]);
-    const z = tf.tensor2d([[1, 1], [0, -1]]);
+    const p = tf.tensor2d([
+      [1, 0],
+      [0, 2],
+    ]);
+    const z = tf.tensor2d([
+      [1, 1],
+      [0, -1],
+    ]);
     // cos = [1/sqrt 2, -1] -> mean(2 - 2 cos) = 2 - (1/sqrt 2 - 1)
     expect(byolLoss(p, z).dataSync()[0]).toBeCloseTo(2 - (Math.SQRT1_2 - 1), 5);
-    const same = tf.tensor2d([[3, 4], [3, 4], [6, 8]]);
+    const same = tf.tensor2d([
+      [3, 4],
+      [3, 4],
+      [6, 8],
+    ]);
     expect(projectionStd([same, same]).dataSync()[0]).toBeCloseTo(0, 6);
     // Rows e1, -e1: per-dim std over the batch (unbiased) = [sqrt 2, 0] -> mean sqrt(2) / 2.
-    const spread = tf.tensor2d([[1, 0], [-1, 0]]);
+    const spread = tf.tensor2d([
+      [1, 0],
+      [-1, 0],
+    ]);
     expect(projectionStd([spread]).dataSync()[0]).toBeCloseTo(Math.SQRT2 / 2, 5);
     tf.dispose([p, z, same, spread]);
   });
@@ -87,7 +100,7 @@ describe('BYOL pieces', () => {
     expect(tau(0)).toBeCloseTo(0.996, 12);
     expect(tau(50)).toBeCloseTo(0.998, 12);
     expect(tau(100)).toBeCloseTo(1, 12);
-    expect(tau(25)).toBeCloseTo(1 - 0.004 * (Math.cos(Math.PI / 4) + 1) / 2, 12);
+    expect(tau(25)).toBeCloseTo(1 - (0.004 * (Math.cos(Math.PI / 4) + 1)) / 2, 12);
   });
 
   it('after a step, the target is tau * target + (1 - tau) * online, weight by weight (hand computation)', () => {
@@ -105,7 +118,7 @@ describe('BYOL pieces', () => {
     const target0 = snapshot(target);
     const online0 = snapshot(online);
     const { momentum } = trainMethodStep(byol, views, 0.1, 3);
-    const tau = 1 - 0.01 * (Math.cos((Math.PI * 3) / 10) + 1) / 2;
+    const tau = 1 - (0.01 * (Math.cos((Math.PI * 3) / 10) + 1)) / 2;
     expect(momentum).toBeCloseTo(tau, 12);
     const online1 = snapshot(online);
     const target1 = snapshot(target);
@@ -129,7 +142,14 @@ describe('BYOL pretraining loop', () => {
   const bundles: string[] = [];
 
   it('lowers the loss on synthetic crops on two seeds, without growing the tensor count', async () => {
-    const mild = ['augmentation.rotation.p=0', 'augmentation.resizedCrop.scale=[0.7,1]', 'augmentation.blur.p=0', 'augmentation.noise.p=0', 'augmentation.brightness=0.1', 'augmentation.contrast=0.1'];
+    const mild = [
+      'augmentation.rotation.p=0',
+      'augmentation.resizedCrop.scale=[0.7,1]',
+      'augmentation.blur.p=0',
+      'augmentation.noise.p=0',
+      'augmentation.brightness=0.1',
+      'augmentation.contrast=0.1',
+    ];
     for (const seed of [1, 2]) {
       const cfg = tinyByol(['train.epochs=10', 'train.maxSteps=30', `train.seed=${seed}`, ...mild]);
       const losses: number[] = [];
@@ -152,7 +172,9 @@ describe('BYOL pretraining loop', () => {
       expect(result.status).toBe('FINISHED');
       expect(result.steps).toBe(30);
       const [first, last] = [mean(losses.slice(0, 5)), mean(losses.slice(-5))];
-      console.log(`byol seed ${seed}: loss first 5 ${first.toFixed(4)}, last 5 ${last.toFixed(4)}; z_std ${zStd[0].toFixed(4)} -> ${zStd[zStd.length - 1].toFixed(4)}`);
+      console.log(
+        `byol seed ${seed}: loss first 5 ${first.toFixed(4)}, last 5 ${last.toFixed(4)}; z_std ${zStd[0].toFixed(4)} -> ${zStd[zStd.length - 1].toFixed(4)}`,
+      );
       // Seeds 1 and 2 measured: 2.83 -> 1.55 and 2.90 -> 1.20 (of 0 .. 8).
       expect(last).toBeLessThan(first - 0.5);
       // Not collapsed: the projections still spread over the batch (1/sqrt(32) ~ 0.18 when spread evenly).
@@ -188,7 +210,13 @@ describe('BYOL pretraining loop', () => {
 
     const interrupted = mkdtempSync(join(WORK, 'b-'));
     let steps = 0;
-    const stop: GracefulStop = { get requested() { return steps >= 3; }, signal: null, dispose() {} };
+    const stop: GracefulStop = {
+      get requested() {
+        return steps >= 3;
+      },
+      signal: null,
+      dispose() {},
+    };
     const first = await pretrain({ cfg, dataDir: crops, outDir: interrupted, stop, listener: { step: () => void steps++ } });
     expect(first.status).toBe('KILLED');
     expect(first.steps).toBe(3);
@@ -201,10 +229,17 @@ describe('BYOL pretraining loop', () => {
     const names = Object.keys(a.tensors).sort();
     expect(Object.keys(b.tensors).sort()).toEqual(names);
     for (const prefix of ['online/encoder/', 'online/projector/', 'online/predictor/', 'target/encoder/', 'target/projector/', 'optimizer/']) {
-      expect(names.some((n) => n.startsWith(prefix)), prefix).toBe(true);
+      expect(
+        names.some((n) => n.startsWith(prefix)),
+        prefix,
+      ).toBe(true);
     }
     let worst = 0;
-    for (const [name, t] of Object.entries(a.tensors)) worst = Math.max(worst, tf.tidy(() => t.sub(b.tensors[name]).abs().max().dataSync()[0]));
+    for (const [name, t] of Object.entries(a.tensors))
+      worst = Math.max(
+        worst,
+        tf.tidy(() => t.sub(b.tensors[name]).abs().max().dataSync()[0]),
+      );
     expect(worst).toBeLessThan(1e-5);
     expect(b.state).toEqual(a.state);
     expect(a.state).toMatchObject({ step: 6, method: 'byol' });
@@ -212,6 +247,8 @@ describe('BYOL pretraining loop', () => {
 
     // A MoCo config cannot resume a BYOL run.
     const moco = loadConfig(mocoSchema, { file: QUICK, overrides: ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'train.maxSteps=6'] });
-    await expect(pretrain({ cfg: moco, dataDir: crops, outDir: interrupted, resume: true })).rejects.toThrow(/is a byol run, but the config asks for method mocov2/);
+    await expect(pretrain({ cfg: moco, dataDir: crops, outDir: interrupted, resume: true })).rejects.toThrow(
+      /is a byol run, but the config asks for method mocov2/,
+    );
   });
 });

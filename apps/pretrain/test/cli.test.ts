@@ -13,7 +13,10 @@ import { MlflowClient, downloadArtifacts, startMlflowServer, type MlflowServer }
 import { latestCheckpoint } from '@emseg/training';
 
 const MAIN = resolve(__dirname, '..', 'dist', 'main.js');
-const TINY = ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'train.logEvery=1'].flatMap((s) => ['--set', s]);
+const TINY = ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'train.logEvery=1'].flatMap((s) => [
+  '--set',
+  s,
+]);
 
 /** Everything this file writes lives under one temporary folder, removed at the end. */
 const WORK = mkdtempSync(join(tmpdir(), 'emseg-pretrain-test-'));
@@ -25,7 +28,10 @@ let crops: string;
 
 beforeAll(async () => {
   crops = join(mkdtempSync(join(WORK, 'emseg-cli-')), 'crops');
-  [server] = await Promise.all([startMlflowServer({ storeDir: mkdtempSync(join(WORK, 'emseg-mlflow-')) }), generateSyntheticCrops({ dir: crops, seed: 9, count: 64, size: 40 })]);
+  [server] = await Promise.all([
+    startMlflowServer({ storeDir: mkdtempSync(join(WORK, 'emseg-mlflow-')) }),
+    generateSyntheticCrops({ dir: crops, seed: 9, count: 64, size: 40 }),
+  ]);
   client = new MlflowClient({ trackingUri: server.uri });
 });
 afterAll(async () => {
@@ -54,7 +60,21 @@ function runCli(args: string[], { interruptAfterMs }: { interruptAfterMs?: numbe
 describe('emseg-pretrain moco', () => {
   it('logs params, backend tags, the dataset, per-step metrics and a reusable encoder bundle to MLflow', async () => {
     const out = mkdtempSync(join(WORK, 'emseg-cli-run-'));
-    const { code, stdout, stderr } = await runCli(['--data', crops, '--out', out, '--tracking-uri', server.uri, '--experiment', 'cli-test', '--run-name', 'tiny', ...TINY, '--set', 'train.maxSteps=4']);
+    const { code, stdout, stderr } = await runCli([
+      '--data',
+      crops,
+      '--out',
+      out,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'cli-test',
+      '--run-name',
+      'tiny',
+      ...TINY,
+      '--set',
+      'train.maxSteps=4',
+    ]);
     expect(code, stderr).toBe(0);
     const runId = /runs:\/([0-9a-f]+)\/encoder/.exec(stdout)![1];
     const run = await client.getRun(runId);
@@ -75,7 +95,9 @@ describe('emseg-pretrain moco', () => {
     expect(listed).toEqual(['encoder/encoder.json', 'encoder/model.json', 'encoder/weights.bin']);
     // Another EM task picks the encoder up by its MLflow URI.
     const dest = mkdtempSync(join(WORK, 'emseg-dl-'));
-    const loaded = await loadEncoder(`runs:/${runId}/encoder`, { resolveUri: async (uri) => downloadArtifacts(client, uri.split('/')[1], uri.split('/').slice(2).join('/'), dest) });
+    const loaded = await loadEncoder(`runs:/${runId}/encoder`, {
+      resolveUri: async (uri) => downloadArtifacts(client, uri.split('/')[1], uri.split('/').slice(2).join('/'), dest),
+    });
     expect(loaded.meta.training.method).toBe('mocov2');
     expect(loaded.meta.training.mlflowRunId).toBe(runId);
     expect(loaded.meta.normalization).toEqual({ mean: [0.573], std: [0.127] });
@@ -94,14 +116,32 @@ describe('emseg-pretrain moco', () => {
     expect(run.params['byol.dim']).toBe('32');
     for (const key of ['loss', 'z_std', 'momentum']) expect((await client.getMetricHistory(runId, key)).length).toBe(3);
     const dest = mkdtempSync(join(WORK, 'emseg-dl-'));
-    const loaded = await loadEncoder(`runs:/${runId}/encoder`, { resolveUri: async (uri) => downloadArtifacts(client, uri.split('/')[1], uri.split('/').slice(2).join('/'), dest) });
+    const loaded = await loadEncoder(`runs:/${runId}/encoder`, {
+      resolveUri: async (uri) => downloadArtifacts(client, uri.split('/')[1], uri.split('/').slice(2).join('/'), dest),
+    });
     expect(loaded.meta.training.method).toBe('byol');
     loaded.encoder.dispose();
   });
 
   it('on SIGINT saves a checkpoint, ends the run KILLED, and --resume continues it', async () => {
     const out = mkdtempSync(join(WORK, 'emseg-cli-int-'));
-    const args = ['--data', crops, '--out', out, '--tracking-uri', server.uri, '--experiment', 'cli-test', ...TINY, '--set', 'train.epochs=100', '--set', 'train.maxSteps=200', '--set', 'train.checkpointEvery=1000'];
+    const args = [
+      '--data',
+      crops,
+      '--out',
+      out,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'cli-test',
+      ...TINY,
+      '--set',
+      'train.epochs=100',
+      '--set',
+      'train.maxSteps=200',
+      '--set',
+      'train.checkpointEvery=1000',
+    ];
     const first = await runCli(args, { interruptAfterMs: 4000 });
     expect(first.code, first.stderr).toBe(130);
     expect(first.stderr).toMatch(/SIGINT received: finishing this step/);

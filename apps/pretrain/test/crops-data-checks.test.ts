@@ -21,7 +21,17 @@ afterAll(() => rmSync(WORK, { recursive: true, force: true }));
 function tinyConfig(extra: string[] = []): MocoConfig {
   return loadConfig(mocoSchema, {
     file: QUICK,
-    overrides: ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=32', 'moco.dim=16', 'moco.shuffleGroups=2', 'train.checkpointEvery=1', 'probe.every=0', ...extra],
+    overrides: [
+      'data.cropSize=32',
+      'train.batchSize=8',
+      'moco.queueSize=32',
+      'moco.mlpHidden=32',
+      'moco.dim=16',
+      'moco.shuffleGroups=2',
+      'train.checkpointEvery=1',
+      'probe.every=0',
+      ...extra,
+    ],
   });
 }
 
@@ -70,7 +80,9 @@ describe('crops are checked when the manifest is built', () => {
     });
     expect(result.status).toBe('FINISHED');
     expect(crops).toBe(24);
-    expect(warnings).toEqual([`warning: left out 1 of 25 crops that fail the header check (data.badCrops "skip"); they are listed in ${join(out, 'bad-crops.log')}`]);
+    expect(warnings).toEqual([
+      `warning: left out 1 of 25 crops that fail the header check (data.badCrops "skip"); they are listed in ${join(out, 'bad-crops.log')}`,
+    ]);
     expect(readFileSync(join(out, 'bad-crops.log'), 'utf8')).toContain(corrupt);
     expect(readFileSync(join(out, 'crops.manifest'), 'utf8')).not.toContain('broken.png');
   });
@@ -83,7 +95,13 @@ describe('resume after the crops changed', () => {
     const out = mkdtempSync(join(WORK, 'out-'));
     const cfg = tinyConfig(['train.maxSteps=4']);
     let steps = 0;
-    const stop: GracefulStop = { get requested() { return steps >= 2; }, signal: null, dispose() {} };
+    const stop: GracefulStop = {
+      get requested() {
+        return steps >= 2;
+      },
+      signal: null,
+      dispose() {},
+    };
     const first = await pretrainMoco({ cfg, dataDir: root, outDir: out, stop, listener: { step: () => void steps++ } });
     expect(first.status).toBe('KILLED');
 
@@ -101,6 +119,10 @@ describe('resume after the crops changed', () => {
     expect(resumed.status).toBe('FINISHED');
     expect(resumed.steps).toBe(4);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(new RegExp(`^warning: the crops in ${root} \\(23 crops, digest [0-9a-f]{16}\\) are not those checkpoint \\S+ was trained on \\(24 crops, digest [0-9a-f]{16}\\): the remaining epochs see a different crop order`));
+    expect(warnings[0]).toMatch(
+      new RegExp(
+        `^warning: the crops in ${root} \\(23 crops, digest [0-9a-f]{16}\\) are not those checkpoint \\S+ was trained on \\(24 crops, digest [0-9a-f]{16}\\): the remaining epochs see a different crop order`,
+      ),
+    );
   });
 });

@@ -21,7 +21,11 @@ describe('KeyQueue', () => {
     const queue = new KeyQueue(6, 2, 1);
     const norms = tf.tidy(() => queue.keys.norm('euclidean', 1).arraySync() as number[]);
     norms.forEach((n) => expect(n).toBeCloseTo(1, 5));
-    const batch = (v: number) => tf.tensor2d([[v, 0], [0, v]]);
+    const batch = (v: number) =>
+      tf.tensor2d([
+        [v, 0],
+        [0, v],
+      ]);
     const initial = rows(queue.keys);
     for (const v of [1, 2, 3]) {
       const b = batch(v);
@@ -29,11 +33,22 @@ describe('KeyQueue', () => {
       b.dispose();
     }
     expect(queue.ptr).toBe(0);
-    expect(rows(queue.keys)).toEqual([[1, 0], [0, 1], [2, 0], [0, 2], [3, 0], [0, 3]]);
+    expect(rows(queue.keys)).toEqual([
+      [1, 0],
+      [0, 1],
+      [2, 0],
+      [0, 2],
+      [3, 0],
+      [0, 3],
+    ]);
     const b = batch(4);
     queue.enqueue(b);
     expect(queue.ptr).toBe(2);
-    expect(rows(queue.keys).slice(0, 3)).toEqual([[4, 0], [0, 4], [2, 0]]);
+    expect(rows(queue.keys).slice(0, 3)).toEqual([
+      [4, 0],
+      [0, 4],
+      [2, 0],
+    ]);
     expect(initial).not.toEqual(rows(queue.keys));
     const bad = tf.zeros([4, 2]) as Tensor2D;
     expect(() => queue.enqueue(bad)).toThrow(/queue size 6 is not a multiple of the batch size 4/);
@@ -44,9 +59,19 @@ describe('KeyQueue', () => {
 
 describe('InfoNCE', () => {
   it('puts the positive logit first and divides by the temperature', () => {
-    const q = tf.tensor2d([[1, 0], [0, 1]]);
-    const k = tf.tensor2d([[0.6, 0.8], [0, 1]]);
-    const queue = tf.tensor2d([[1, 0], [-1, 0], [0, -1]]);
+    const q = tf.tensor2d([
+      [1, 0],
+      [0, 1],
+    ]);
+    const k = tf.tensor2d([
+      [0.6, 0.8],
+      [0, 1],
+    ]);
+    const queue = tf.tensor2d([
+      [1, 0],
+      [-1, 0],
+      [0, -1],
+    ]);
     const logits = infoNceLogits(q, k, queue, 0.5);
     expect(rows(logits)).toEqual([
       [expect.closeTo(1.2, 6), 2, -2, 0],
@@ -60,8 +85,16 @@ describe('InfoNCE', () => {
   });
 
   it('normalizes rows to unit length', () => {
-    const x = normalizeRows(tf.tensor2d([[3, 4], [0, 2]]));
-    expect(rows(x)).toEqual([[expect.closeTo(0.6, 6), expect.closeTo(0.8, 6)], [0, 1]]);
+    const x = normalizeRows(
+      tf.tensor2d([
+        [3, 4],
+        [0, 2],
+      ]),
+    );
+    expect(rows(x)).toEqual([
+      [expect.closeTo(0.6, 6), expect.closeTo(0.8, 6)],
+      [0, 1],
+    ]);
     x.dispose();
   });
 });

@@ -25,12 +25,26 @@ describe('MoCo over the plain conv encoder', () => {
     await generateSyntheticCrops({ dir: crops, seed: 5, count: 32, size: 48 });
     const cfg = loadConfig(mocoSchema, {
       file: QUICK,
-      overrides: ['encoder.architecture="plain-conv-small"', 'data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'train.maxSteps=6', 'train.checkpointEvery=1000'],
+      overrides: [
+        'encoder.architecture="plain-conv-small"',
+        'data.cropSize=32',
+        'train.batchSize=8',
+        'moco.queueSize=32',
+        'moco.mlpHidden=64',
+        'moco.dim=32',
+        'train.maxSteps=6',
+        'train.checkpointEvery=1000',
+      ],
     });
     const out = join(WORK, 'run');
     const tensors: number[] = [];
     const losses: number[] = [];
-    const result = await pretrainMoco({ cfg, dataDir: crops, outDir: out, listener: { step: (_s, m) => void (losses.push(m.loss), tensors.push(tf.memory().numTensors)) } });
+    const result = await pretrainMoco({
+      cfg,
+      dataDir: crops,
+      outDir: out,
+      listener: { step: (_s, m) => void (losses.push(m.loss), tensors.push(tf.memory().numTensors)) },
+    });
     expect(result.status).toBe('FINISHED');
     expect(losses.every(Number.isFinite)).toBe(true);
     expect(new Set(tensors.slice(1)).size).toBe(1);

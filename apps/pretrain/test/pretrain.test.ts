@@ -17,7 +17,17 @@ const QUICK = join(__dirname, '..', '..', '..', 'configs', 'pretrain', 'quick.js
 function tinyConfig(extra: string[] = []): MocoConfig {
   return loadConfig(mocoSchema, {
     file: QUICK,
-    overrides: ['data.cropSize=32', 'train.batchSize=8', 'moco.queueSize=32', 'moco.mlpHidden=64', 'moco.dim=32', 'moco.shuffleGroups=2', 'train.checkpointEvery=1000', 'optimizer.lr=0.03', ...extra],
+    overrides: [
+      'data.cropSize=32',
+      'train.batchSize=8',
+      'moco.queueSize=32',
+      'moco.mlpHidden=64',
+      'moco.dim=32',
+      'moco.shuffleGroups=2',
+      'train.checkpointEvery=1000',
+      'optimizer.lr=0.03',
+      ...extra,
+    ],
   });
 }
 
@@ -25,7 +35,13 @@ function tinyConfig(extra: string[] = []): MocoConfig {
 function stopAfter(n: number): { stop: GracefulStop; onStep: () => void } {
   let steps = 0;
   return {
-    stop: { get requested() { return steps >= n; }, signal: null, dispose() {} },
+    stop: {
+      get requested() {
+        return steps >= n;
+      },
+      signal: null,
+      dispose() {},
+    },
     onStep: () => void steps++,
   };
 }
@@ -45,7 +61,14 @@ describe('MoCoV2 pretraining loop', () => {
     // Mild augmentation so that 48 steps of a tiny model are enough to see learning, at tinyConfig's
     // lr 0.03: at lr 0.1 the loss drifts up towards ln(1 + K) = ln 33 (collapse) on most seeds, so
     // whether it fell by 0.1 hung on the random stream (2 of train.seed 0-4 did; at 0.03, 8 of 0-9).
-    const mild = ['augmentation.rotation.p=0', 'augmentation.resizedCrop.scale=[0.7,1]', 'augmentation.blur.p=0', 'augmentation.noise.p=0', 'augmentation.brightness=0.1', 'augmentation.contrast=0.1'];
+    const mild = [
+      'augmentation.rotation.p=0',
+      'augmentation.resizedCrop.scale=[0.7,1]',
+      'augmentation.blur.p=0',
+      'augmentation.noise.p=0',
+      'augmentation.brightness=0.1',
+      'augmentation.contrast=0.1',
+    ];
     const cfg = tinyConfig(['train.epochs=10', 'train.maxSteps=48', 'optimizer.schedule="step"', 'optimizer.warmupEpochs=0', ...mild]);
     const losses: number[] = [];
     const tensorCounts: number[] = [];
@@ -140,6 +163,8 @@ describe('bad input', () => {
   it('out-of-range and inconsistent config values are named', () => {
     expect(() => tinyConfig(['moco.momentum=1.5'])).toThrow(/moco\.momentum must be <= 1/);
     expect(() => tinyConfig(['encoder.architecture="vgg16"'])).toThrow(/encoder\.architecture must be one of "resnet18", "resnet34", "resnet50"/);
-    expect(() => checkMocoConfig(tinyConfig(['moco.queueSize=36']), 'quick.json')).toThrow(/moco\.queueSize \(36\) must be a multiple of train\.batchSize \(8\)/);
+    expect(() => checkMocoConfig(tinyConfig(['moco.queueSize=36']), 'quick.json')).toThrow(
+      /moco\.queueSize \(36\) must be a multiple of train\.batchSize \(8\)/,
+    );
   });
 });

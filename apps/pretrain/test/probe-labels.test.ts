@@ -20,6 +20,8 @@ describe('probe labels', () => {
     const labels = join(dir, 'label', 'Track1', 'val');
     const name = readdirSync(labels)[0]!;
     await writeImage(join(labels, name), greyImage(128, 128, new Uint8Array(128 * 128).fill(255)));
-    await expect(loadProbeData(dir, { patchSize: 64, mean: 0.573, std: 0.127 })).rejects.toThrow(new RegExp(`${join(labels, name)}: no pixel is membrane when read as black-foreground`));
+    await expect(loadProbeData(dir, { patchSize: 64, mean: 0.573, std: 0.127 })).rejects.toThrow(
+      new RegExp(`${join(labels, name)}: no pixel is membrane when read as black-foreground`),
+    );
   });
 });

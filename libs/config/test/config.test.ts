@@ -46,7 +46,10 @@ describe('loadConfig', () => {
   });
 
   it('follows "extends" relative to the file, child values winning', () => {
-    const dir = tmp({ 'base.json': { $comment: 'the paper', name: 'paper', optimizer: { lr: 0.015, momentum: 0.8 } }, 'child.json': { extends: './base.json', $comment: 'quick', optimizer: { lr: 0.1 } } });
+    const dir = tmp({
+      'base.json': { $comment: 'the paper', name: 'paper', optimizer: { lr: 0.015, momentum: 0.8 } },
+      'child.json': { extends: './base.json', $comment: 'quick', optimizer: { lr: 0.1 } },
+    });
     const cfg = loadConfig(schema, { file: join(dir, 'child.json') });
     expect(cfg.optimizer).toEqual({ lr: 0.1, momentum: 0.8, milestones: [] });
     expect(cfg.name).toBe('paper');
@@ -68,7 +71,9 @@ describe('loadConfig', () => {
   });
 
   it('rejects enum violations with the allowed values', () => {
-    expect(() => loadConfig(schema, { base: { name: 'x', optimizer: { lr: 1 } }, overrides: ['schedule=linear'] })).toThrow(/schedule must be one of "step", "cosine"/);
+    expect(() => loadConfig(schema, { base: { name: 'x', optimizer: { lr: 1 } }, overrides: ['schedule=linear'] })).toThrow(
+      /schedule must be one of "step", "cosine"/,
+    );
   });
 
   it('gives clear errors for unreadable, non-JSON and cyclic files', () => {

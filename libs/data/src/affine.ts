@@ -10,14 +10,17 @@ export const IDENTITY: Affine = [1, 0, 0, 0, 1, 0];
 
 /** `compose(A, B, C)` applies C first, then B, then A (like A * B * C on column vectors). */
 export function compose(...maps: readonly Affine[]): Affine {
-  const product = maps.reduce((m, n) => [
-    m[0] * n[0] + m[1] * n[3],
-    m[0] * n[1] + m[1] * n[4],
-    m[0] * n[2] + m[1] * n[5] + m[2],
-    m[3] * n[0] + m[4] * n[3],
-    m[3] * n[1] + m[4] * n[4],
-    m[3] * n[2] + m[4] * n[5] + m[5],
-  ], IDENTITY);
+  const product = maps.reduce(
+    (m, n) => [
+      m[0] * n[0] + m[1] * n[3],
+      m[0] * n[1] + m[1] * n[4],
+      m[0] * n[2] + m[1] * n[5] + m[2],
+      m[3] * n[0] + m[4] * n[3],
+      m[3] * n[1] + m[4] * n[4],
+      m[3] * n[2] + m[4] * n[5] + m[5],
+    ],
+    IDENTITY,
+  );
   // No negative zeros, so parameters survive a JSON round trip unchanged.
   return product.map((v) => v + 0) as unknown as Affine;
 }

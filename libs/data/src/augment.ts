@@ -10,13 +10,7 @@
  *      image only.
  * Geometric steps that are integer-aligned (flips, 90-degree turns) copy pixels exactly.
  */
-import {
-  type Affine,
-  compose,
-  rotationAbout,
-  scaling,
-  translation,
-} from './affine.js';
+import { type Affine, compose, rotationAbout, scaling, translation } from './affine.js';
 import { addGaussianNoise, adjustBrightnessContrast, adjustGamma, gaussianBlur } from './filters.js';
 import { type FloatImage, type GreyImage, type Mask, type Rect, maxValue } from './image.js';
 import { Rng } from './random.js';

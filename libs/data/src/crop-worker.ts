@@ -17,7 +17,10 @@ port.on('message', (job: CropJob) => {
     .then((image) => {
       const views = augmentedViews(image, job.seeds, job.spec, job.size);
       const reply: CropJobResult = { id: job.id, views };
-      port.postMessage(reply, views.map((v) => v.buffer as ArrayBuffer));
+      port.postMessage(
+        reply,
+        views.map((v) => v.buffer as ArrayBuffer),
+      );
     })
     .catch((err: unknown) => {
       const reply: CropJobResult = {

@@ -119,8 +119,7 @@ export async function readImage(path: string, options: ReadImageOptions = {}): P
     throw new DataError(path, `decoded to ${output.info.channels} channels, ${data.byteLength} bytes`, `one grey channel of ${width}x${height}`);
   }
   if (info.bitDepth === 8) return { width, height, bitDepth: 8, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-  const words =
-    data.byteOffset % 2 === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : new Uint16Array(Uint8Array.from(data).buffer);
+  const words = data.byteOffset % 2 === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : new Uint16Array(Uint8Array.from(data).buffer);
   return { width, height, bitDepth: 16, data: words };
 }
 

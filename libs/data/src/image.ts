@@ -82,13 +82,7 @@ type TypedArrayCtor<T> = { new (length: number): T };
  *
  * @example cutRegion(img.data, img.width, img.height, { x: -8, y: 0, width: 64, height: 64 })
  */
-export function cutRegion<T extends Uint8Array | Uint16Array | Float32Array>(
-  data: T,
-  width: number,
-  height: number,
-  rect: Rect,
-  out?: T,
-): T {
+export function cutRegion<T extends Uint8Array | Uint16Array | Float32Array>(data: T, width: number, height: number, rect: Rect, out?: T): T {
   const { x, y, width: w, height: h } = rect;
   const result = out ?? new (data.constructor as TypedArrayCtor<T>)(w * h);
   if (result.length !== w * h) throw new Error(`cutRegion: output has ${result.length} values; expected ${w * h}`);

@@ -28,13 +28,7 @@ export type { Affine } from './affine.js';
 export { warpBilinear, warpNearest } from './warp.js';
 export type { BorderMode } from './warp.js';
 export { addGaussianNoise, adjustBrightnessContrast, adjustGamma, gaussianBlur, gaussianKernel } from './filters.js';
-export {
-  CEM500K_AUGMENTATION,
-  URISC_AUGMENTATION,
-  applyAugmentation,
-  augmentedViews,
-  sampleAugmentation,
-} from './augment.js';
+export { CEM500K_AUGMENTATION, URISC_AUGMENTATION, applyAugmentation, augmentedViews, sampleAugmentation } from './augment.js';
 export type { AugmentationParams, AugmentationSpec, AugmentationTarget, Augmented } from './augment.js';
 export { stackImages, stackMasks } from './batch.js';
 export type { ImageBatch, MaskBatch } from './batch.js';
@@ -50,19 +44,7 @@ export { imageBatchToTensor, maskBatchToTensor } from './tensors.js';
 export type { Tensor4D } from './tensors.js';
 export { renderEmScene } from './synthetic/em-scene.js';
 export type { EmScene, EmSceneOptions } from './synthetic/em-scene.js';
-export {
-  SYNTHETIC_GENERATOR_VERSION,
-  URISC_SPLITS,
-  generateSyntheticCrops,
-  generateSyntheticUrisc,
-  syntheticUriscAt,
-} from './synthetic/generate.js';
-export type {
-  SyntheticCropsDataset,
-  SyntheticCropsOptions,
-  SyntheticUriscDataset,
-  SyntheticUriscOptions,
-  UriscSplit,
-} from './synthetic/generate.js';
+export { SYNTHETIC_GENERATOR_VERSION, URISC_SPLITS, generateSyntheticCrops, generateSyntheticUrisc, syntheticUriscAt } from './synthetic/generate.js';
+export type { SyntheticCropsDataset, SyntheticCropsOptions, SyntheticUriscDataset, SyntheticUriscOptions, UriscSplit } from './synthetic/generate.js';
 export { QUICK_DATA, defaultDataCacheDir, defaultDataVersion, ensureDefaultData } from './synthetic/default-data.js';
 export type { DefaultData, DefaultDataSpec } from './synthetic/default-data.js';

@@ -67,7 +67,7 @@ export function uriscDirectories(root: string, split: 'train' | 'val' | 'test', 
 export function labelToMask(label: GreyImage, polarity: LabelPolarity, threshold = 128): Mask {
   const out = new Uint8Array(label.data.length);
   const black = polarity === 'black-foreground';
-  for (let i = 0; i < out.length; i++) out[i] = (label.data[i] < threshold) === black ? 1 : 0;
+  for (let i = 0; i < out.length; i++) out[i] = label.data[i] < threshold === black ? 1 : 0;
   return { width: label.width, height: label.height, data: out };
 }
 
@@ -96,7 +96,12 @@ export function foregroundShare(histogram: Float64Array, polarity: LabelPolarity
  *
  * @example plausibleReading(labelHistogram(allWhite), 'black-foreground', 128, 0.5) // null: one value only
  */
-export function plausibleReading(histogram: Float64Array, polarity: LabelPolarity, threshold: number, maxFraction: number): { polarity: LabelPolarity; threshold: number } | null {
+export function plausibleReading(
+  histogram: Float64Array,
+  polarity: LabelPolarity,
+  threshold: number,
+  maxFraction: number,
+): { polarity: LabelPolarity; threshold: number } | null {
   const present = [...histogram.keys()].filter((v) => histogram[v] > 0);
   const other: LabelPolarity = polarity === 'black-foreground' ? 'white-foreground' : 'black-foreground';
   const candidates = [{ polarity: other, threshold }];
@@ -105,10 +110,12 @@ export function plausibleReading(histogram: Float64Array, polarity: LabelPolarit
     const halfway = Math.floor((present[0] + present[present.length - 1]) / 2) + 1;
     candidates.push({ polarity, threshold: halfway }, { polarity: other, threshold: halfway });
   }
-  return candidates.find((c) => {
-    const f = foregroundShare(histogram, c.polarity, c.threshold);
-    return f > 0 && f <= maxFraction;
-  }) ?? null;
+  return (
+    candidates.find((c) => {
+      const f = foregroundShare(histogram, c.polarity, c.threshold);
+      return f > 0 && f <= maxFraction;
+    }) ?? null
+  );
 }
 
 function stemMap(dir: string, files: readonly string[]): Map<string, string> {
@@ -163,10 +170,12 @@ export class LabeledImages {
     const images = stemMap(imagesDir, await listImageFiles(imagesDir));
     const labels = stemMap(labelsDir, await listImageFiles(labelsDir));
     for (const [stem, file] of labels) {
-      if (!images.has(stem)) throw new DataError(join(labelsDir, file), `label has no image named "${stem}.*" in ${imagesDir}`, 'every label to have an image with the same stem');
+      if (!images.has(stem))
+        throw new DataError(join(labelsDir, file), `label has no image named "${stem}.*" in ${imagesDir}`, 'every label to have an image with the same stem');
     }
     for (const [stem, file] of images) {
-      if (!labels.has(stem)) throw new DataError(join(imagesDir, file), `image has no label named "${stem}.*" in ${labelsDir}`, 'every image to have a label with the same stem');
+      if (!labels.has(stem))
+        throw new DataError(join(imagesDir, file), `image has no label named "${stem}.*" in ${labelsDir}`, 'every image to have a label with the same stem');
     }
     const stems = [...images.keys()].sort();
     const pairs = await mapLimit(stems, 8, async (stem) => {
@@ -227,7 +236,11 @@ export class LabeledImages {
   subset(names: readonly string[]): LabeledImages {
     const unknown = names.filter((n) => !this.pairs.some((p) => p.name === n));
     if (unknown.length > 0) throw new Error(`unknown image name(s) ${unknown.join(', ')}; have ${this.names.join(', ')}`);
-    return new LabeledImages(this.pairs.filter((p) => names.includes(p.name)), this.polarity, this.threshold);
+    return new LabeledImages(
+      this.pairs.filter((p) => names.includes(p.name)),
+      this.polarity,
+      this.threshold,
+    );
   }
 
   /**
@@ -244,8 +257,16 @@ export class LabeledImages {
     const order = new Rng(seed).permutation(n);
     const held = new Set(Array.from(order.subarray(0, count), (i) => this.pairs[i].name));
     return {
-      train: new LabeledImages(this.pairs.filter((p) => !held.has(p.name)), this.polarity, this.threshold),
-      validation: new LabeledImages(this.pairs.filter((p) => held.has(p.name)), this.polarity, this.threshold),
+      train: new LabeledImages(
+        this.pairs.filter((p) => !held.has(p.name)),
+        this.polarity,
+        this.threshold,
+      ),
+      validation: new LabeledImages(
+        this.pairs.filter((p) => held.has(p.name)),
+        this.polarity,
+        this.threshold,
+      ),
     };
   }
 
@@ -253,7 +274,10 @@ export class LabeledImages {
   digest(): Promise<DatasetDigest> {
     const files = this.pairs.flatMap((p) => [p.image, p.label]);
     const root = commonDirectory(files);
-    return datasetDigest(root, files.map((f) => relative(root, f)));
+    return datasetDigest(
+      root,
+      files.map((f) => relative(root, f)),
+    );
   }
 }
 

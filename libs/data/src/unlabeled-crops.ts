@@ -64,7 +64,11 @@ export class BadCropsError extends DataError {
   ) {
     super(root, `${bad.length} of ${checked} crops fail the header check`, `only readable single-image crops: ${fix}`);
     this.name = 'BadCropsError';
-    this.message += bad.slice(0, 5).map((b) => `\n  ${b.problem}`).join('') + (bad.length > 5 ? `\n  ... and ${bad.length - 5} more` : '');
+    this.message +=
+      bad
+        .slice(0, 5)
+        .map((b) => `\n  ${b.problem}`)
+        .join('') + (bad.length > 5 ? `\n  ... and ${bad.length - 5} more` : '');
   }
 }
 
@@ -79,7 +83,8 @@ export async function checkCrop(path: string, minSize = 1): Promise<string | nul
   try {
     const info = await readImageInfo(path);
     if (info.width < minSize || info.height < minSize) {
-      return new DataError(path, `is ${info.width} x ${info.height} pixels, smaller than ${minSize} x ${minSize}`, `crops of at least ${minSize} x ${minSize}`).message;
+      return new DataError(path, `is ${info.width} x ${info.height} pixels, smaller than ${minSize} x ${minSize}`, `crops of at least ${minSize} x ${minSize}`)
+        .message;
     }
     if (info.format === 'png') {
       const handle = await openFile(path, 'r');
@@ -277,7 +282,13 @@ export class CropStream implements AsyncIterable<ViewBatch> {
         return augmentedViews(image, seeds, this.spec, size);
       }),
     );
-    const views = Array.from({ length: this.views }, (_, v) => stackImages(perCrop.map((c) => c[v]), size, size));
+    const views = Array.from({ length: this.views }, (_, v) =>
+      stackImages(
+        perCrop.map((c) => c[v]),
+        size,
+        size,
+      ),
+    );
     return { index, crops: Uint32Array.from(items), views };
   }
 

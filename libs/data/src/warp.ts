@@ -88,7 +88,7 @@ export function warpNearest<T extends Uint8Array | Uint16Array | Float32Array>(
   border: BorderMode = 'reflect',
   out?: T,
 ): T {
-  const result = out ?? (new (src.constructor as { new (n: number): T })(outW * outH));
+  const result = out ?? new (src.constructor as { new (n: number): T })(outW * outH);
   const [a, b, c, d, e, f] = m;
   for (let v = 0; v < outH; v++) {
     const vy = v + 0.5;

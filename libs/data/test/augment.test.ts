@@ -48,9 +48,14 @@ describe('geometry', () => {
       // Whatever dihedral transform was drawn, the output is a permutation of the pixels: check
       // against the 8 candidates and record which one it was.
       const candidates: [string, (x: number, y: number) => number][] = [
-        ['id', (x, y) => at(x, y)], ['h', (x, y) => at(width - 1 - x, y)], ['v', (x, y) => at(x, width - 1 - y)],
-        ['hv', (x, y) => at(width - 1 - x, width - 1 - y)], ['t', (x, y) => at(y, x)], ['th', (x, y) => at(width - 1 - y, x)],
-        ['tv', (x, y) => at(y, width - 1 - x)], ['thv', (x, y) => at(width - 1 - y, width - 1 - x)],
+        ['id', (x, y) => at(x, y)],
+        ['h', (x, y) => at(width - 1 - x, y)],
+        ['v', (x, y) => at(x, width - 1 - y)],
+        ['hv', (x, y) => at(width - 1 - x, width - 1 - y)],
+        ['t', (x, y) => at(y, x)],
+        ['th', (x, y) => at(width - 1 - y, x)],
+        ['tv', (x, y) => at(y, width - 1 - x)],
+        ['thv', (x, y) => at(width - 1 - y, width - 1 - x)],
       ];
       const match = candidates.find(([, f]) => out.every((v, i) => v === f(i % width, Math.floor(i / width))));
       expect(match, `seed ${seed} is not an exact flip/turn`).toBeDefined();

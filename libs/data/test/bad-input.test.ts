@@ -1,15 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  DataError,
-  LabeledImages,
-  UnlabeledCrops,
-  generateSyntheticUrisc,
-  publishDirectory,
-  readImage,
-  writeImage,
-} from '@emseg/data';
+import { DataError, LabeledImages, UnlabeledCrops, generateSyntheticUrisc, publishDirectory, readImage, writeImage } from '@emseg/data';
 import { pattern16, pattern8, tempDir, treeOf } from './helpers.js';
 
 const base = tempDir('bad');
@@ -70,7 +62,11 @@ describe('bad input: every case names the file and what was expected', () => {
 
   it('a non-image file in the folder', async () => {
     writeFileSync(join(images(), 'notes.txt'), 'hello');
-    await expectDataError(open(), join(images(), 'notes.txt'), /is not an image file \(extension "\.txt"\); expected only image files \(\.png, \.tif, \.tiff, \.jpg, \.jpeg\)/);
+    await expectDataError(
+      open(),
+      join(images(), 'notes.txt'),
+      /is not an image file \(extension "\.txt"\); expected only image files \(\.png, \.tif, \.tiff, \.jpg, \.jpeg\)/,
+    );
     writeFileSync(join(caseDir, 'README'), 'x');
     mkdirSync(join(caseDir, 'crops'));
     writeFileSync(join(caseDir, 'crops', 'README'), 'x');
@@ -84,7 +80,11 @@ describe('bad input: every case names the file and what was expected', () => {
 
   it('a label with no partner image', async () => {
     await writeImage(join(labels(), 'c.tiff'), { width: 20, height: 10, bitDepth: 8, data: pattern8(20, 10) });
-    await expectDataError(open(), join(labels(), 'c.tiff'), /label has no image named "c\.\*" in .*images; expected every label to have an image with the same stem/);
+    await expectDataError(
+      open(),
+      join(labels(), 'c.tiff'),
+      /label has no image named "c\.\*" in .*images; expected every label to have an image with the same stem/,
+    );
   });
 
   it('an image with no label', async () => {
@@ -99,7 +99,11 @@ describe('bad input: every case names the file and what was expected', () => {
 
   it('an empty directory', async () => {
     mkdirSync(join(caseDir, 'empty'));
-    await expectDataError(LabeledImages.open({ images: join(caseDir, 'empty'), labels: labels() }), join(caseDir, 'empty'), /contains no image files; expected at least one image/);
+    await expectDataError(
+      LabeledImages.open({ images: join(caseDir, 'empty'), labels: labels() }),
+      join(caseDir, 'empty'),
+      /contains no image files; expected at least one image/,
+    );
     mkdirSync(join(caseDir, 'empty', 'sub', 'deeper'), { recursive: true });
     await expectDataError(UnlabeledCrops.open(join(caseDir, 'empty')), join(caseDir, 'empty'), /contains no image files/);
   });
@@ -110,7 +114,11 @@ describe('bad input: every case names the file and what was expected', () => {
   });
 
   it('an unreadable path: missing, a file where a directory belongs, a directory where a file belongs', async () => {
-    await expectDataError(LabeledImages.open({ images: join(caseDir, 'nope'), labels: labels() }), join(caseDir, 'nope'), /does not exist; expected a directory of images/);
+    await expectDataError(
+      LabeledImages.open({ images: join(caseDir, 'nope'), labels: labels() }),
+      join(caseDir, 'nope'),
+      /does not exist; expected a directory of images/,
+    );
     await expectDataError(UnlabeledCrops.open(join(images(), 'a.png')), join(images(), 'a.png'), /is a file, not a directory/);
     await expectDataError(readImage(join(images(), 'a.png', 'x.png')), join(images(), 'a.png', 'x.png'), /is not reachable \(a parent of it is a file/);
     await expectDataError(readImage(images()), images(), /is a directory, not a file; expected a PNG, TIFF or JPEG image/);
@@ -149,7 +157,9 @@ describe('nothing half-written', () => {
 
   it('synthetic generation with bad options writes nothing', async () => {
     const target = join(caseDir, 'synthetic');
-    await expect(generateSyntheticUrisc({ dir: target, seed: 1, count: { train: -1, val: 0, test: 0 }, size: 32 })).rejects.toThrow(/count\.train must be a non-negative integer, got -1/);
+    await expect(generateSyntheticUrisc({ dir: target, seed: 1, count: { train: -1, val: 0, test: 0 }, size: 32 })).rejects.toThrow(
+      /count\.train must be a non-negative integer, got -1/,
+    );
     expect(existsSync(target)).toBe(false);
   });
 });

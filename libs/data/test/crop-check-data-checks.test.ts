@@ -54,7 +54,11 @@ describe('header check of every crop when the listing is built', () => {
     expect(crops.files).toEqual(['a/good-0.png', 'a/good-1.png', 'a/good-2.png', 'a/good-3.png', 'a/good-4.png']);
     expect(crops.headerCheck?.checked).toBe(9);
     expect(crops.headerCheck?.skipped.map((b) => b.file)).toEqual(bad);
-    expect(readFileSync(manifest, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'))).toEqual(crops.files);
+    expect(
+      readFileSync(manifest, 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#')),
+    ).toEqual(crops.files);
     // Reading the manifest back does not check again (resume stays fast) and keeps the same crops.
     const again = await UnlabeledCrops.open(root, { manifest, badCrops: 'skip' });
     expect(again.headerCheck).toBeNull();

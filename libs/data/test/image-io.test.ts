@@ -39,7 +39,9 @@ describe('image round-trips', () => {
 
   it('refuses an unwritable format or inconsistent data, writing nothing', async () => {
     const sub = join(dir, 'refused');
-    await expect(writeImage(join(sub, 'a.jpg'), { width: 2, height: 2, bitDepth: 8, data: new Uint8Array(4) })).rejects.toThrow(/a\.jpg.*\.png, \.tif or \.tiff/);
+    await expect(writeImage(join(sub, 'a.jpg'), { width: 2, height: 2, bitDepth: 8, data: new Uint8Array(4) })).rejects.toThrow(
+      /a\.jpg.*\.png, \.tif or \.tiff/,
+    );
     await expect(writeImage(join(sub, 'b.png'), { width: 3, height: 2, bitDepth: 8, data: new Uint8Array(4) })).rejects.toThrow(/b\.png.*4 values for 3x2/);
     expect(() => readdirSync(sub)).toThrow(/ENOENT/);
   });
@@ -54,8 +56,12 @@ describe('colour and JPEG inputs become one grey channel', () => {
       rgb.set([v, v, v], 3 * i);
       rgba.set([v, v, v, 255 - v], 4 * i);
     });
-    await sharp(rgb, { raw: { width: 16, height: 9, channels: 3 } }).png().toFile(join(dir, 'rgb.png'));
-    await sharp(rgba, { raw: { width: 16, height: 9, channels: 4 } }).png().toFile(join(dir, 'rgba.png'));
+    await sharp(rgb, { raw: { width: 16, height: 9, channels: 3 } })
+      .png()
+      .toFile(join(dir, 'rgb.png'));
+    await sharp(rgba, { raw: { width: 16, height: 9, channels: 4 } })
+      .png()
+      .toFile(join(dir, 'rgba.png'));
     for (const name of ['rgb.png', 'rgba.png']) {
       const img = await readImage(join(dir, name));
       expect(img.bitDepth).toBe(8);
@@ -66,14 +72,19 @@ describe('colour and JPEG inputs become one grey channel', () => {
 
   it('weights colour channels as luminance (green brighter than blue)', async () => {
     const px = new Uint8Array([0, 255, 0, 0, 0, 255]);
-    await sharp(px, { raw: { width: 2, height: 1, channels: 3 } }).png().toFile(join(dir, 'gb.png'));
+    await sharp(px, { raw: { width: 2, height: 1, channels: 3 } })
+      .png()
+      .toFile(join(dir, 'gb.png'));
     const img = await readImage(join(dir, 'gb.png'));
     expect(img.data[0]).toBeGreaterThan(img.data[1] + 100);
   });
 
   it('reads 16-bit RGB as 16-bit grey', async () => {
     const rgb = Uint16Array.from({ length: 4 * 3 * 3 }, (_, i) => Math.floor(i / 3) * 5000);
-    await sharp(rgb, { raw: { width: 4, height: 3, channels: 3 } }).toColourspace('rgb16').png().toFile(join(dir, 'rgb16.png'));
+    await sharp(rgb, { raw: { width: 4, height: 3, channels: 3 } })
+      .toColourspace('rgb16')
+      .png()
+      .toFile(join(dir, 'rgb16.png'));
     const img = await readImage(join(dir, 'rgb16.png'));
     expect(img.bitDepth).toBe(16);
     expect(img.data[11]).toBeGreaterThan(50000);
@@ -82,7 +93,9 @@ describe('colour and JPEG inputs become one grey channel', () => {
 
   it('decodes JPEG (lossy, so within a few grey levels)', async () => {
     const smooth = Uint8Array.from({ length: 32 * 32 }, (_, i) => 60 + (i % 32) * 4);
-    await sharp(smooth, { raw: { width: 32, height: 32, channels: 1 } }).jpeg({ quality: 95 }).toFile(join(dir, 'g.jpg'));
+    await sharp(smooth, { raw: { width: 32, height: 32, channels: 1 } })
+      .jpeg({ quality: 95 })
+      .toFile(join(dir, 'g.jpg'));
     const img = await readImage(join(dir, 'g.jpg'));
     expect((await readImageInfo(join(dir, 'g.jpg'))).format).toBe('jpeg');
     expect(Math.max(...Array.from(img.data, (v, i) => Math.abs(v - smooth[i])))).toBeLessThanOrEqual(6);

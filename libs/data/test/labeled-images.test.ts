@@ -20,11 +20,15 @@ const labels = join(dir, 'label', 'Track1', 'train');
 
 /** Label with stripes of membrane (0) plus the awkward grey values of a non-binary label. */
 function stripedLabel(width: number, height: number, phase: number): Uint8Array {
-  return Uint8Array.from({ length: width * height }, (_, i) => ((i % width) + phase) % 9 < 2 ? 0 : 255);
+  return Uint8Array.from({ length: width * height }, (_, i) => (((i % width) + phase) % 9 < 2 ? 0 : 255));
 }
 
 beforeAll(async () => {
-  for (const [k, [w, h]] of [[60, 40], [50, 50], [70, 30]].entries()) {
+  for (const [k, [w, h]] of [
+    [60, 40],
+    [50, 50],
+    [70, 30],
+  ].entries()) {
     // 16-bit EM images are fine; labels are 8-bit TIFF as in U-RISC.
     await writeImage(join(images, `img${k}.png`), { width: w, height: h, bitDepth: 16, data: pattern16(w, h) });
     await writeImage(join(labels, `img${k}.tiff`), { width: w, height: h, bitDepth: 8, data: stripedLabel(w, h, k) });
@@ -116,8 +120,21 @@ describe('patchBatches', () => {
     const w = 64;
     const mask = Uint8Array.from({ length: w * w }, (_, i) => ((i % w) % 10 < 3 || Math.floor(i / w) % 13 < 2 ? 1 : 0));
     const image = { width: w, height: w, bitDepth: 8 as const, data: mask.map((v) => v * 255) };
-    const twin: LabeledSample = { name: 'twin', image, mask: { width: w, height: w, data: mask }, label: { polarity: 'white-foreground', threshold: 128, histogram: labelHistogram(image) } };
-    const options = { mode: 'random' as const, size: 32, batchSize: 4, seed: 9, epoch: 1, patchesPerEpoch: 16, augmentation: { ...URISC_AUGMENTATION, brightness: 0, contrast: 0, gamma: undefined } };
+    const twin: LabeledSample = {
+      name: 'twin',
+      image,
+      mask: { width: w, height: w, data: mask },
+      label: { polarity: 'white-foreground', threshold: 128, histogram: labelHistogram(image) },
+    };
+    const options = {
+      mode: 'random' as const,
+      size: 32,
+      batchSize: 4,
+      seed: 9,
+      epoch: 1,
+      patchesPerEpoch: 16,
+      augmentation: { ...URISC_AUGMENTATION, brightness: 0, contrast: 0, gamma: undefined },
+    };
     const batches = [...patchBatches([twin], options)];
     let agree = 0;
     let total = 0;

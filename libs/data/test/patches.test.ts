@@ -55,7 +55,13 @@ function sparseMask(width: number, height: number, points: [number, number][]): 
 
 describe('ForegroundIndex', () => {
   it('enumerates the foreground pixels in row-major order', () => {
-    const points: [number, number][] = [[3, 0], [7, 0], [0, 2], [9, 5], [1, 6]];
+    const points: [number, number][] = [
+      [3, 0],
+      [7, 0],
+      [0, 2],
+      [9, 5],
+      [1, 6],
+    ];
     const index = new ForegroundIndex(sparseMask(10, 7, points));
     expect(index.count).toBe(5);
     expect(points.map((_, k) => index.pixel(k))).toEqual(points.map(([x, y]) => ({ x, y })));
@@ -68,7 +74,11 @@ describe('samplePatch', () => {
   const width = 500;
   const height = 400;
   // A membrane-like sparse foreground: one short segment in a corner.
-  const mask = sparseMask(width, height, Array.from({ length: 30 }, (_, i) => [450 + i, 20] as [number, number]));
+  const mask = sparseMask(
+    width,
+    height,
+    Array.from({ length: 30 }, (_, i) => [450 + i, 20] as [number, number]),
+  );
   const foreground = new ForegroundIndex(mask);
   const containsForeground = (r: { x: number; y: number; width: number; height: number }) =>
     r.y <= 20 && r.y + r.height > 20 && r.x + r.width > 450 && r.x < 480;

@@ -13,9 +13,15 @@ const W = 32;
 
 /** A real 3-page 8-bit TIFF, pages joined by sharp (libvips writes one IFD per page). */
 async function writeStack(path: string, pages = 3): Promise<void> {
-  const page = (k: number) => sharp(Buffer.from(pattern8(W, W).map((v) => (v + 50 * k) % 256)), { raw: { width: W, height: W, channels: 1 } }).png().toBuffer();
+  const page = (k: number) =>
+    sharp(Buffer.from(pattern8(W, W).map((v) => (v + 50 * k) % 256)), { raw: { width: W, height: W, channels: 1 } })
+      .png()
+      .toBuffer();
   const buffers = await Promise.all(Array.from({ length: pages }, (_, k) => page(k)));
-  await sharp(buffers, { join: { animated: true } }).toColourspace('b-w').tiff({ compression: 'lzw' }).toFile(path);
+  await sharp(buffers, { join: { animated: true } })
+    .toColourspace('b-w')
+    .tiff({ compression: 'lzw' })
+    .toFile(path);
 }
 
 const refusal = (path: string) =>

@@ -33,7 +33,10 @@ describe('batch -> tensor', () => {
   it('streams MoCo batches into tensors without growing the tensor count', async () => {
     const { root } = await generateSyntheticCrops({ dir: join(dir, 'crops'), seed: 1, count: 24, size: 32 });
     const crops = await UnlabeledCrops.open(root);
-    const normalisation = await estimateNormalisation(crops.files.map((f) => join(root, f)), { sample: 8 });
+    const normalisation = await estimateNormalisation(
+      crops.files.map((f) => join(root, f)),
+      { sample: 8 },
+    );
     expect(normalisation.mean).toBeGreaterThan(0.2);
     expect(normalisation.mean).toBeLessThan(0.8);
     const guard = tensorCountGuard();

@@ -1,15 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  Rng,
-  TileStitcher,
-  blendWeights,
-  extractTile,
-  predictTiled,
-  tilePlan,
-  type BlendWindow,
-  type FloatImage,
-  type GreyImage,
-} from '@emseg/data';
+import { Rng, TileStitcher, blendWeights, extractTile, predictTiled, tilePlan, type BlendWindow, type FloatImage, type GreyImage } from '@emseg/data';
 import { pattern16, pattern8 } from './helpers.js';
 
 function randomImage(width: number, height: number, seed: number): FloatImage {
@@ -24,14 +14,22 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 }
 
 describe('tilePlan', () => {
-  const sizes: [number, number][] = [[1, 1], [5, 300], [64, 64], [100, 37], [257, 511], [1000, 999]];
+  const sizes: [number, number][] = [
+    [1, 1],
+    [5, 300],
+    [64, 64],
+    [100, 37],
+    [257, 511],
+    [1000, 999],
+  ];
   for (const [width, height] of sizes) {
     it(`covers a ${width}x${height} image exactly (every pixel in a tile, tiles in a full grid)`, () => {
       const plan = tilePlan(width, height, { tileSize: 64, overlap: 16 });
       const covered = new Uint8Array(width * height);
       for (const t of plan.tiles) {
         expect(t).toEqual({ index: t.row * plan.xs.length + t.col, row: t.row, col: t.col, x: plan.xs[t.col], y: plan.ys[t.row] });
-        for (let y = Math.max(0, t.y); y < Math.min(height, t.y + 64); y++) covered.fill(1, y * width + Math.max(0, t.x), y * width + Math.min(width, t.x + 64));
+        for (let y = Math.max(0, t.y); y < Math.min(height, t.y + 64); y++)
+          covered.fill(1, y * width + Math.max(0, t.x), y * width + Math.min(width, t.x + 64));
       }
       expect(covered.every((c) => c === 1)).toBe(true);
       expect(plan.tiles).toHaveLength(plan.xs.length * plan.ys.length);
@@ -99,7 +97,11 @@ describe('stitching', () => {
     const biases = plan.tiles.map((t) => ((t.row + t.col) % 2 === 0 ? 0.2 : -0.2));
     const largestStep = (window: BlendWindow) => {
       const stitcher = new TileStitcher(plan, window);
-      for (const t of plan.tiles) stitcher.add(t, extractTile(image, plan, t).map((v) => v + biases[t.index]));
+      for (const t of plan.tiles)
+        stitcher.add(
+          t,
+          extractTile(image, plan, t).map((v) => v + biases[t.index]),
+        );
       const out = stitcher.finish();
       let step = 0;
       for (let y = 0; y < image.height; y++) {

@@ -45,9 +45,7 @@ async function imagesIn(path: string): Promise<string[]> {
     throw new EvaluationInputError(`--images: ${path} does not exist`, path);
   }
   if (!info.isDirectory()) return [path];
-  const names = (await readdir(path))
-    .filter((n) => (IMAGE_EXTENSIONS as readonly string[]).some((e) => n.toLowerCase().endsWith(e)))
-    .sort();
+  const names = (await readdir(path)).filter((n) => (IMAGE_EXTENSIONS as readonly string[]).some((e) => n.toLowerCase().endsWith(e))).sort();
   if (names.length === 0) throw new EvaluationInputError(`--images: no ${IMAGE_EXTENSIONS.join(', ')} files in ${path}`, path);
   return names.map((n) => join(path, n));
 }

@@ -103,10 +103,7 @@ function fillRow(F: Float64Array, w: number, s: Int32Array, t: Int32Array, q: nu
  * Call `visit(y, d2)` for every row y (bottom to top) with `d2[x]` the squared Euclidean distance from (x, y) to
  * the nearest feature pixel (`Infinity` when there is none). `d2` is reused between rows.
  */
-export function forEachRowSquaredDistance(
-  features: Mask,
-  visit: (y: number, squaredDistances: Float64Array) => void,
-): void {
+export function forEachRowSquaredDistance(features: Mask, visit: (y: number, squaredDistances: Float64Array) => void): void {
   assertImage(features, 'feature mask');
   const { width: w, height: h } = features;
   const { g, inf } = downwardDistances(features.data, w, h);

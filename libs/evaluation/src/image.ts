@@ -52,9 +52,7 @@ export function assertImage(img: Image2D, what: string): void {
     throw new EvaluationInputError(`${what}: width and height must be positive integers, got ${width} x ${height}`);
   }
   if (data.length !== width * height) {
-    throw new EvaluationInputError(
-      `${what}: data has ${data.length} values, expected width * height = ${width} * ${height} = ${width * height}`,
-    );
+    throw new EvaluationInputError(`${what}: data has ${data.length} values, expected width * height = ${width} * ${height} = ${width * height}`);
   }
 }
 
@@ -66,9 +64,7 @@ export function assertSameSize(a: Image2D, b: Image2D, nameA: string, nameB: str
   assertImage(a, nameA);
   assertImage(b, nameB);
   if (a.width !== b.width || a.height !== b.height) {
-    throw new EvaluationInputError(
-      `size mismatch: ${nameA} is ${a.width} x ${a.height} but ${nameB} is ${b.width} x ${b.height} (width x height)`,
-    );
+    throw new EvaluationInputError(`size mismatch: ${nameA} is ${a.width} x ${a.height} but ${nameB} is ${b.width} x ${b.height} (width x height)`);
   }
 }
 

@@ -23,14 +23,7 @@ export { IMAGE_EXTENSIONS, pairImageFolders } from './pairing.js';
 export type { ImagePair, PairingOptions } from './pairing.js';
 export { decodeGrey8, readGrey8 } from './read-grey.js';
 
-export {
-  bestThresholdF1,
-  defaultThresholds,
-  pixelScores,
-  scoresFromCounts,
-  thresholdMap,
-  thresholdScores,
-} from './pixel-scores.js';
+export { bestThresholdF1, defaultThresholds, pixelScores, scoresFromCounts, thresholdMap, thresholdScores } from './pixel-scores.js';
 export type { PixelScores, ThresholdPoint, ThresholdSweep } from './pixel-scores.js';
 
 export { isbiBinaryScores, isbiRandError, isbiScores, isbiSliceScores, isbiThresholds } from './isbi.js';

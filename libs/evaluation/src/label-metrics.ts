@@ -61,11 +61,7 @@ export interface AdaptedRandResult {
  * scikit-image 0.26 computes the same error but returns precision and recall swapped relative to
  * its own docstring; these follow the docstring.
  */
-export function adaptedRandError(
-  trueLabels: LabelImage,
-  testLabels: LabelImage,
-  ignoreLabels: readonly number[] = [0],
-): AdaptedRandResult {
+export function adaptedRandError(trueLabels: LabelImage, testLabels: LabelImage, ignoreLabels: readonly number[] = [0]): AdaptedRandResult {
   const { n, cells, rows, cols } = labelTable(trueLabels, testLabels, ignoreLabels);
   const sq = (xs: Float64Array) => xs.reduce((acc, x) => acc + x * x, 0);
   const sumC = sq(cells) - n;
@@ -87,11 +83,7 @@ export interface VariationOfInformationResult {
 }
 
 /** `skimage.metrics.variation_of_information(true, test, ignore_labels=ignoreLabels)`, in bits. */
-export function variationOfInformation(
-  trueLabels: LabelImage,
-  testLabels: LabelImage,
-  ignoreLabels: readonly number[] = [],
-): VariationOfInformationResult {
+export function variationOfInformation(trueLabels: LabelImage, testLabels: LabelImage, ignoreLabels: readonly number[] = []): VariationOfInformationResult {
   const { n, cells, rows, cols } = labelTable(trueLabels, testLabels, ignoreLabels);
   if (n === 0) return { splits: 0, merges: 0, total: 0 };
   const h = (xs: Float64Array) => xs.reduce((acc, c) => acc - (c / n) * Math.log2(c / n), 0);

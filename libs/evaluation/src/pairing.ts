@@ -55,18 +55,11 @@ async function listImages(dir: string, role: string): Promise<string[]> {
  * prediction has no ground truth (or several candidates), and, unless told otherwise, when a ground
  * truth has no prediction.
  */
-export async function pairImageFolders(
-  predictionDir: string,
-  groundTruthDir: string,
-  options: PairingOptions = {},
-): Promise<ImagePair[]> {
+export async function pairImageFolders(predictionDir: string, groundTruthDir: string, options: PairingOptions = {}): Promise<ImagePair[]> {
   const preds = await listImages(predictionDir, 'prediction');
   const gts = await listImages(groundTruthDir, 'ground-truth');
   if (preds.length === 0) {
-    throw new EvaluationInputError(
-      `no prediction images (${IMAGE_EXTENSIONS.join(', ')}) in ${predictionDir}`,
-      predictionDir,
-    );
+    throw new EvaluationInputError(`no prediction images (${IMAGE_EXTENSIONS.join(', ')}) in ${predictionDir}`, predictionDir);
   }
   const gtByName = new Set(gts);
   const gtByStem = new Map<string, string[]>();

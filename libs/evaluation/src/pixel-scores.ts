@@ -120,11 +120,7 @@ export function defaultThresholds(): number[] {
  * every threshold's confusion matrix exactly. O(N log T).
  * @example bestThresholdF1(prob, gt).best.threshold
  */
-export function bestThresholdF1(
-  membraneProbability: ProbabilityMap,
-  trueMembrane: Mask,
-  thresholds: readonly number[] = defaultThresholds(),
-): ThresholdSweep {
+export function bestThresholdF1(membraneProbability: ProbabilityMap, trueMembrane: Mask, thresholds: readonly number[] = defaultThresholds()): ThresholdSweep {
   assertSameSize(membraneProbability, trueMembrane, 'membrane probability map', 'true membrane mask');
   if (thresholds.length === 0) throw new EvaluationInputError('bestThresholdF1: thresholds must not be empty');
   for (const t of thresholds) {

@@ -52,7 +52,10 @@ export async function decodeGrey8(bytes: Buffer): Promise<GreyImage> {
   const input = sharp(bytes, { limitInputPixels: false, failOn: 'error' });
   const meta = await input.metadata();
   // The competition script reads one 2D image per file; a stack would be scored by its first page.
-  if ((meta.pages ?? 1) > 1) throw new Error(`it is a multi-page ${String(meta.format).toUpperCase()} stack (${meta.pages} pages); expected one 2D image per file: split the stack into one file per slice`);
+  if ((meta.pages ?? 1) > 1)
+    throw new Error(
+      `it is a multi-page ${String(meta.format).toUpperCase()} stack (${meta.pages} pages); expected one 2D image per file: split the stack into one file per slice`,
+    );
   // 8-bit raw output; libvips reduces 16-bit samples by keeping the high byte (v >> 8), like
   // libpng's strip_16, and may expand grey to three equal channels when it does.
   const { data, info } = await input.raw().toBuffer({ resolveWithObject: true });

@@ -14,14 +14,7 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { assd, type AssdResult } from './assd.js';
-import {
-  assertSameSize,
-  cellMaskFromGrey,
-  EvaluationInputError,
-  type GreyImage,
-  membraneMaskFromGrey,
-  probabilityFromGrey,
-} from './image.js';
+import { assertSameSize, cellMaskFromGrey, EvaluationInputError, type GreyImage, membraneMaskFromGrey, probabilityFromGrey } from './image.js';
 import { isbiScores, isbiThresholds, meanThresholdScores, type IsbiThresholdScores } from './isbi.js';
 import { type ImagePair, pairImageFolders } from './pairing.js';
 import { pixelScores } from './pixel-scores.js';
@@ -197,11 +190,7 @@ function scoreImage(
  * against one ground-truth file.
  * @example await scoreFiles('pred', 'gt', { protocol: 'urisc', metrics: ['f1', 'vrand', 'vinfo', 'assd'] })
  */
-export async function scoreFiles(
-  predictionPath: string,
-  groundTruthPath: string,
-  options: ScoreFilesOptions = {},
-): Promise<ScoreFilesResult> {
+export async function scoreFiles(predictionPath: string, groundTruthPath: string, options: ScoreFilesOptions = {}): Promise<ScoreFilesResult> {
   const protocol = options.protocol ?? 'urisc';
   if (!(PROTOCOLS as readonly string[]).includes(protocol)) {
     throw new EvaluationInputError(`unknown protocol "${protocol}": expected one of ${PROTOCOLS.join(', ')}`);

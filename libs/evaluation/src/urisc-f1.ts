@@ -122,12 +122,7 @@ export function checkUriscPrediction(valueCounts: ArrayLike<number>, name = 'pre
  * Precision, recall and F1 from the script's value-weighted sums, with its empty-image rules.
  * @example uriscPrf(0, 10, 0, 0) // { precision: 1, recall: 0, f1: 0 }
  */
-export function uriscPrf(
-  predMatch: number,
-  predSum: number,
-  gtMatch: number,
-  gtSum: number,
-): { precision: number; recall: number; f1: number } {
+export function uriscPrf(predMatch: number, predSum: number, gtMatch: number, gtSum: number): { precision: number; recall: number; f1: number } {
   let precision: number;
   let recall: number;
   if (predSum === 0 && gtSum > 0) {

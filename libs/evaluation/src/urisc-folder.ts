@@ -69,11 +69,7 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(
  * Score every prediction in `predictionDir` against its namesake in `groundTruthDir`.
  * @example const { meanF1, images } = await uriscFolderScore('out/pred', 'data/label');
  */
-export async function uriscFolderScore(
-  predictionDir: string,
-  groundTruthDir: string,
-  options: PairingOptions = {},
-): Promise<UriscFolderScore> {
+export async function uriscFolderScore(predictionDir: string, groundTruthDir: string, options: PairingOptions = {}): Promise<UriscFolderScore> {
   const pairs = await pairImageFolders(predictionDir, groundTruthDir, options);
   const images: UriscImageScore[] = [];
   // One pair at a time: a full U-RISC image pair is ~200 MB decoded.

@@ -49,7 +49,7 @@ describe('4-connected components', () => {
   });
 });
 
-describe("ImageJ skeletonize", () => {
+describe('ImageJ skeletonize', () => {
   fx.thinning.forEach((c, k) => {
     it(`matches the restatement of ImageJ's BinaryProcessor (case ${k})`, () => {
       expect(Array.from(skeletonize(u8(c.mask)).data)).toEqual(c.skeleton.data);
@@ -127,10 +127,13 @@ describe('ISBI 2012 V_Rand / V_Info', () => {
   });
 
   it('averages per-slice scores over slices at each threshold', () => {
-    const slices = fx.isbi.slice(0, 1).concat(fx.isbi.slice(0, 1)).map((c) => ({
-      cellProbability: f32(c.cellProbability),
-      trueCells: u8(c.trueCells),
-    }));
+    const slices = fx.isbi
+      .slice(0, 1)
+      .concat(fx.isbi.slice(0, 1))
+      .map((c) => ({
+        cellProbability: f32(c.cellProbability),
+        trueCells: u8(c.trueCells),
+      }));
     const two = isbiScores(slices);
     const one = isbiScores(slices[0]);
     two.curve.forEach((p, j) => expect(p.vRand).toBeCloseTo(one.curve[j].vRand, 14));

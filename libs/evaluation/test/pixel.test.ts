@@ -72,9 +72,7 @@ describe('pixelScores on hand-computed cases', () => {
 
   it('rejects masks of different sizes or malformed data', () => {
     expect(() => pixelScores(maskFromRows(['##']), truth)).toThrow(/size mismatch: predicted membrane mask is 2 x 1/);
-    expect(() => pixelScores({ width: 3, height: 3, data: new Uint8Array(8) }, truth)).toThrow(
-      /data has 8 values, expected width \* height = 3 \* 3 = 9/,
-    );
+    expect(() => pixelScores({ width: 3, height: 3, data: new Uint8Array(8) }, truth)).toThrow(/data has 8 values, expected width \* height = 3 \* 3 = 9/);
   });
 });
 
@@ -106,8 +104,6 @@ describe('threshold sweep', () => {
   });
 
   it('rejects an empty threshold list', () => {
-    expect(() => bestThresholdF1({ width: 1, height: 1, data: Float32Array.of(0) }, maskFromRows(['#']), [])).toThrow(
-      /thresholds must not be empty/,
-    );
+    expect(() => bestThresholdF1({ width: 1, height: 1, data: Float32Array.of(0) }, maskFromRows(['#']), [])).toThrow(/thresholds must not be empty/);
   });
 });

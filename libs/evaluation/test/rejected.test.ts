@@ -67,7 +67,10 @@ describe('U-RISC folder score with rejected predictions', () => {
     expect(r.stdout).toMatch(/^b\.png\s+0\.0000\s+0\.0000\s+0\.0000\s+\S+\s+REJECTED$/m);
     expect(r.stdout).toMatch(/^mean of 2\s.*1 rejected$/m);
     expect(r.stdout).toContain(`rejected (F1 0): ${join(mixed, 'b.png')}: not binarized`);
-    const out = JSON.parse(readFileSync(json, 'utf8')) as { summary: { f1: number; rejected: number }; images: { f1: number; vRand: number; rejected: string | null }[] };
+    const out = JSON.parse(readFileSync(json, 'utf8')) as {
+      summary: { f1: number; rejected: number };
+      images: { f1: number; vRand: number; rejected: string | null }[];
+    };
     expect(out.summary.rejected).toBe(1);
     expect(out.summary.f1).toBe(out.images[0].f1 / 2);
     expect(out.images[0].rejected).toBeNull();

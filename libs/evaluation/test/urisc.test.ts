@@ -3,14 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  EvaluationInputError,
-  pairImageFolders,
-  readGrey8,
-  uriscF1,
-  uriscFolderScore,
-  UriscFormatError,
-} from '@emseg/evaluation';
+import { EvaluationInputError, pairImageFolders, readGrey8, uriscF1, uriscFolderScore, UriscFormatError } from '@emseg/evaluation';
 import { FIXTURES, greyFromRows, type JsonImage, loadFixture } from './helpers.js';
 
 interface UriscFixture {
@@ -43,9 +36,14 @@ describe('readGrey8 decodes like cv2.imread(path, 0)', () => {
   });
 
   it('refuses a multi-page TIFF stack instead of scoring its first page', async () => {
-    const page = (v: number) => sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
+    const page = (v: number) =>
+      sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } })
+        .png()
+        .toBuffer();
     const stack = join(tmp, 'stack.tif');
-    await sharp(await Promise.all([page(0), page(255), page(0)]), { join: { animated: true } }).tiff().toFile(stack);
+    await sharp(await Promise.all([page(0), page(255), page(0)]), { join: { animated: true } })
+      .tiff()
+      .toFile(stack);
     await expect(readGrey8(stack)).rejects.toThrow(/stack\.tif: it is a multi-page TIFF stack \(3 pages\)/);
   });
 });
@@ -183,12 +181,8 @@ describe('folder pairing', () => {
   });
 
   it('ambiguous partners and missing folders are errors', async () => {
-    await expect(pairImageFolders(folder('p4', ['a.png']), folder('g4', ['a.tif', 'a.tiff']))).rejects.toThrow(
-      /ambiguous ground truth/,
-    );
-    await expect(pairImageFolders(join(tmp, 'absent'), folder('g5', ['a.png']))).rejects.toThrow(
-      /cannot list prediction folder .*absent: no such directory/,
-    );
+    await expect(pairImageFolders(folder('p4', ['a.png']), folder('g4', ['a.tif', 'a.tiff']))).rejects.toThrow(/ambiguous ground truth/);
+    await expect(pairImageFolders(join(tmp, 'absent'), folder('g5', ['a.png']))).rejects.toThrow(/cannot list prediction folder .*absent: no such directory/);
     await expect(pairImageFolders(folder('p6', []), folder('g6', ['a.png']))).rejects.toThrow(/no prediction images/);
   });
 

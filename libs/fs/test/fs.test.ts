@@ -43,7 +43,17 @@ describe('atomic files', () => {
     const dir = fresh();
     const boom = new Error('disk full');
     await expect(withTemporaryFile(join(dir, 'f'), async (tmp) => (writeFileSync(tmp, 'part'), Promise.reject(boom)))).rejects.toBe(boom);
-    expect(() => withTemporaryFileSync(join(dir, 'g'), (tmp) => (writeFileSync(tmp, 'part'), (() => { throw boom; })()))).toThrow(boom);
+    expect(() =>
+      withTemporaryFileSync(
+        join(dir, 'g'),
+        (tmp) => (
+          writeFileSync(tmp, 'part'),
+          (() => {
+            throw boom;
+          })()
+        ),
+      ),
+    ).toThrow(boom);
     expect(readdirSync(dir)).toEqual([]);
   });
 

@@ -9,11 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
  * directory. An existing `dir` is an error unless `overwrite`, in which case it is swapped out
  * (renamed away, then removed) right after the new one is complete.
  */
-export async function writeDirAtomic(
-  dir: string,
-  files: Record<string, string | Uint8Array>,
-  options: { overwrite?: boolean } = {},
-): Promise<void> {
+export async function writeDirAtomic(dir: string, files: Record<string, string | Uint8Array>, options: { overwrite?: boolean } = {}): Promise<void> {
   const target = resolve(dir);
   const parent = dirname(target);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -26,7 +22,13 @@ export async function writeDirAtomic(
   try {
     for (const [name, content] of Object.entries(files)) await writeFile(join(temp, name), content);
     if (existsSync(target)) {
-      if (!(await readdir(target).then(() => true, () => false))) throw new Error(`${target} exists and is not a directory`);
+      if (
+        !(await readdir(target).then(
+          () => true,
+          () => false,
+        ))
+      )
+        throw new Error(`${target} exists and is not a directory`);
       const old = join(parent, `.${basename(target)}.old-${tag}`);
       await rename(target, old);
       await rename(temp, target);

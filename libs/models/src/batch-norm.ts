@@ -113,8 +113,18 @@ export class BatchNorm extends tf.layers.Layer {
     tf.tidy(() => {
       const m = this.momentum;
       const unbiased = count > 1 ? variance.mul(count / (count - 1)) : variance;
-      this.movingMean.write(this.movingMean.read().mul(1 - m).add(mean.mul(m)));
-      this.movingVariance.write(this.movingVariance.read().mul(1 - m).add(unbiased.mul(m)));
+      this.movingMean.write(
+        this.movingMean
+          .read()
+          .mul(1 - m)
+          .add(mean.mul(m)),
+      );
+      this.movingVariance.write(
+        this.movingVariance
+          .read()
+          .mul(1 - m)
+          .add(unbiased.mul(m)),
+      );
     });
   }
 

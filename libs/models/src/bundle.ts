@@ -40,12 +40,7 @@ export interface SaveEncoderOptions {
  *   training: { method: 'mocov2', steps: 1000, mlflowRunId: run.id },
  * });
  */
-export async function saveEncoderBundle(
-  dir: string,
-  encoder: Encoder,
-  meta: EncoderBundleMeta,
-  options: SaveEncoderOptions = {},
-): Promise<EncoderJson> {
+export async function saveEncoderBundle(dir: string, encoder: Encoder, meta: EncoderBundleMeta, options: SaveEncoderOptions = {}): Promise<EncoderJson> {
   const encoderJson: EncoderJson = {
     formatVersion: ENCODER_FORMAT_VERSION,
     architecture: encoder.architecture,
@@ -174,7 +169,9 @@ async function readLayersWeights(dir: string): Promise<NamedTensorMap> {
     throw new Error(`encoder bundle ${dir}: only unquantised float32 weights are supported`);
   }
   if (actual !== expected) {
-    throw new Error(`encoder bundle ${dir}: weight files hold ${actual} bytes but ${MODEL_JSON} describes ${expected} (truncated or mismatched ${WEIGHTS_BIN}?)`);
+    throw new Error(
+      `encoder bundle ${dir}: weight files hold ${actual} bytes but ${MODEL_JSON} describes ${expected} (truncated or mismatched ${WEIGHTS_BIN}?)`,
+    );
   }
   const data = new Uint8Array(actual);
   let offset = 0;
@@ -198,9 +195,7 @@ export async function loadEncoder(ref: string, options: LoadEncoderOptions = {})
   const dir = resolve(await resolveBundleDir(ref, options));
   const meta = await readEncoderJson(dir);
   if (options.inChannels !== undefined && options.inChannels !== meta.inputChannels) {
-    throw new Error(
-      `encoder bundle ${dir} takes ${meta.inputChannels}-channel input, but the images have ${options.inChannels} channel(s)`,
-    );
+    throw new Error(`encoder bundle ${dir} takes ${meta.inputChannels}-channel input, but the images have ${options.inChannels} channel(s)`);
   }
   const weights = await readLayersWeights(dir);
   const encoder = createEncoder(meta.architecture, { inChannels: meta.inputChannels, inputSize: options.inputSize ?? null, initialize: false });

@@ -168,9 +168,7 @@ export abstract class LayersEncoder implements Encoder {
 
   private checkInput(x: Tensor): void {
     if (x.rank !== 4 || x.shape[3] !== this.inChannels) {
-      throw new Error(
-        `${this.architecture} encoder expects input [batch, height, width, ${this.inChannels}], got [${x.shape.join(', ')}]`,
-      );
+      throw new Error(`${this.architecture} encoder expects input [batch, height, width, ${this.inChannels}], got [${x.shape.join(', ')}]`);
     }
   }
 }

@@ -45,7 +45,12 @@ function checkRange(name: string, value: number, min: number, max = Infinity): v
  */
 export function bceWithLogits(logits: Tensor, targets: Tensor): Tensor {
   checkShapes(logits, targets);
-  return tf.tidy(() => tf.relu(logits).sub(logits.mul(targets)).add(tf.log1p(tf.exp(tf.abs(logits).neg()))));
+  return tf.tidy(() =>
+    tf
+      .relu(logits)
+      .sub(logits.mul(targets))
+      .add(tf.log1p(tf.exp(tf.abs(logits).neg()))),
+  );
 }
 
 /** Mean binary cross-entropy of logits against targets. */

@@ -106,12 +106,7 @@ export function fusedBatchNormTraining(
       value: y,
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
         const [xs, g, s1, s2, s3] = saved;
-        const [dx, dGamma, dBeta, s4, s5] = backend.executeMultipleOutputs(
-          'FusedBatchNormGradV3',
-          attrs(backend, epsilon),
-          [dy, xs, g, s1, s2, s3],
-          5,
-        );
+        const [dx, dGamma, dBeta, s4, s5] = backend.executeMultipleOutputs('FusedBatchNormGradV3', attrs(backend, epsilon), [dy, xs, g, s1, s2, s3], 5);
         tf.dispose([s4, s5]);
         return [dx, dGamma, dBeta];
       },

@@ -91,7 +91,14 @@ export function plainConvEncoder(options: PlainConvEncoderOptions = {}): PlainCo
   spec.widths.forEach((filters, stage) => {
     const s = stage + 1;
     for (let k = 1; k <= spec.convsPerStage; k++) {
-      const conv = tf.layers.conv2d({ name: `stage${s}_conv${k}`, filters, kernelSize: 3, padding: 'same', useBias: true, kernelInitializer: kernelInitializer() });
+      const conv = tf.layers.conv2d({
+        name: `stage${s}_conv${k}`,
+        filters,
+        kernelSize: 3,
+        padding: 'same',
+        useBias: true,
+        kernelInitializer: kernelInitializer(),
+      });
       x = new Relu({ name: `stage${s}_relu${k}` }).apply(conv.apply(x)) as SymbolicTensor;
     }
     x = tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'valid', name: `stage${s}_pool` }).apply(x) as SymbolicTensor;

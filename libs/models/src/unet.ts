@@ -84,7 +84,9 @@ export function unet(options: UNetOptions): UNet {
   if (!Number.isInteger(classes) || classes < 1) throw new Error(`classes must be a positive integer, got ${classes}`);
 
   if (encoder.featureStrides.join() !== UNET_STRIDES.join()) {
-    throw new Error(`a U-Net needs encoder features at strides ${UNET_STRIDES.join(', ')}, but ${encoder.architecture} gives ${encoder.featureStrides.join(', ')}`);
+    throw new Error(
+      `a U-Net needs encoder features at strides ${UNET_STRIDES.join(', ')}, but ${encoder.architecture} gives ${encoder.featureStrides.join(', ')}`,
+    );
   }
   const input = encoder.model.inputs[0];
   const [, h, w] = input.shape;

@@ -6,7 +6,13 @@ import { BatchNorm, Relu, nativeKernelsAvailable } from '@emseg/models';
 // channel 1 holds 0, 0, 0, 4 (mean 1, biased var 3, unbiased 4).
 const input = () => tf.tensor4d([1, 0, 2, 0, 3, 0, 6, 4], [2, 1, 2, 2]);
 const channel = (t: Tensor, c: number) => Array.from(t.dataSync()).filter((_, i) => i % 2 === c);
-const weight = (bn: BatchNorm, name: string) => Array.from(bn.weights.find((w) => w.originalName.endsWith(name))!.read().dataSync());
+const weight = (bn: BatchNorm, name: string) =>
+  Array.from(
+    bn.weights
+      .find((w) => w.originalName.endsWith(name))!
+      .read()
+      .dataSync(),
+  );
 
 describe('BatchNorm (torch semantics)', () => {
   it('normalises with batch statistics in training and updates running stats like torch (momentum 0.1, unbiased var)', () => {
@@ -90,7 +96,7 @@ describe('native kernels (fused BatchNorm, ReluGrad)', () => {
     expect(nativeKernelsAvailable()).toBe(false);
   });
 
-  it('give the composite ops\' gradients and running statistics', () => {
+  it("give the composite ops' gradients and running statistics", () => {
     const fused = trainingPass(true);
     const composite = trainingPass(false);
     for (const key of ['dGamma', 'dBeta', 'dx', 'stats'] as const) {

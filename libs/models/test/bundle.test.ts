@@ -179,7 +179,9 @@ describe('bad bundles give clear errors', () => {
     );
     await expect(loadEncoder(rgb)).rejects.toThrow('weight conv1/kernel has shape [7,7,1,64] but the model expects [7,7,3,64]');
     const badNorm = variant('norm', (d) => editJson(d, 'encoder.json', (j) => (j.normalization = { mean: [0.5], std: [-1] })));
-    await expect(loadEncoder(badNorm)).rejects.toThrow(`${join(badNorm, 'encoder.json')}: field normalization.std must be an array of 1 finite positive number(s)`);
+    await expect(loadEncoder(badNorm)).rejects.toThrow(
+      `${join(badNorm, 'encoder.json')}: field normalization.std must be an array of 1 finite positive number(s)`,
+    );
   });
 
   it('missing or truncated weight files', async () => {

@@ -53,8 +53,18 @@ const isEncoderWeight = (name: string) => !name.startsWith('decoder_') && !name.
 describe('encoder registry', () => {
   it('lists both families with their specs and rejects an unknown name, listing the known ones', () => {
     expect(listEncoders()).toEqual(['resnet18', 'resnet34', 'resnet50', 'plain-conv', 'plain-conv-small']);
-    expect(encoderSpec('resnet50')).toMatchObject({ family: 'resnet', featureStrides: [2, 4, 8, 16, 32], featureChannels: [64, 256, 512, 1024, 2048], batchNorm: true });
-    expect(encoderSpec('plain-conv')).toMatchObject({ family: 'plain-conv', featureStrides: [2, 4, 8, 16, 32], featureChannels: [32, 64, 128, 256, 512], batchNorm: false });
+    expect(encoderSpec('resnet50')).toMatchObject({
+      family: 'resnet',
+      featureStrides: [2, 4, 8, 16, 32],
+      featureChannels: [64, 256, 512, 1024, 2048],
+      batchNorm: true,
+    });
+    expect(encoderSpec('plain-conv')).toMatchObject({
+      family: 'plain-conv',
+      featureStrides: [2, 4, 8, 16, 32],
+      featureChannels: [32, 64, 128, 256, 512],
+      batchNorm: false,
+    });
     expect(encoderSpec('plain-conv-small').featureChannels).toEqual([16, 32, 64, 128, 256]);
     const known = 'expected one of resnet18, resnet34, resnet50, plain-conv, plain-conv-small';
     expect(() => createEncoder('vgg16')).toThrow(`unknown architecture "vgg16": ${known}`);
@@ -95,7 +105,13 @@ describe('plain conv encoder', () => {
     expect(pooled.shape).toEqual([2, 512]);
     // Odd sizes: each max-pool floors.
     const odd = randomImages([1, 70, 50, 1]);
-    expect(encoder.features(odd).map((m) => m.shape.slice(1, 3))).toEqual([[35, 25], [17, 12], [8, 6], [4, 3], [2, 1]]);
+    expect(encoder.features(odd).map((m) => m.shape.slice(1, 3))).toEqual([
+      [35, 25],
+      [17, 12],
+      [8, 6],
+      [4, 3],
+      [2, 1],
+    ]);
     tf.dispose([x, odd, pooled, ...maps]);
 
     const names = Object.keys(modelVariables(encoder.model));

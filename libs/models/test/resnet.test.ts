@@ -50,7 +50,13 @@ describe('resnetEncoder', () => {
     const encoder = resnetEncoder({ depth: 18, seed: 1 });
     const feats = encoder.features(randomImages([1, 45, 37, 1]));
     // 45 -> 23 -> (maxpool) 12 -> 6 -> 3 -> 2;  37 -> 19 -> 10 -> 5 -> 3 -> 2
-    expect(feats.map((f) => f.shape.slice(1, 3))).toEqual([[23, 19], [12, 10], [6, 5], [3, 3], [2, 2]]);
+    expect(feats.map((f) => f.shape.slice(1, 3))).toEqual([
+      [23, 19],
+      [12, 10],
+      [6, 5],
+      [3, 3],
+      [2, 2],
+    ]);
     tf.dispose(feats);
     encoder.dispose();
   });

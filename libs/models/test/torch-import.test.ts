@@ -92,18 +92,26 @@ describe('naming contract', () => {
 });
 
 describe('import-torch', () => {
-  it('imports a MoCo checkpoint (module.encoder_q.*) whose features equal PyTorch\'s at all 5 strides within 1e-4', async () => {
+  it("imports a MoCo checkpoint (module.encoder_q.*) whose features equal PyTorch's at all 5 strides within 1e-4", async () => {
     const ref = moco;
     const result = await importTorchCheckpoint({ checkpoint: join(ref, 'checkpoint.pth'), out: join(ref, 'bundle'), python });
     expect(result.prefix).toBe('module.encoder_q.');
     expect(result.warnings).toEqual([]);
-    expect(result.ignored).toEqual(expect.arrayContaining(['module.encoder_k.conv1.weight', 'module.queue', 'module.encoder_q.fc.0.weight', 'module.encoder_q.fc.2.bias']));
+    expect(result.ignored).toEqual(
+      expect.arrayContaining(['module.encoder_k.conv1.weight', 'module.queue', 'module.encoder_q.fc.0.weight', 'module.encoder_q.fc.2.bias']),
+    );
     expect(result.ignored.some((k) => k.startsWith('module.encoder_q.') && !k.includes('.fc.'))).toBe(false);
     expect(result.meta).toMatchObject({ architecture: 'resnet18', inputChannels: 1, normalization: { mean: [0.58], std: [0.13] } });
     expect(result.meta.training).toMatchObject({ method: 'pytorch-import', config: { prefix: 'module.encoder_q.' } });
 
     const { shapes, diffs } = await compareWithTorch(ref, result.dir);
-    expect(shapes.map((s) => s.slice(1))).toEqual([[32, 32, 64], [16, 16, 64], [8, 8, 128], [4, 4, 256], [2, 2, 512]]);
+    expect(shapes.map((s) => s.slice(1))).toEqual([
+      [32, 32, 64],
+      [16, 16, 64],
+      [8, 8, 128],
+      [4, 4, 256],
+      [2, 2, 512],
+    ]);
     for (const d of diffs) expect(d).toBeLessThan(1e-4);
   });
 
@@ -153,7 +161,9 @@ describe('encoderFromTorchStateDict', () => {
     const extra = edited((m) => m.set('layer5.0.conv1.weight', rgbStateDict.get('layer4.0.conv1.weight')!));
     expect(() => encoderFromTorchStateDict(extra)).toThrow('state_dict key "layer5.0.conv1.weight" is not part of a torchvision ResNet encoder');
     const shallow = edited((m) => [...m.keys()].filter((k) => k.startsWith('layer3.1.')).forEach((k) => m.delete(k)));
-    expect(() => encoderFromTorchStateDict(shallow)).toThrow('the state_dict is a ResNet with 2/2/1/2 basic blocks, which is not one of resnet18, resnet34, resnet50');
+    expect(() => encoderFromTorchStateDict(shallow)).toThrow(
+      'the state_dict is a ResNet with 2/2/1/2 basic blocks, which is not one of resnet18, resnet34, resnet50',
+    );
   });
 
   it('asks for a prefix when several ResNets are present, and refuses impossible channel counts', () => {

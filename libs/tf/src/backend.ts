@@ -85,9 +85,7 @@ export function packageOrder(gpuVisible: boolean, forced = process.env.EMSEG_TF_
     }
     return [forced as TfPackage];
   }
-  return gpuVisible
-    ? [GPU_PACKAGE, '@tensorflow/tfjs-node', '@tensorflow/tfjs']
-    : ['@tensorflow/tfjs-node', GPU_PACKAGE, '@tensorflow/tfjs'];
+  return gpuVisible ? [GPU_PACKAGE, '@tensorflow/tfjs-node', '@tensorflow/tfjs'] : ['@tensorflow/tfjs-node', GPU_PACKAGE, '@tensorflow/tfjs'];
 }
 
 function load(): Loaded {
@@ -101,7 +99,9 @@ function load(): Loaded {
       const tf = (pkg === '@tensorflow/tfjs' ? require(pkg) : withNativeStderrSilenced(() => require(pkg))) as TfNamespace;
       if (pkg === '@tensorflow/tfjs') warnPureJs(failures);
       if (gpuVisible && pkg !== GPU_PACKAGE) {
-        console.warn(`emseg: a GPU is visible (${visibleGpus()[0].name}) but ${GPU_PACKAGE} did not load (${failures[0] ?? 'not installed'}); running on CPU. Run \`npm run setup -- --gpu\`.`);
+        console.warn(
+          `emseg: a GPU is visible (${visibleGpus()[0].name}) but ${GPU_PACKAGE} did not load (${failures[0] ?? 'not installed'}); running on CPU. Run \`npm run setup -- --gpu\`.`,
+        );
       }
       return { tf, pkg, failures };
     } catch (err) {

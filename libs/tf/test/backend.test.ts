@@ -24,7 +24,7 @@ describe('backend selection', () => {
     const paths = readdirSync(libDir).map((f) => realpathSync(join(libDir, f)));
     const { tensorflowVersion } = backendInfo();
     expect(tensorflowVersion).toMatch(/^\d+\.\d+\.\d+/);
-    expect(paths.some((p) => /tensorflow-(cpu|gpu)-/.test(p) && p.includes(`-${tensorflowVersion}/`) || p.endsWith(`.so.${tensorflowVersion}`))).toBe(true);
+    expect(paths.some((p) => (/tensorflow-(cpu|gpu)-/.test(p) && p.includes(`-${tensorflowVersion}/`)) || p.endsWith(`.so.${tensorflowVersion}`))).toBe(true);
   });
 
   it('flattens backend info into MLflow tags', () => {
@@ -58,10 +58,14 @@ describe('backend selection', () => {
     const { CUDA_VISIBLE_DEVICES: _cvd, ...base } = process.env;
     const probe = (env: Record<string, string>) => {
       // pure JS: only the probe is under test, no native library needs to load
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(dist)}).then((m) => console.log(JSON.stringify(m.visibleGpus())))`], {
-        encoding: 'utf8',
-        env: { ...base, EMSEG_TF_PACKAGE: '@tensorflow/tfjs', EMSEG_NVIDIA_SMI: smi, ...env },
-      });
+      const r = spawnSync(
+        process.execPath,
+        ['--input-type=module', '-e', `import(${JSON.stringify(dist)}).then((m) => console.log(JSON.stringify(m.visibleGpus())))`],
+        {
+          encoding: 'utf8',
+          env: { ...base, EMSEG_TF_PACKAGE: '@tensorflow/tfjs', EMSEG_NVIDIA_SMI: smi, ...env },
+        },
+      );
       expect(r.status, r.stderr).toBe(0);
       return JSON.parse(r.stdout.trim().split('\n').pop()!);
     };
@@ -84,7 +88,13 @@ describe('native kernels', () => {
     // are accurate to ~1e-3 relative.
     const x = tf.randomNormal([1, 6, 6, 2], 0, 1, 'float32', 1) as Tensor4D;
     const w = tf.randomNormal([3, 3, 2, 3], 0, 0.5, 'float32', 2) as Tensor4D;
-    const loss = (wt: Tensor) => tf.tidy(() => tf.conv2d(x, wt as Tensor4D, 1, 'same').square().sum());
+    const loss = (wt: Tensor) =>
+      tf.tidy(() =>
+        tf
+          .conv2d(x, wt as Tensor4D, 1, 'same')
+          .square()
+          .sum(),
+      );
     const analytic = tf.grad(loss)(w);
     const wData = w.dataSync();
     const gData = analytic.dataSync();
@@ -107,7 +117,14 @@ describe('native kernels', () => {
   it('trains a tiny conv net: loss decreases and no tensors leak across steps', () => {
     const model = tf.sequential({
       layers: [
-        tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }),
+        tf.layers.conv2d({
+          inputShape: [8, 8, 1],
+          filters: 4,
+          kernelSize: 3,
+          padding: 'same',
+          activation: 'relu',
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }),
+        }),
         tf.layers.conv2d({ filters: 1, kernelSize: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }),
       ],
     });

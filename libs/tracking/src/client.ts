@@ -16,15 +16,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { withTemporaryFile } from '@emseg/fs';
 import { MlflowApiError, MlflowUnreachableError, NotMlflowServerError, TrackingInputError } from './errors.js';
-import {
-  decodeArtifactFile,
-  decodeExperiment,
-  decodeMetric,
-  decodeRun,
-  decodeRunInfo,
-  encodeDatasetInput,
-  encodeJson,
-} from './json-codec.js';
+import { decodeArtifactFile, decodeExperiment, decodeMetric, decodeRun, decodeRunInfo, encodeDatasetInput, encodeJson } from './json-codec.js';
 import { SecretRedactor } from './secrets.js';
 import { parseTrackingUri, type Credentials } from './settings.js';
 import type { ArtifactFile, DatasetInput, EndStatus, Experiment, MetricPoint, Run, RunInfo } from './types.js';
@@ -276,9 +268,7 @@ export class MlflowClient {
     const init = (): RequestInit & { duplex?: 'half' } => {
       const headers = this.headers({ 'content-type': 'application/octet-stream' });
       if (body instanceof Uint8Array) return { method: 'PUT', headers, body };
-      const stream = body.fd !== undefined
-        ? createReadStream('', { fd: body.fd, start: 0, autoClose: false })
-        : createReadStream(body.path);
+      const stream = body.fd !== undefined ? createReadStream('', { fd: body.fd, start: 0, autoClose: false }) : createReadStream(body.path);
       headers['content-length'] = String(body.size);
       return { method: 'PUT', headers, body: Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>, duplex: 'half' };
     };
@@ -297,7 +287,10 @@ export class MlflowClient {
   /** The proxy URL of `artifactPath` under a run's `mlflow-artifacts:` root. */
   private artifactUrl(artifactUri: string, artifactPath: string): string {
     const root = artifactProxyRoot(artifactUri);
-    const encoded = [...root.split('/'), ...artifactPath.split('/')].filter((p) => p !== '').map(encodeURIComponent).join('/');
+    const encoded = [...root.split('/'), ...artifactPath.split('/')]
+      .filter((p) => p !== '')
+      .map(encodeURIComponent)
+      .join('/');
     return `${this.trackingUri}${ARTIFACTS_API}/${encoded}`;
   }
 

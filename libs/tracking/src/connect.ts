@@ -19,7 +19,12 @@ export async function checkServer(client: MlflowClient, timeoutMs: number): Prom
       const elapsed = Date.now() - started;
       if (err instanceof MlflowApiError && err.status === 404 && !err.errorCode && !(err instanceof NotMlflowServerError)) {
         // MLflow names the missing thing (error_code); a bare 404 means the API is not there.
-        throw new NotMlflowServerError(err.endpoint, 404, `a body without MLflow's error_code (${JSON.stringify(err.serverMessage.slice(0, 120))})`, client.trackingUri);
+        throw new NotMlflowServerError(
+          err.endpoint,
+          404,
+          `a body without MLflow's error_code (${JSON.stringify(err.serverMessage.slice(0, 120))})`,
+          client.trackingUri,
+        );
       }
       if (!retryable) throw err;
       if (elapsed >= timeoutMs) {

@@ -334,7 +334,11 @@ export class DeliveryQueue {
   private async deliver(plan: PlannedRequest): Promise<void> {
     const { client, runId } = this.options;
     if (plan.kind === 'batch') await client.logBatch(runId, toLogBatch(plan.records));
-    else if (plan.kind === 'inputs') await client.logInputs(runId, plan.records.flatMap((r) => r.inputs));
+    else if (plan.kind === 'inputs')
+      await client.logInputs(
+        runId,
+        plan.records.flatMap((r) => r.inputs),
+      );
     else await client.updateRun(runId, { status: plan.records[0].status, endTime: plan.records[0].endTime });
   }
 
@@ -433,7 +437,10 @@ export class DeliveryQueue {
     this.failingSince = undefined;
     if (!this.outage) return;
     this.outage = false;
-    this.options.report('recovered', `MLflow server ${this.options.client.trackingUri} answers again; delivering the waiting records of run ${this.options.runId}`);
+    this.options.report(
+      'recovered',
+      `MLflow server ${this.options.client.trackingUri} answers again; delivering the waiting records of run ${this.options.runId}`,
+    );
   }
 
   /** The server is failing: journal the waiting artifacts and let their callers go on. */

@@ -15,13 +15,7 @@
 import { rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { writeFileAtomicSync } from '@emseg/fs';
-import {
-  joinArtifactPath,
-  listLocalFiles,
-  snapshotFile,
-  validateArtifactPath,
-  type ArtifactUploadResult,
-} from './artifacts.js';
+import { joinArtifactPath, listLocalFiles, snapshotFile, validateArtifactPath, type ArtifactUploadResult } from './artifacts.js';
 import type { ArtifactBody, MlflowClient } from './client.js';
 import type { DeliveryQueue, FlushResult } from './delivery.js';
 import { TrackingInputError } from './errors.js';
@@ -186,7 +180,10 @@ export class TrackedRun {
     const previous = this.params.get(key);
     if (previous === text) return;
     if (previous !== undefined) {
-      return this.report('rejected', `param '${key}' of run ${this.id} is already ${JSON.stringify(previous)}; params are immutable, so ${JSON.stringify(text)} was not logged (use a metric or a tag for values that change)`);
+      return this.report(
+        'rejected',
+        `param '${key}' of run ${this.id} is already ${JSON.stringify(previous)}; params are immutable, so ${JSON.stringify(text)} was not logged (use a metric or a tag for values that change)`,
+      );
     }
     this.params.set(key, text);
     const queue = this.context.queue;
@@ -245,7 +242,15 @@ export class TrackedRun {
       const seq = this.context.queue.nextSeq();
       const spool = join(this.context.spoolDir, `${seq}-${basename(artifactFile)}`);
       writeFileAtomicSync(spool, bytes);
-      const record: ArtifactRecord = { seq, type: 'artifact', localPath: spool, artifactPath: artifactFile, size: bytes.length, mtimeMs: Date.now(), spooled: true };
+      const record: ArtifactRecord = {
+        seq,
+        type: 'artifact',
+        localPath: spool,
+        artifactPath: artifactFile,
+        size: bytes.length,
+        mtimeMs: Date.now(),
+        spooled: true,
+      };
       return this.queueUploads([{ record, body: bytes }]);
     } catch (err) {
       this.invalid(err);
@@ -267,12 +272,17 @@ export class TrackedRun {
       const files = listLocalFilesOrFile(absolute);
       if (files.isDirectory && files.entries.length === 0) this.report('artifact', `directory ${absolute} has no files; nothing uploaded to run ${this.id}`);
       for (const file of files.entries) {
-        const artifactPath = files.isDirectory
-          ? joinArtifactPath(artifactDir, keepName ? name : '', file.relativePath)
-          : joinArtifactPath(artifactDir, name);
+        const artifactPath = files.isDirectory ? joinArtifactPath(artifactDir, keepName ? name : '', file.relativePath) : joinArtifactPath(artifactDir, name);
         try {
           const snapshot = snapshotFile(file.path);
-          const record: ArtifactRecord = { seq: this.context.queue.nextSeq(), type: 'artifact', localPath: file.path, artifactPath, size: snapshot.size, mtimeMs: snapshot.mtimeMs };
+          const record: ArtifactRecord = {
+            seq: this.context.queue.nextSeq(),
+            type: 'artifact',
+            localPath: file.path,
+            artifactPath,
+            size: snapshot.size,
+            mtimeMs: snapshot.mtimeMs,
+          };
           uploads.push({ record, body: snapshot.body });
         } catch (err) {
           failed.push({ artifactPath, reason: (err as Error).message });
@@ -299,7 +309,12 @@ export class TrackedRun {
       ({ record, body }) =>
         new Promise<Outcome>((resolveUpload) => {
           const artifactPath = record.artifactPath;
-          queue.pushArtifact({ record, body, settle: (reason) => resolveUpload({ artifactPath, reason }), defer: () => resolveUpload({ artifactPath, deferred: true }) });
+          queue.pushArtifact({
+            record,
+            body,
+            settle: (reason) => resolveUpload({ artifactPath, reason }),
+            defer: () => resolveUpload({ artifactPath, deferred: true }),
+          });
         }),
     );
     return Promise.all(settled).then((results) => {

@@ -42,7 +42,9 @@ export function currentSource(cwd: string = process.cwd()): string {
 /** `git rev-parse HEAD` in `cwd`, or undefined outside a repository or without git. */
 export function gitCommit(cwd: string = process.cwd()): string | undefined {
   try {
-    const out = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000 }).toString().trim();
+    const out = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000 })
+      .toString()
+      .trim();
     return /^[0-9a-f]{40}$/.test(out) ? out : undefined;
   } catch {
     return undefined;

@@ -217,7 +217,10 @@ export class Tracker {
       try {
         await this.client.setExperimentTag(experiment.experimentId, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING);
       } catch (err) {
-        onProblem({ kind: 'rejected', message: `cannot tag experiment '${name}' (${experiment.experimentId}) with ${EXPERIMENT_KIND_TAG}=${EXPERIMENT_KIND_TRAINING}: ${(err as Error).message}; the MLflow UI may open it on the GenAI overview` });
+        onProblem({
+          kind: 'rejected',
+          message: `cannot tag experiment '${name}' (${experiment.experimentId}) with ${EXPERIMENT_KIND_TAG}=${EXPERIMENT_KIND_TRAINING}: ${(err as Error).message}; the MLflow UI may open it on the GenAI overview`,
+        });
       }
     }
     return experiment;

@@ -8,8 +8,7 @@ import { MLFLOW_LIMITS } from './limits.js';
 
 /** Python's `re.match(r"^[/\w.\- :]*$")` with Unicode `\w`. */
 const NAME_CHARS = /^[\p{L}\p{N}_/.\- :]*$/u;
-const NAME_RULE =
-  'names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)';
+const NAME_RULE = 'names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)';
 
 /** Length in Unicode code points, as Python's `len(str)` counts. */
 export function codePointLength(text: string): number {

@@ -34,7 +34,12 @@ beforeAll(async () => {
 afterAll(async () => ts?.cleanup());
 
 async function startError(env: NodeJS.ProcessEnv): Promise<Error> {
-  const err = await Tracker.start({ env: { MLFLOW_TRACKING_URI: ts.server.uri, ...env }, journalDir: ts.journalDir, handleProcessEvents: false, experiment: 'auth' }).then(
+  const err = await Tracker.start({
+    env: { MLFLOW_TRACKING_URI: ts.server.uri, ...env },
+    journalDir: ts.journalDir,
+    handleProcessEvents: false,
+    experiment: 'auth',
+  }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -62,7 +67,12 @@ describe('credentials', () => {
   it('logs with the right username and password from the environment, and keeps them out of the run', async () => {
     const sink = problemSink();
     const run = await Tracker.start({
-      env: { MLFLOW_TRACKING_URI: ts.server.uri, MLFLOW_TRACKING_USERNAME: 'admin', MLFLOW_TRACKING_PASSWORD: ADMIN_PASSWORD, MLFLOW_EXPERIMENT_NAME: 'auth-ok' },
+      env: {
+        MLFLOW_TRACKING_URI: ts.server.uri,
+        MLFLOW_TRACKING_USERNAME: 'admin',
+        MLFLOW_TRACKING_PASSWORD: ADMIN_PASSWORD,
+        MLFLOW_EXPERIMENT_NAME: 'auth-ok',
+      },
       journalDir: ts.journalDir,
       handleProcessEvents: false,
       onProblem: sink.onProblem,

@@ -32,7 +32,15 @@ describe('the default store', () => {
 describe('no MLFLOW_TRACKING_URI', () => {
   it('logs into a real local store through a server that lives exactly as long as the run', async () => {
     const sink = problemSink();
-    const run = await Tracker.start({ env: {}, storeDir, handleProcessEvents: false, onProblem: sink.onProblem, experiment: 'embedded', runName: 'local-run', params: { lr: 0.015 } });
+    const run = await Tracker.start({
+      env: {},
+      storeDir,
+      handleProcessEvents: false,
+      onProblem: sink.onProblem,
+      experiment: 'embedded',
+      runName: 'local-run',
+      params: { lr: 0.015 },
+    });
     const uri = run.client.trackingUri;
     expect(uri).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     for (let step = 0; step < 20; step++) run.logMetric('loss', 1 / (step + 1), step);

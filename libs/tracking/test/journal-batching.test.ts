@@ -26,7 +26,14 @@ const header = (runId: string): JournalHeader => ({
   createdAt: 0,
 });
 
-const metric = (seq: number, step = seq, key = 'loss'): MetricRecord => ({ seq, type: 'metric', key, value: 1 / seq, timestamp: 1_700_000_000_000 + seq, step });
+const metric = (seq: number, step = seq, key = 'loss'): MetricRecord => ({
+  seq,
+  type: 'metric',
+  key,
+  value: 1 / seq,
+  timestamp: 1_700_000_000_000 + seq,
+  step,
+});
 const param = (seq: number, key: string): ParamRecord => ({ seq, type: 'param', key, value: String(seq) });
 const tag = (seq: number, key: string, value = 'v'): TagRecord => ({ seq, type: 'tag', key, value });
 
@@ -37,7 +44,10 @@ describe('journal', () => {
     journal.append([metric(1), metric(2), param(3, 'lr')]);
     journal.append([{ seq: 4, type: 'artifact', localPath: '/x/a.bin', artifactPath: 'a.bin', size: 3, mtimeMs: 0 }, metric(5)]);
     journal.ack(2);
-    journal.append([{ seq: 6, type: 'metric', key: 'nan', value: NaN, timestamp: 7, step: 0 }, { seq: 7, type: 'status', status: 'KILLED', endTime: 9 }]);
+    journal.append([
+      { seq: 6, type: 'metric', key: 'nan', value: NaN, timestamp: 7, step: 0 },
+      { seq: 7, type: 'status', status: 'KILLED', endTime: 9 },
+    ]);
     journal.close();
 
     const state = readJournal(path);

@@ -151,7 +151,15 @@ describe('the server crashes mid-run and comes back', () => {
       const ended = await run.end('FINISHED');
       console.log('ended ' + ended.status + ' ' + ended.delivered);
     `;
-    const child = execFile(process.execPath, ['--input-type=module', '-e', script, join(REPO_ROOT, 'libs/tracking/dist/index.js'), server.uri, ts.journalDir, model]);
+    const child = execFile(process.execPath, [
+      '--input-type=module',
+      '-e',
+      script,
+      join(REPO_ROOT, 'libs/tracking/dist/index.js'),
+      server.uri,
+      ts.journalDir,
+      model,
+    ]);
     let stdout = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

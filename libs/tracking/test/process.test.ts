@@ -162,7 +162,9 @@ describe('process events end runs', () => {
       console.log('run ' + run.id + ' ' + run.journalPath);
       run.logMetric('loss', 0.5, 1);
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(REPO_ROOT, 'libs/tracking/dist/index.js'), ts.server.uri, ts.journalDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, join(REPO_ROOT, 'libs/tracking/dist/index.js'), ts.server.uri, ts.journalDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -197,7 +197,9 @@ describe('duplicate delivery stores nothing twice', () => {
     expect(historyBefore).toHaveLength(302);
 
     // Simulate a crash after delivery but before the acknowledgements reached the disk.
-    const lines = readFileSync(run.journalPath, 'utf8').split('\n').filter((l) => !/^\{"(ack|done)"/.test(l));
+    const lines = readFileSync(run.journalPath, 'utf8')
+      .split('\n')
+      .filter((l) => !/^\{"(ack|done)"/.test(l));
     writeFileSync(run.journalPath, lines.join('\n'));
     const state = readJournal(run.journalPath);
     expect(state.pendingRecords.length).toBeGreaterThan(300);

@@ -170,7 +170,10 @@ describe('artifact paths and runs URIs', () => {
   });
 
   it('parses runs:/ URIs', () => {
-    expect(parseRunsUri('runs:/0d8f3c0a9b5e4f6b8a7c6d5e4f3a2b1c/encoder/bundle')).toEqual({ runId: '0d8f3c0a9b5e4f6b8a7c6d5e4f3a2b1c', path: 'encoder/bundle' });
+    expect(parseRunsUri('runs:/0d8f3c0a9b5e4f6b8a7c6d5e4f3a2b1c/encoder/bundle')).toEqual({
+      runId: '0d8f3c0a9b5e4f6b8a7c6d5e4f3a2b1c',
+      path: 'encoder/bundle',
+    });
     expect(parseRunsUri('runs:/abc123/')).toEqual({ runId: 'abc123', path: '' });
     expect(() => parseRunsUri('s3://bucket/x')).toThrow(/runs:\//);
   });

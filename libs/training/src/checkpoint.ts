@@ -94,7 +94,8 @@ export function loadCheckpoint<S>(dir: string): Checkpoint<S> {
   const bin = readFileSync(join(dir, 'tensors.bin'));
   const tensors: Record<string, Tensor> = {};
   for (const e of manifest.tensors) {
-    if (e.offset + e.bytes > bin.byteLength) throw new Error(`${dir}/tensors.bin is truncated (tensor ${e.name} needs bytes ${e.offset}..${e.offset + e.bytes}, file has ${bin.byteLength})`);
+    if (e.offset + e.bytes > bin.byteLength)
+      throw new Error(`${dir}/tensors.bin is truncated (tensor ${e.name} needs bytes ${e.offset}..${e.offset + e.bytes}, file has ${bin.byteLength})`);
     const bytes = new Uint8Array(bin.buffer.slice(bin.byteOffset + e.offset, bin.byteOffset + e.offset + e.bytes));
     const values = e.dtype === 'float32' ? new Float32Array(bytes.buffer) : e.dtype === 'int32' ? new Int32Array(bytes.buffer) : bytes;
     tensors[e.name] = tf.tensor(values, e.shape, e.dtype);

@@ -1,6 +1,5 @@
 import { tf, type Tensor, type Variable } from '@emseg/tf';
 
-
 /** A named set of trainable variables and their gradients. */
 export type NamedVariables = Record<string, Variable>;
 export type NamedTensors = Record<string, Tensor>;
@@ -67,7 +66,10 @@ abstract class SlotOptimizer implements Optimizer {
  */
 export class Sgd extends SlotOptimizer {
   readonly kind = 'sgd';
-  constructor(readonly momentum = 0.9, readonly weightDecay = 0) {
+  constructor(
+    readonly momentum = 0.9,
+    readonly weightDecay = 0,
+  ) {
     super();
   }
 

@@ -75,7 +75,8 @@ function ensureWritableDir(dir: string, flag: string): void {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new RunDirError(`${flag} ${dir}: no permission to create it in ${existing}; choose a folder you can write`);
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+      throw new RunDirError(`${flag} ${dir}: no permission to create it in ${existing}; choose a folder you can write`);
     if (code === 'ENOTDIR' || code === 'EEXIST') throw new RunDirError(`${flag} ${dir}: a part of the path is a file, not a folder; choose another ${flag}`);
     throw err;
   }
@@ -89,7 +90,9 @@ function readRecord(dir: string): RunDirRecord | null {
     if (record.format !== 'emseg-run/1' || !Array.isArray(record.runs)) throw new Error('not an emseg-run/1 record');
     return record;
   } catch (err) {
-    throw new RunDirError(`${path} is damaged (${(err as Error).message}); it records the run that owns this folder: restore it, or pass --overwrite to clear the folder`);
+    throw new RunDirError(
+      `${path} is damaged (${(err as Error).message}); it records the run that owns this folder: restore it, or pass --overwrite to clear the folder`,
+    );
   }
 }
 
@@ -139,7 +142,8 @@ function lock(dir: string, app: string, onNote: (m: string) => void): () => void
           `${dir} is in use by ${holder.app} process ${holder.pid} on ${holder.host} (since ${holder.startedAt}); a run folder belongs to one run at a time: wait for it to end, or choose another --out${sameHost ? '' : ` (if that process is gone, delete ${path})`}`,
         );
       }
-      if (!holder && Date.now() - statSync(path).mtimeMs < 10_000) throw new RunDirError(`${dir} is being claimed by another process right now (lock ${path}); choose another --out`);
+      if (!holder && Date.now() - statSync(path).mtimeMs < 10_000)
+        throw new RunDirError(`${dir} is being claimed by another process right now (lock ${path}); choose another --out`);
       onNote(`${dir}: took over the lock of ${holder ? `process ${holder.pid}, which is no longer running` : 'an unreadable lock file'}`);
       rmSync(path, { force: true });
     }
@@ -175,7 +179,8 @@ export async function claimRunDir(dirArg: string, options: ClaimOptions): Promis
   const dir = resolve(dirArg);
   const flag = options.flag ?? '--out';
   const note = options.onNote ?? ((m: string) => void process.stderr.write(`${m}\n`));
-  if (options.mode === 'resume' && !existsSync(dir)) throw new RunDirError(`--resume: ${dir} does not exist; pass the run folder of the interrupted run as ${flag}`);
+  if (options.mode === 'resume' && !existsSync(dir))
+    throw new RunDirError(`--resume: ${dir} does not exist; pass the run folder of the interrupted run as ${flag}`);
   ensureWritableDir(dir, flag);
   const release = lock(dir, options.app, note);
   try {
@@ -186,19 +191,27 @@ export async function claimRunDir(dirArg: string, options: ClaimOptions): Promis
     const entries = readdirSync(dir).filter((name) => name !== RUN_LOCK && !(options.mode !== 'resume' && abandoned(name)));
     let previous: RunDirRecord | null = null;
     if (options.mode === 'resume') {
-      if (!record) throw new RunDirError(`--resume: ${dir} is not a run folder (no ${RUN_RECORD}, no checkpoints/); pass the run folder of the interrupted run as ${flag}`);
+      if (!record)
+        throw new RunDirError(
+          `--resume: ${dir} is not a run folder (no ${RUN_RECORD}, no checkpoints/); pass the run folder of the interrupted run as ${flag}`,
+        );
       if (record.app !== options.app) throw new RunDirError(`--resume: ${dir} holds a ${record.app} run, not a ${options.app} run`);
       previous = record;
     } else if (entries.length > 0) {
       if (options.mode === 'new') {
-        throw new RunDirError(`${flag} ${dir} already holds ${describeOwner(record, entries)}; a run folder belongs to one run: pass --resume to continue it, --overwrite to clear it and start over, or choose another ${flag}`);
+        throw new RunDirError(
+          `${flag} ${dir} already holds ${describeOwner(record, entries)}; a run folder belongs to one run: pass --resume to continue it, --overwrite to clear it and start over, or choose another ${flag}`,
+        );
       }
-      if (!record) throw new RunDirError(`--overwrite: ${dir} holds ${describeOwner(null, entries)} and is not an emseg run folder (no ${RUN_RECORD}); not clearing it`);
+      if (!record)
+        throw new RunDirError(`--overwrite: ${dir} holds ${describeOwner(null, entries)} and is not an emseg run folder (no ${RUN_RECORD}); not clearing it`);
       for (const name of entries) rmSync(join(dir, name), { recursive: true, force: true });
       note(`--overwrite: cleared ${dir} (it held ${describeOwner(record, entries)})`);
     }
     // `previous` stays as found; `current` grows by this run's MLflow run.
-    const current: RunDirRecord = previous ? structuredClone(previous) : { format: 'emseg-run/1', app: options.app, runName: options.runName, createdAt: new Date().toISOString(), runs: [] };
+    const current: RunDirRecord = previous
+      ? structuredClone(previous)
+      : { format: 'emseg-run/1', app: options.app, runName: options.runName, createdAt: new Date().toISOString(), runs: [] };
     if (!previous) await writeJsonAtomic(join(dir, RUN_RECORD), current);
     return {
       dir,

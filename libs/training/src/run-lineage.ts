@@ -21,7 +21,9 @@ export function changedSinceLastRun(path: string, cfg: object): ConfigChange[] {
   try {
     return configChanges(JSON.parse(readFileSync(path, 'utf8')) as JsonObject, cfg as JsonObject);
   } catch (err) {
-    throw new Error(`${path}: cannot read the interrupted run's configuration (${(err as Error).message}); it is needed to resume: restore it or start a new run`);
+    throw new Error(
+      `${path}: cannot read the interrupted run's configuration (${(err as Error).message}); it is needed to resume: restore it or start a new run`,
+    );
   }
 }
 
@@ -36,7 +38,12 @@ export function describeChanges(changes: readonly ConfigChange[]): string {
  * and tags it `emseg.resumedBy`. Never throws: tracking trouble is logged, training goes on.
  * Returns the predecessor's run id, if any.
  */
-export async function linkResumedRun(run: TrackedRun, claim: RunDirClaim, changes: readonly ConfigChange[], log: (message: string) => void): Promise<string | null> {
+export async function linkResumedRun(
+  run: TrackedRun,
+  claim: RunDirClaim,
+  changes: readonly ConfigChange[],
+  log: (message: string) => void,
+): Promise<string | null> {
   const previous = claim.previous?.runs.at(-1);
   if (changes.length > 0) run.setTag('emseg.resume.configChanges', JSON.stringify(changes));
   if (!previous) return null;

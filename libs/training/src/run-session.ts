@@ -57,7 +57,12 @@ export interface RunSession {
 export async function withRunDir<T>(options: RunSessionOptions, body: (session: RunSession) => Promise<T>): Promise<T> {
   const log = options.log ?? ((m: string) => void process.stderr.write(`${m}\n`));
   // The folder belongs to this run from here on (locked until the process exits).
-  const claim = await claimRunDir(options.dir, { app: options.app, runName: options.runName, mode: options.resume ? 'resume' : options.overwrite ? 'overwrite' : 'new', onNote: log });
+  const claim = await claimRunDir(options.dir, {
+    app: options.app,
+    runName: options.runName,
+    mode: options.resume ? 'resume' : options.overwrite ? 'overwrite' : 'new',
+    onNote: log,
+  });
   try {
     const changes: ConfigChange[] = [];
     const session: RunSession = {
@@ -66,7 +71,8 @@ export async function withRunDir<T>(options: RunSessionOptions, body: (session: 
       changes,
       async startRun(o) {
         if (options.resume) changes.push(...changedSinceLastRun(join(claim.dir, 'config.json'), o.cfg));
-        if (changes.length > 0) log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
+        if (changes.length > 0)
+          log(`--resume: the configuration differs from the interrupted run's: ${describeChanges(changes)} (logged as tag emseg.resume.configChanges)`);
         const configPath = join(claim.dir, 'config.json');
         await writeJsonAtomic(configPath, o.cfg);
         const info = backendInfo();

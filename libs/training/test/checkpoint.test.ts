@@ -8,7 +8,15 @@ import { latestCheckpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } fro
 describe('checkpoints', () => {
   it('round-trips tensors of every dtype and the JSON state', async () => {
     const root = mkdtempSync(join(tmpdir(), 'emseg-ckpt-'));
-    const tensors = { a: tf.tensor2d([[1.5, -2], [3, 4e-9]]), b: tf.tensor1d([7, -8], 'int32'), c: tf.tensor1d([true, false], 'bool'), s: tf.scalar(2) };
+    const tensors = {
+      a: tf.tensor2d([
+        [1.5, -2],
+        [3, 4e-9],
+      ]),
+      b: tf.tensor1d([7, -8], 'int32'),
+      c: tf.tensor1d([true, false], 'bool'),
+      s: tf.scalar(2),
+    };
     await saveCheckpoint(root, 12, tensors, { queuePtr: 5, order: [3, 1, 2] });
     const ck = loadCheckpoint<{ queuePtr: number; order: number[] }>(latestCheckpoint(root)!);
     expect(ck.step).toBe(12);

@@ -71,7 +71,8 @@ function linearRegression(seed: number, evaluate?: (step: number, best: Best<Sco
   tf.dispose(Object.values(init));
   const adam = new Adam();
   const predict = (x: Tensor) => x.matMul(vars['model/w']).squeeze([1]).add(vars['model/b']);
-  const mse = (rows: number[]) => tf.tidy(() => tf.losses.meanSquaredError(tf.tensor1d(rows.map((r) => Y[r])), predict(tf.tensor2d(rows.map((r) => X[r])))) as Scalar);
+  const mse = (rows: number[]) =>
+    tf.tidy(() => tf.losses.meanSquaredError(tf.tensor1d(rows.map((r) => Y[r])), predict(tf.tensor2d(rows.map((r) => X[r])))) as Scalar);
   const evaluations: { step: number; best: Best<Score> | null }[] = [];
   const all = Array.from({ length: ROWS }, (_, i) => i);
   const task: TrainingTask<Batch, Metrics, State, Score> = {
@@ -83,7 +84,11 @@ function linearRegression(seed: number, evaluate?: (step: number, best: Best<Sco
     }),
     restore: (ck) => {
       for (const [name, v] of Object.entries(vars)) v.assign(ck.tensors[name]);
-      const slots = Object.fromEntries(Object.entries(ck.tensors).filter(([k]) => k.startsWith('optimizer/')).map(([k, t]) => [k.slice('optimizer/'.length), t]));
+      const slots = Object.fromEntries(
+        Object.entries(ck.tensors)
+          .filter(([k]) => k.startsWith('optimizer/'))
+          .map(([k, t]) => [k.slice('optimizer/'.length), t]),
+      );
       adam.restore({ iterations: ck.state.optimizerIterations, slots });
     },
     evaluate: (step, best) => {
@@ -104,10 +109,17 @@ function linearRegression(seed: number, evaluate?: (step: number, best: Best<Sco
 }
 
 /** Runs `task`, recording every step's metrics, tensor count and checkpoint. */
-async function train(task: TrainingTask<Batch, Metrics, State, Score>, options: Partial<TrainingOptions<Batch, Metrics, State, Score>> & { stopAfter?: number }) {
+async function train(
+  task: TrainingTask<Batch, Metrics, State, Score>,
+  options: Partial<TrainingOptions<Batch, Metrics, State, Score>> & { stopAfter?: number },
+) {
   const steps: (Metrics & { step: number; epoch: number; tensors: number })[] = [];
   const checkpoints: number[] = [];
-  const stop = { get requested() { return options.stopAfter !== undefined && steps.length >= options.stopAfter; } };
+  const stop = {
+    get requested() {
+      return options.stopAfter !== undefined && steps.length >= options.stopAfter;
+    },
+  };
   const result = await runTraining({
     task,
     totalSteps: 20,
@@ -221,7 +233,9 @@ describe('runTraining', () => {
     expect(result.steps).toBe(2);
     expect(warnings).toEqual([`--resume: no checkpoint under ${root}; starting from step 0`]);
     const diverging = { ...m.task, step: (batch: Batch, step: number) => ({ loss: step === 2 ? NaN : 1, batch: batch.id }) };
-    await expect(train(diverging, { divergenceHint: 'lower optimizer.lr (now 0.05)' })).rejects.toThrow('loss became NaN at step 3; lower optimizer.lr (now 0.05)');
+    await expect(train(diverging, { divergenceHint: 'lower optimizer.lr (now 0.05)' })).rejects.toThrow(
+      'loss became NaN at step 3; lower optimizer.lr (now 0.05)',
+    );
     m.dispose();
   });
 });

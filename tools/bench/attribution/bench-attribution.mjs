@@ -54,7 +54,8 @@ async function measure(arch) {
     times.push((performance.now() - t0) / 1000);
   }
   let reach = 0;
-  for (let i = 0; i < ig.attribution.length; i++) if (ig.attribution[i] !== 0) reach = Math.max(reach, Math.abs((i % WINDOW) - c), Math.abs(Math.floor(i / WINDOW) - c));
+  for (let i = 0; i < ig.attribution.length; i++)
+    if (ig.attribution[i] !== 0) reach = Math.max(reach, Math.abs((i % WINDOW) - c), Math.abs(Math.floor(i / WINDOW) - c));
   const field = normalizeField(ig.attribution).field;
   const diff = ig.target - ig.baselineTarget;
   return {
@@ -79,16 +80,47 @@ if (values.child) {
 const before = loadavg();
 const results = [];
 for (const arch of values.archs.split(',')) {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', arch, '--window', String(WINDOW), '--steps', String(STEPS), '--batch', String(BATCH), '--pixels', String(PIXELS)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(
+    process.execPath,
+    [
+      fileURLToPath(import.meta.url),
+      '--child',
+      arch,
+      '--window',
+      String(WINDOW),
+      '--steps',
+      String(STEPS),
+      '--batch',
+      String(BATCH),
+      '--pixels',
+      String(PIXELS),
+    ],
+    { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 26 },
+  );
   if (r.status !== 0) {
-    results.push({ arch, error: `exit ${r.status ?? r.signal}${r.signal === 'SIGKILL' ? ' (killed: out of memory?)' : ''}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}` });
+    results.push({
+      arch,
+      error: `exit ${r.status ?? r.signal}${r.signal === 'SIGKILL' ? ' (killed: out of memory?)' : ''}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}`,
+    });
     continue;
   }
   results.push(JSON.parse(r.stdout.trim().split('\n').pop()));
 }
-console.log(JSON.stringify({
-  benchmark: 'attribution',
-  settings: { window: WINDOW, steps: STEPS, batch: BATCH, pixels: PIXELS, baseline: 'mean', target: 'logit' },
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, loadAverageBefore: before, loadAverageAfter: loadavg(), intraOpThreads: process.env.TF_NUM_INTRAOP_THREADS ?? null },
-  results,
-}, null, 2));
+console.log(
+  JSON.stringify(
+    {
+      benchmark: 'attribution',
+      settings: { window: WINDOW, steps: STEPS, batch: BATCH, pixels: PIXELS, baseline: 'mean', target: 'logit' },
+      machine: {
+        cpus: cpus().length,
+        model: cpus()[0]?.model,
+        loadAverageBefore: before,
+        loadAverageAfter: loadavg(),
+        intraOpThreads: process.env.TF_NUM_INTRAOP_THREADS ?? null,
+      },
+      results,
+    },
+    null,
+    2,
+  ),
+);

@@ -56,7 +56,11 @@ function benchOurs(size) {
 function benchTorch() {
   const python = join(root, '.venv', 'bin', 'python');
   if (!existsSync(python)) return { error: 'no .venv/bin/python: run `npm run setup`' };
-  const res = spawnSync(python, [join(here, 'torch_unet.py'), '--sizes', sizes.join(','), '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup)], { encoding: 'utf8' });
+  const res = spawnSync(
+    python,
+    [join(here, 'torch_unet.py'), '--sizes', sizes.join(','), '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup)],
+    { encoding: 'utf8' },
+  );
   if (res.status !== 0) return { error: `torch_unet.py exited with ${res.status}: ${res.stderr.slice(-1000)}` };
   return JSON.parse(res.stdout);
 }

@@ -14,14 +14,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  CEM500K_AUGMENTATION,
-  CEM500K_NORMALISATION,
-  UnlabeledCrops,
-  augmentedViews,
-  generateSyntheticCrops,
-  imageBatchToTensor,
-} from '@emseg/data';
+import { CEM500K_AUGMENTATION, CEM500K_NORMALISATION, UnlabeledCrops, augmentedViews, generateSyntheticCrops, imageBatchToTensor } from '@emseg/data';
 import { backendInfo, tf } from '@emseg/tf';
 
 const { values: args } = parseArgs({
@@ -94,11 +87,14 @@ const first = (await crops.stream({ seed: 2, epoch: 0, batchSize, size })[Symbol
 function trainStep(views) {
   const [q, k] = views.map((v) => imageBatchToTensor(v, CEM500K_NORMALISATION));
   tf.tidy(() => {
-    const { grads } = tf.variableGrads(() => {
-      const feats = encoder.model.apply(q, { training: true });
-      const last = Array.isArray(feats) ? feats[feats.length - 1] : feats;
-      return tf.mean(last);
-    }, variables.filter((v) => v instanceof tf.Variable));
+    const { grads } = tf.variableGrads(
+      () => {
+        const feats = encoder.model.apply(q, { training: true });
+        const last = Array.isArray(feats) ? feats[feats.length - 1] : feats;
+        return tf.mean(last);
+      },
+      variables.filter((v) => v instanceof tf.Variable),
+    );
     const keyFeats = encoder.model.apply(k, { training: true });
     (Array.isArray(keyFeats) ? keyFeats : [keyFeats]).forEach((t) => t.dataSync());
     Object.values(grads).forEach((g) => g.dataSync());

@@ -120,5 +120,7 @@ if (args.child) {
     maxBuffer: 1 << 20,
   });
   const result = JSON.parse(child.trim().split('\n').at(-1));
-  console.log(JSON.stringify({ benchmark: 'data/decode-patches', node: process.version, generatedSeconds, ...result, cpuStealPercentDuringRun: stealPercent() }, null, 2));
+  console.log(
+    JSON.stringify({ benchmark: 'data/decode-patches', node: process.version, generatedSeconds, ...result, cpuStealPercentDuringRun: stealPercent() }, null, 2),
+  );
 }

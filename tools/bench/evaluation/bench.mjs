@@ -56,8 +56,8 @@ function makeInputs(w, h) {
   const cell = 160;
   const rowShift = new Int32Array(h);
   const colShift = new Int32Array(w);
-  const p1 = 2 * Math.PI * (0.7 + rand()) / 900;
-  const p2 = 2 * Math.PI * (0.7 + rand()) / 1100;
+  const p1 = (2 * Math.PI * (0.7 + rand())) / 900;
+  const p2 = (2 * Math.PI * (0.7 + rand())) / 1100;
   for (let y = 0; y < h; y++) rowShift[y] = Math.round(40 * Math.sin(p1 * y) + 15 * Math.sin(7.3 * p1 * y + 1));
   for (let x = 0; x < w; x++) colShift[x] = Math.round(40 * Math.sin(p2 * x + 2) + 15 * Math.sin(5.1 * p2 * x));
   const gt = new Uint8Array(w * h);

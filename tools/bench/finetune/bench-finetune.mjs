@@ -59,7 +59,12 @@ async function load() {
 
 function segmenter(m, arch, seed) {
   const depth = arch === 'resnet50' ? 50 : arch === 'resnet34' ? 34 : 18;
-  return m.Segmenter.create(m.models.resnetEncoder({ depth, seed }), { mean: [0.573], std: [0.127] }, { encoderSource: 'random', encoderRunId: null }, { seed: seed + 1 });
+  return m.Segmenter.create(
+    m.models.resnetEncoder({ depth, seed }),
+    { mean: [0.573], std: [0.127] },
+    { encoderSource: 'random', encoderRunId: null },
+    { seed: seed + 1 },
+  );
 }
 
 /** ms per training step (median), as finetune.ts's trainOnBatch runs it. */
@@ -143,13 +148,28 @@ async function main() {
       for (const size of o.sizes.split(',').map(Number)) {
         const ours = await trainStepMs(m, arch, size, batch, Number(o.steps), Number(o.warmup));
         const ref = torch(['train', '--arch', arch, '--size', String(size), '--batch', String(batch), '--steps', o.steps, '--warmup', o.warmup]);
-        out.train.push({ arch, size, batch, emsegMs: Math.round(ours.median), emsegStepsMs: ours.stepsMs, torchMs: ref.msPerStep ? Math.round(ref.msPerStep) : null, ratio: ref.msPerStep ? +(ours.median / ref.msPerStep).toFixed(2) : null, torch: ref.msPerStep ? undefined : ref });
-        process.stderr.write(`train ${arch} ${size}px x${batch}: emseg ${Math.round(ours.median)} ms, torch ${ref.msPerStep ? Math.round(ref.msPerStep) : '-'} ms\n`);
+        out.train.push({
+          arch,
+          size,
+          batch,
+          emsegMs: Math.round(ours.median),
+          emsegStepsMs: ours.stepsMs,
+          torchMs: ref.msPerStep ? Math.round(ref.msPerStep) : null,
+          ratio: ref.msPerStep ? +(ours.median / ref.msPerStep).toFixed(2) : null,
+          torch: ref.msPerStep ? undefined : ref,
+        });
+        process.stderr.write(
+          `train ${arch} ${size}px x${batch}: emseg ${Math.round(ours.median)} ms, torch ${ref.msPerStep ? Math.round(ref.msPerStep) : '-'} ms\n`,
+        );
       }
     }
   }
   if (!o['skip-infer']) {
-    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--infer-child', '--image', o.image, '--infer-arch', o['infer-arch'], '--tile', o.tile, '--overlap', o.overlap], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const child = spawnSync(
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--infer-child', '--image', o.image, '--infer-arch', o['infer-arch'], '--tile', o.tile, '--overlap', o.overlap],
+      { encoding: 'utf8', maxBuffer: 1 << 24 },
+    );
     if (child.status !== 0) throw new Error(`inference child failed (${child.status}): ${child.stderr.slice(-2000)}`);
     const ours = JSON.parse(child.stdout.trim().split('\n').pop());
     const ref = torch(['infer', '--arch', o['infer-arch'], '--width', String(width), '--height', String(height), '--tile', o.tile, '--overlap', o.overlap]);

@@ -37,7 +37,11 @@ const { values: opts } = parseArgs({
 const loadBefore = loadavg().map((v) => Number(v.toFixed(2)));
 const steps = Number(opts.steps);
 const warmup = Number(opts.warmup);
-const specs = (text) => text.split(',').filter(Boolean).map((s) => s.split(':').map(Number));
+const specs = (text) =>
+  text
+    .split(',')
+    .filter(Boolean)
+    .map((s) => s.split(':').map(Number));
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -109,7 +113,19 @@ async function benchBundle() {
 function benchTorch() {
   const python = join(root, '.venv', 'bin', 'python');
   if (!existsSync(python)) return { error: 'no .venv/bin/python: run `npm run setup`' };
-  const args = [join(here, 'torch_models.py'), '--unet', opts.unet, '--encoder', opts.encoder, '--steps', String(steps), '--warmup', String(warmup), '--threads', opts['torch-threads']];
+  const args = [
+    join(here, 'torch_models.py'),
+    '--unet',
+    opts.unet,
+    '--encoder',
+    opts.encoder,
+    '--steps',
+    String(steps),
+    '--warmup',
+    String(warmup),
+    '--threads',
+    opts['torch-threads'],
+  ];
   const res = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (res.status !== 0) return { error: `torch_models.py exited with ${res.status}: ${res.stderr.slice(-1000)}` };
   return JSON.parse(res.stdout);

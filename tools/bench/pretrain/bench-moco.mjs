@@ -39,7 +39,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function benchOurs([depth, size, batch]) {
   const cfg = loadConfig(mocoSchema, {
     file: join(root, 'configs/pretrain/quick.json'),
-    overrides: [`encoder.architecture="resnet${depth}"`, `data.cropSize=${size}`, `train.batchSize=${batch}`, `moco.queueSize=${opts.queue}`, 'moco.shuffleGroups=2', 'moco.mlpHidden=null'],
+    overrides: [
+      `encoder.architecture="resnet${depth}"`,
+      `data.cropSize=${size}`,
+      `train.batchSize=${batch}`,
+      `moco.queueSize=${opts.queue}`,
+      'moco.shuffleGroups=2',
+      'moco.mlpHidden=null',
+    ],
   });
   const model = new MocoModel(cfg);
   const opt = new Sgd(0.9, 1e-4);
@@ -61,7 +68,23 @@ function benchOurs([depth, size, batch]) {
 function benchTorch() {
   const python = opts['torch-python'] || join(root, '.venv', 'bin', 'python');
   if (!existsSync(python)) return { error: `no ${python}: run \`npm run setup\`` };
-  const res = spawnSync(python, [join(here, 'torch_moco.py'), '--cases', opts.cases, '--steps', String(steps), '--warmup', String(warmup), '--queue', opts.queue, '--device', opts['torch-device']], { encoding: 'utf8' });
+  const res = spawnSync(
+    python,
+    [
+      join(here, 'torch_moco.py'),
+      '--cases',
+      opts.cases,
+      '--steps',
+      String(steps),
+      '--warmup',
+      String(warmup),
+      '--queue',
+      opts.queue,
+      '--device',
+      opts['torch-device'],
+    ],
+    { encoding: 'utf8' },
+  );
   if (res.status !== 0) return { error: `torch_moco.py exited with ${res.status}: ${res.stderr.slice(-1000)}` };
   return JSON.parse(res.stdout);
 }
@@ -74,7 +97,17 @@ console.log(
     {
       benchmark: `pretrain: one MoCo v2 step (queue ${opts.queue}, shuffle-BN 2 groups, SGD), images/s, median after warm-up; data loading excluded`,
       backend: backendInfo(),
-      pytorch: torch && !torch.error ? { version: torch.version, threads: torch.threads, device: torch.device ?? 'cpu', gpu: torch.gpu ?? null, cuda: torch.cuda ?? null, cudnn: torch.cudnn ?? null } : torch,
+      pytorch:
+        torch && !torch.error
+          ? {
+              version: torch.version,
+              threads: torch.threads,
+              device: torch.device ?? 'cpu',
+              gpu: torch.gpu ?? null,
+              cuda: torch.cuda ?? null,
+              cudnn: torch.cudnn ?? null,
+            }
+          : torch,
       results: ours.map((o) => {
         const ref = torch?.results?.find((r) => r.arch === o.arch && r.size === o.size && r.batch === o.batch);
         return {

@@ -77,7 +77,12 @@ try {
   const rawBatches = Math.max(5, Math.round(POINTS / 1000 / 5));
   let t = performance.now();
   for (let b = 0; b < rawBatches; b++) {
-    const metrics = Array.from({ length: 1000 }, (_, i) => ({ key: `m${i % 10}`, value: Math.random(), timestamp: Date.now(), step: b * 100 + Math.floor(i / 10) }));
+    const metrics = Array.from({ length: 1000 }, (_, i) => ({
+      key: `m${i % 10}`,
+      value: Math.random(),
+      timestamp: Date.now(),
+      step: b * 100 + Math.floor(i / 10),
+    }));
     await client.logBatch(raw.info.runId, { metrics });
   }
   result.throughput.rawLogBatchPointsPerSec = Math.round((rawBatches * 1000) / ((performance.now() - t) / 1000));

@@ -120,7 +120,12 @@ export async function generateSyntheticUrisc(options: SyntheticUriscOptions): Pr
       }
     }
     await Promise.all(pending);
-    await writeJsonAtomic(join(tmp, 'synthetic.json'), { generator: 'emseg synthetic U-RISC', version: SYNTHETIC_GENERATOR_VERSION, options: { ...options, dir: undefined }, membraneFraction });
+    await writeJsonAtomic(join(tmp, 'synthetic.json'), {
+      generator: 'emseg synthetic U-RISC',
+      version: SYNTHETIC_GENERATOR_VERSION,
+      options: { ...options, dir: undefined },
+      membraneFraction,
+    });
   });
   if (!published) throw new DataError(root, 'was created by another process while generating', 'a directory only this call writes');
   return { root, track, splits: uriscLayout(root, track, names), membraneFraction };
@@ -174,7 +179,9 @@ export async function generateSyntheticCrops(options: SyntheticCropsOptions): Pr
         const y = rng.int(canvas - size + 1);
         const crop = new Uint8Array(size * size);
         for (let r = 0; r < size; r++) crop.set(scene.image.subarray((y + r) * canvas + x, (y + r) * canvas + x + size), r * size);
-        pending.push(writeImage(join(tmp, source, `${String(k).padStart(7, '0')}.png`), { width: size, height: size, bitDepth: 8, data: crop }, { compressionLevel: 1 }));
+        pending.push(
+          writeImage(join(tmp, source, `${String(k).padStart(7, '0')}.png`), { width: size, height: size, bitDepth: 8, data: crop }, { compressionLevel: 1 }),
+        );
         if (pending.length >= 32) await Promise.all(pending.splice(0));
       }
     }

@@ -55,7 +55,11 @@ try {
   else {
     if (reports.length === 0) process.stdout.write('no journals found\n');
     for (const r of reports) {
-      const state = r.complete ? (r.removed ? 'complete, journal removed' : 'complete') : `INCOMPLETE: ${r.pendingRecords} records, ${r.pendingArtifacts} artifacts still waiting`;
+      const state = r.complete
+        ? r.removed
+          ? 'complete, journal removed'
+          : 'complete'
+        : `INCOMPLETE: ${r.pendingRecords} records, ${r.pendingArtifacts} artifacts still waiting`;
       process.stdout.write(
         `${r.journal}: run ${r.runId} on ${r.trackingUri}: ${r.deliveredRecords}/${r.waitingRecords} records, ${r.uploadedArtifacts}/${r.waitingArtifacts} artifacts delivered` +
           `${r.rejectedRecords ? ` (${r.rejectedRecords} refused by the server)` : ''}${r.endedAs ? `, ended as ${r.endedAs}` : ''}; ${state}\n`,
