@@ -30,7 +30,7 @@ import {
 } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { backendTags, tf } from '@emseg/tf';
-import { MlflowClient, Tracker, type TrackedRun } from '@emseg/tracking';
+import { runUiLink, MlflowClient, Tracker, type TrackedRun } from '@emseg/tracking';
 import { gracefulStop, ProgressBar, type GracefulStop } from '@emseg/training';
 import {
   AttributionStopped,
@@ -609,7 +609,7 @@ export async function attribute(args: AttributeArgs): Promise<number> {
       results.push(result);
       const p = entries.length === 1 ? '' : `entry${i}.`;
       run.setTags({ [`emseg.${p}model`]: result.modelDir, ...(result.modelRunId ? { [`emseg.${p}model.runId`]: result.modelRunId } : {}) });
-      const link = result.modelRunId ? await modelRunLink(run.client, result.modelRunId) : null;
+      const link = result.modelRunId ? await runUiLink(run.client, result.modelRunId) : null;
       if (link) run.setTag(`emseg.${p}model.link`, link);
       result.records.forEach((r, step) =>
         run.logMetrics(
@@ -664,15 +664,5 @@ export async function attribute(args: AttributeArgs): Promise<number> {
     throw err;
   } finally {
     stop.dispose();
-  }
-}
-
-/** The MLflow UI address of the model's run, or null when this server does not know it. */
-async function modelRunLink(client: MlflowClient, runId: string): Promise<string | null> {
-  try {
-    const r = await client.getRun(runId);
-    return `${client.trackingUri.replace(/\/+$/, '')}/#/experiments/${r.info.experimentId}/runs/${runId}`;
-  } catch {
-    return null;
   }
 }

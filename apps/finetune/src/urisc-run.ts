@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { loadConfig } from '@emseg/config';
 import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
-import { downloadArtifacts, parseRunsUri, type MlflowClient, type TrackedRun } from '@emseg/tracking';
-import { ProgressBar, gracefulStop, latestRecordPath, runUiHint, withRunDir, type RunSession } from '@emseg/training';
+import { runUiLink, downloadArtifacts, parseRunsUri, type MlflowClient, type TrackedRun } from '@emseg/tracking';
+import { ProgressBar, gracefulStop, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
 import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
 import type { Evaluation } from './evaluate.js';
@@ -51,16 +51,6 @@ export function runsUriResolver(client: MlflowClient, dir: string): (uri: string
     const { runId, path } = parseRunsUri(uri);
     return downloadArtifacts(client, runId, path, join(dir, runId));
   };
-}
-
-/** The MLflow UI address of a run, or null when the run is unknown to this server. */
-async function runLink(client: MlflowClient, runId: string): Promise<string | null> {
-  try {
-    const run = await client.getRun(runId);
-    return `${client.trackingUri.replace(/\/+$/, '')}/#/experiments/${run.info.experimentId}/runs/${runId}`;
-  } catch {
-    return null;
-  }
 }
 
 /** Every validation image must hold one inference tile; the suggested tiling passes every check. */
@@ -181,7 +171,7 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
       log,
     });
     log(`encoder: ${choice.description}`);
-    const link = choice.runId ? await runLink(run.client, choice.runId) : null;
+    const link = choice.runId ? await runUiLink(run.client, choice.runId) : null;
     run.setTags({
       'emseg.encoder.source': choice.source,
       'emseg.encoder.architecture': choice.encoder.architecture,
@@ -250,14 +240,7 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     }
     if (existsSync(join(outDir, 'scores'))) await run.logArtifacts(join(outDir, 'scores'), 'scores');
     if (result.status === 'FINISHED') {
-      await writeJsonAtomic(args.latest ? resolve(args.latest) : latestRecordPath(outDir), {
-        runId: run.id,
-        trackingUri: run.client.trackingUri,
-        outDir,
-        modelDir: result.modelDir,
-        modelUri: `runs:/${run.id}/model`,
-        finishedAt: new Date().toISOString(),
-      });
+      await session.recordLatest({ modelDir: result.modelDir, modelUri: `runs:/${run.id}/model` }, args.latest);
     }
     const best = result.best;
     process.stdout.write(

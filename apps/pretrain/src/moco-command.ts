@@ -7,9 +7,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT, loadConfig } from '@emseg/config';
 import { ensureDefaultData } from '@emseg/data';
-import { writeJsonAtomic } from '@emseg/fs';
 import type { TrackedRun } from '@emseg/tracking';
-import { ProgressBar, gracefulStop, latestRecordPath, runUiHint, withRunDir, type RunSession } from '@emseg/training';
+import { ProgressBar, gracefulStop, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
 import { methodTitle } from './methods.js';
 import { pretrain } from './pretrain.js';
@@ -95,17 +94,10 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
     });
     bar?.done(result.status === 'KILLED' ? '(stopped)' : '');
     // The encoder is on disk: record it for fine-tuning before waiting on the tracking server.
-    const latest = args.latest ? resolve(args.latest) : latestRecordPath(outDir);
-    if (result.status === 'FINISHED' && result.bundleDir) {
-      await writeJsonAtomic(latest, {
-        runId: run.id,
-        trackingUri: run.client.trackingUri,
-        outDir,
-        bundleDir: result.bundleDir,
-        encoderUri: `runs:/${run.id}/encoder`,
-        finishedAt: new Date().toISOString(),
-      });
-    }
+    const latest =
+      result.status === 'FINISHED' && result.bundleDir
+        ? await session.recordLatest({ bundleDir: result.bundleDir, encoderUri: `runs:/${run.id}/encoder` }, args.latest)
+        : null;
     if (result.bundleDir) await run.logArtifacts(result.bundleDir, 'encoder');
     if (existsSync(join(outDir, 'bad-crops.log'))) await run.logArtifact(join(outDir, 'bad-crops.log'));
     process.stdout.write(

@@ -11,9 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tf, tensorCountGuard, type Tensor, type Tensor4D } from '@emseg/tf';
 import { loadConfig } from '@emseg/config';
 import { generateSyntheticCrops } from '@emseg/data';
-import { loadEncoder } from '@emseg/models';
+import { loadEncoder, unet } from '@emseg/models';
 import { Sgd, latestCheckpoint, loadCheckpoint, type GracefulStop } from '@emseg/training';
-import { Segmenter } from '../../finetune/src/segmenter.js';
 import { Byol, byolLoss, projectionStd } from '../src/byol.js';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from '../src/config.js';
 import { cosineMomentum, trainMethodStep } from '../src/method.js';
@@ -184,7 +183,7 @@ describe('BYOL pretraining loop', () => {
     }
   });
 
-  it('the exported online encoder loads as a byol bundle and fine-tunes in a Segmenter', async () => {
+  it('the exported online encoder loads as a byol bundle and runs under a U-Net', async () => {
     expect(bundles.length).toBeGreaterThan(0);
     const out = bundles[0];
     const { encoder, meta } = await loadEncoder(join(out, 'encoder'), { inChannels: 1 });
@@ -195,12 +194,13 @@ describe('BYOL pretraining loop', () => {
     const weight = encoder.model.weights.find((w) => w.originalName === name)!.read();
     expect(tf.tidy(() => weight.sub(ck.tensors[`online/encoder/${name}`]).abs().max().dataSync()[0])).toBe(0);
     tf.dispose(Object.values(ck.tensors));
-    const seg = Segmenter.create(encoder, meta.normalization, { encoderSource: join(out, 'encoder'), encoderRunId: null }, { seed: 3 });
+    // What fine-tuning builds on it (apps/finetune's Segmenter is a U-Net over the loaded encoder).
+    const net = unet({ encoder, seed: 3 });
     const x = tf.zeros([1, 32, 32, 1]) as Tensor4D;
-    const y = seg.forward(x, false);
+    const y = net.forward(x, { training: false });
     expect(y.shape).toEqual([1, 32, 32, 1]);
     tf.dispose([x, y]);
-    seg.dispose();
+    net.dispose();
   });
 
   it('resumes from a checkpoint to the same tensors as an uninterrupted run', async () => {

@@ -28,6 +28,6 @@ export { flattenParams, stringifyParam, validateKey, validateParam, validateTag,
 export { redactUri, isSecretKey, REDACTED } from './secrets.js';
 export { MLFLOW_LIMITS } from './limits.js';
 export { TAG } from './system-tags.js';
-export { runUiUrl, experimentUiUrl, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING } from './ui-links.js';
+export { runUiLink, runUiUrl, experimentUiUrl, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING } from './ui-links.js';
 export type { ProblemHandler, ProblemKind, TrackingProblem } from './problems.js';
 export { TrackingError, TrackingInputError, MlflowApiError, MlflowUnreachableError, MlflowServerStartError, NotMlflowServerError } from './errors.js';

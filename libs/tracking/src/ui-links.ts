@@ -5,6 +5,7 @@
  *   runUiUrl('http://127.0.0.1:5000', '1', 'ab12...')   // 'http://127.0.0.1:5000/#/experiments/1/runs/ab12...'
  *   experimentUiUrl('http://127.0.0.1:5000', '1')       // 'http://127.0.0.1:5000/#/experiments/1/runs'
  */
+import type { MlflowClient } from './client.js';
 import { redactUri } from './secrets.js';
 
 /**
@@ -23,4 +24,14 @@ export function runUiUrl(trackingUri: string, experimentId: string, runId: strin
 /** The runs table of an experiment. */
 export function experimentUiUrl(trackingUri: string, experimentId: string): string {
   return `${redactUri(trackingUri).replace(/\/+$/, '')}/#/experiments/${encodeURIComponent(experimentId)}/runs`;
+}
+
+/** The UI page of run `runId` on `client`'s server, or null when that server does not know the run. */
+export async function runUiLink(client: MlflowClient, runId: string): Promise<string | null> {
+  try {
+    const run = await client.getRun(runId);
+    return runUiUrl(client.trackingUri, run.info.experimentId, runId);
+  } catch {
+    return null;
+  }
 }

@@ -15,7 +15,7 @@ import { flatten } from '@emseg/config';
 import { writeJsonAtomic } from '@emseg/fs';
 import { backendInfo, backendTags } from '@emseg/tf';
 import { Tracker, type TrackedRun } from '@emseg/tracking';
-import { claimRunDir, type RunDirClaim } from './run-dir.js';
+import { claimRunDir, latestRecordPath, type RunDirClaim } from './run-dir.js';
 import { changedSinceLastRun, describeChanges, linkResumedRun, type ConfigChange } from './run-lineage.js';
 
 export interface RunSessionOptions {
@@ -51,6 +51,11 @@ export interface RunSession {
   changes: ConfigChange[];
   /** Starts the MLflow run (see the file comment); the caller ends it. */
   startRun(options: StartRunOptions): Promise<TrackedRun>;
+  /**
+   * Records the finished run in `file` (default: latest.json beside the run folder), atomically:
+   * `{ runId, trackingUri, outDir, ...fields, finishedAt }`. Returns the file written.
+   */
+  recordLatest(fields: Record<string, unknown>, file?: string): Promise<string>;
 }
 
 /** Claims the run folder, runs `body` in it and releases the folder's lock afterwards. */
@@ -65,6 +70,7 @@ export async function withRunDir<T>(options: RunSessionOptions, body: (session: 
   });
   try {
     const changes: ConfigChange[] = [];
+    let started: TrackedRun | undefined;
     const session: RunSession = {
       claim,
       dir: claim.dir,
@@ -92,7 +98,20 @@ export async function withRunDir<T>(options: RunSessionOptions, body: (session: 
         // A resumed run is a new MLflow run (params such as train.steps may change); it links back.
         const resumedFrom = options.resume ? await linkResumedRun(run, claim, changes, log) : null;
         if (resumedFrom) log(`resuming: this run continues MLflow run ${resumedFrom} (tag emseg.resumedFrom)`);
+        started = run;
         return run;
+      },
+      async recordLatest(fields, file) {
+        if (!started) throw new Error('recordLatest: the run has not been started (call startRun first)');
+        const path = file ? resolve(file) : latestRecordPath(claim.dir);
+        await writeJsonAtomic(path, {
+          runId: started.id,
+          trackingUri: started.client.trackingUri,
+          outDir: claim.dir,
+          ...fields,
+          finishedAt: new Date().toISOString(),
+        });
+        return path;
       },
     };
     return await body(session);
