@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tf, type SymbolicTensor, type Tensor, type Tensor2D, type Tensor4D } from '@emseg/tf';
+import { tf, type Tensor, type Tensor2D, type Tensor4D } from '@emseg/tf';
 import { KeyQueue, infoNceLogits, infoNceLoss, momentumUpdate, normalizeRows, permutation, shuffledKeyForward } from '../src/moco.js';
 
 const rows = (t: Tensor) => t.arraySync() as number[][];

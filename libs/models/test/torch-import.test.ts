@@ -5,6 +5,8 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '@emseg/tf';
 import { encoderFromTorchStateDict, loadEncoder, readTorchExport, resnetEncoder, type TorchTensor } from '@emseg/models';
+// The importer is a workspace tool (tools/ is no Nx project); this test is its test.
+// eslint-disable-next-line @nx/enforce-module-boundaries
 import { importTorchCheckpoint } from '../../../tools/import-torch/import-torch.mjs';
 import { maxAbsDiff, tempDir } from './helpers.js';
 
