@@ -13,7 +13,7 @@
  * class), sk-boxplot.png|svg, and with --compare compare.csv|json and compare-boxplot.png|svg.
  * Exit codes: 0 done, 1 bad input or failed, 130 stopped by SIGINT/SIGTERM (results so far written).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
 import {
@@ -30,7 +30,7 @@ import {
 } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { backendTags, tf } from '@emseg/tf';
-import { runUiLink, MlflowClient, Tracker, type TrackedRun } from '@emseg/tracking';
+import { runUiLink, Tracker, type TrackedRun } from '@emseg/tracking';
 import { gracefulStop, ProgressBar, type GracefulStop } from '@emseg/training';
 import {
   AttributionStopped,
@@ -54,8 +54,7 @@ import { fittingTiling, predictImage, TILE_MULTIPLE, type InferenceOptions } fro
 import { writeAreaBoxPlot, writeHeatmapPng, type AreaPoint } from './plots.js';
 import { checkWritableFolder } from './predict.js';
 import { Segmenter } from './segmenter.js';
-import { runsUriResolver } from './urisc-run.js';
-import { LATEST_FINETUNE, WORKSPACE } from './workspace.js';
+import { locateModel } from './model-source.js';
 
 export interface AttributeArgs {
   model?: string;
@@ -160,26 +159,6 @@ export function parseKs(text: string): number[] {
   const ks = text.split(',').map((s) => Number(s.trim()));
   for (const k of ks) if (!(k > 0 && k < 1)) throw new Error(`--k: every threshold must be a number in (0, 1) (normalised attribution), got "${text}"`);
   return [...new Set(ks)];
-}
-
-/** The model path: a directory, a runs:/ URI (downloaded), or the latest fine-tuning. */
-async function locateModel(model: string | undefined, trackingUri: string | undefined, flag: string): Promise<string> {
-  if (model?.startsWith('runs:')) {
-    const uri = trackingUri ?? process.env.MLFLOW_TRACKING_URI;
-    if (!uri) throw new Error(`${flag} ${model} is an MLflow URI: pass --tracking-uri (or set MLFLOW_TRACKING_URI) for the server that holds the run`);
-    return runsUriResolver(new MlflowClient({ trackingUri: uri }), join(WORKSPACE, '.emseg', 'downloads'))(model);
-  }
-  if (model) {
-    if (!existsSync(model))
-      throw new Error(`${flag} ${model}: no such file or directory (a model directory, a fine-tuning run directory or runs:/<run_id>/model)`);
-    return model;
-  }
-  if (!existsSync(LATEST_FINETUNE))
-    throw new Error(`no ${flag} given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass ${flag} DIR`);
-  const latest = JSON.parse(readFileSync(LATEST_FINETUNE, 'utf8')) as { modelDir?: string };
-  if (typeof latest.modelDir !== 'string') throw new Error(`${LATEST_FINETUNE}: expected {"modelDir": "..."} as written by finetune:urisc`);
-  log(`model: the latest fine-tuning, ${latest.modelDir}`);
-  return latest.modelDir;
 }
 
 /** Membrane probabilities of one window (any multiple-of-32 size). */

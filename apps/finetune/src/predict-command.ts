@@ -7,17 +7,14 @@
  * exit 0 all written, 1 some image failed, 130 stopped by SIGINT/SIGTERM (after the current tile
  * batch).
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
 import { ensureDefaultData } from '@emseg/data';
-import { MlflowClient } from '@emseg/tracking';
 import { gracefulStop, ProgressBar } from '@emseg/training';
 import { checkTileFits, inferenceProblem, type InferenceOptions } from './inference.js';
 import { checkOutputOutsideInputs, checkWritableFolder, listInputs, predictFiles, readInputHeaders, type PredictedImage } from './predict.js';
 import { Segmenter } from './segmenter.js';
-import { runsUriResolver } from './urisc-run.js';
-import { LATEST_FINETUNE, WORKSPACE } from './workspace.js';
+import { locateModel } from './model-source.js';
 
 export { DEFAULT_PREDICTIONS } from './workspace.js';
 
@@ -33,22 +30,6 @@ export interface PredictArgs {
   threshold?: number;
   probability: 'png' | 'tiff' | 'none';
   trackingUri?: string;
-}
-
-/** The model to predict with: --model (directory or runs:/ URI), else the latest finished fine-tuning. */
-async function locateModel(model: string | undefined, trackingUri: string | undefined): Promise<string> {
-  if (model?.startsWith('runs:')) {
-    const uri = trackingUri ?? process.env.MLFLOW_TRACKING_URI;
-    if (!uri) throw new Error(`--model ${model} is an MLflow URI: pass --tracking-uri (or set MLFLOW_TRACKING_URI) for the server that holds the run`);
-    return runsUriResolver(new MlflowClient({ trackingUri: uri }), join(WORKSPACE, '.emseg', 'downloads'))(model);
-  }
-  if (model) return model;
-  if (!existsSync(LATEST_FINETUNE))
-    throw new Error(`no --model given and no finished fine-tuning recorded in ${LATEST_FINETUNE}: run \`nx run finetune:urisc\` first or pass --model DIR`);
-  const latest = JSON.parse(readFileSync(LATEST_FINETUNE, 'utf8')) as { modelDir?: string };
-  if (typeof latest.modelDir !== 'string') throw new Error(`${LATEST_FINETUNE}: expected {"modelDir": "..."} as written by finetune:urisc`);
-  process.stderr.write(`model: the latest fine-tuning, ${latest.modelDir}\n`);
-  return latest.modelDir;
 }
 
 /** What was written and what was not, and why: the last thing predict prints. */
