@@ -4,7 +4,6 @@
  * the run linked to the model's run; --compare tabulates two entries (S_k in nm^2 scales with the
  * pixel size squared); bad flags exit 1 naming the flag.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,10 +13,8 @@ import { MlflowClient, Tracker, startMlflowServer, type MlflowServer, type Run }
 import { finetune } from '../src/finetune.js';
 import { Segmenter } from '../src/segmenter.js';
 import { loadTrainingSamples } from '../src/urisc-data.js';
-import { WORKSPACE } from '../src/workspace.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { buildFinetune, runCli, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
-const MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');
 const tmp = tempDir('attribution-cli');
 let server: MlflowServer;
 let client: MlflowClient;
@@ -25,24 +22,6 @@ let modelRun: string;
 let modelDir: string;
 let image: string;
 let label: string;
-
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, 'attribute', ...args], { cwd: WORKSPACE, env: { ...process.env, MLFLOW_TRACKING_URI: '' }, timeout: 170_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 async function runOf(experiment: string): Promise<Run> {
   const e = await client.getExperimentByName(experiment);
@@ -53,9 +32,10 @@ async function runOf(experiment: string): Promise<Run> {
 
 const fast = ['--steps', '6', '--batch', '4', '--window', '64'];
 
+const cli = (args: string[]) => runCli(['attribute', ...args]);
+
 beforeAll(async () => {
-  const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
+  buildFinetune();
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
   client = new MlflowClient({ trackingUri: server.uri });
   // the fine-tuning's MLflow run, which the model records and the attribution run links to

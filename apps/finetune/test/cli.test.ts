@@ -3,47 +3,22 @@
  * the best model, predicts and scores the test split and logs all of it; `predict` and `score`
  * reproduce the test score from the files; bad input exits 1 with a one-line error.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
-import { WORKSPACE } from '../src/workspace.js';
-import { QUICK_CONFIG, tempDir, tinyUrisc } from './helpers.js';
+import { buildFinetune, QUICK_CONFIG, runCli, tempDir, tinyUrisc, type CliResult } from './helpers.js';
 
-const MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');
 const tmp = tempDir('cli');
 let server: MlflowServer;
 let client: MlflowClient;
 let dataRoot: string;
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in a child process (asynchronously, so this process keeps serving its sockets). */
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      cwd: WORKSPACE,
-      env: { ...process.env, EMSEG_FINETUNE_RUNS: join(tmp.dir, 'runs'), MLFLOW_TRACKING_URI: '' },
-      timeout: 170_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args, { env: { EMSEG_FINETUNE_RUNS: join(tmp.dir, 'runs') } });
 
 beforeAll(async () => {
   // the CLI under test is the built one
-  const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
+  buildFinetune();
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
   client = new MlflowClient({ trackingUri: server.uri });
   dataRoot = (await tinyUrisc(join(tmp.dir, 'data'), { count: { train: 2, val: 1, test: 2 } })).root;

@@ -2,6 +2,7 @@
  * Shared fixtures of the finetune tests: tiny synthetic U-RISC datasets on disk (real PNG/TIFF files
  * decoded by sharp) and small configurations built through the real config loader.
  */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,4 +61,60 @@ export function tinyConfig(overrides: string[] = []): FinetuneConfig {
   });
   checkFinetuneConfig(cfg, 'test config');
   return cfg;
+}
+
+/** The built CLI the end-to-end tests run. */
+export const FINETUNE_MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** Extra environment (MLFLOW_TRACKING_URI is cleared unless given). */
+  env?: Record<string, string>;
+  /** Run as this uid/gid (permission tests as root). */
+  uid?: number;
+  timeoutMs?: number;
+  /** Called with all of stdout so far, on every chunk. */
+  onStdout?: (stdout: string, child: ChildProcess) => void;
+}
+
+/**
+ * Starts the built CLI in a child process (asynchronously, so this process keeps serving the
+ * sockets of a test MLflow server); `done` resolves with its exit status and output.
+ */
+export function startCli(args: string[], options: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult>; stderr: () => string } {
+  const child = spawn(process.execPath, [FINETUNE_MAIN, ...args], {
+    cwd: WORKSPACE,
+    env: { ...process.env, MLFLOW_TRACKING_URI: '', ...options.env },
+    timeout: options.timeoutMs ?? 170_000,
+    uid: options.uid,
+    gid: options.uid,
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    options.onStdout?.(stdout, child);
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+  return { child, done, stderr: () => stderr };
+}
+
+/** Runs the built CLI to the end (see startCli). */
+export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  return startCli(args, options).done;
+}
+
+/** Builds apps/finetune (the CLI tests run its dist/). */
+export function buildFinetune(): void {
+  const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
 }

@@ -6,7 +6,6 @@
  * predicted; an image that fails mid-run is reported and the others written (exit 1); SIGINT stops
  * after the current tile batch with a summary (exit 130).
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,40 +14,10 @@ import { resnetEncoder } from '@emseg/models';
 import { finetune } from '../src/finetune.js';
 import { Segmenter } from '../src/segmenter.js';
 import { loadTrainingSamples } from '../src/urisc-data.js';
-import { WORKSPACE } from '../src/workspace.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { buildFinetune, type CliOptions, runCli, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
-const MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');
 const tmp = tempDir('predict-errors');
 let model: string;
-
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI in a child process; `onStdout` sees the output so far and may signal the child. */
-function cli(args: string[], options: { uid?: number; onStdout?: (stdout: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      cwd: WORKSPACE,
-      env: { ...process.env, MLFLOW_TRACKING_URI: '' },
-      timeout: 170_000,
-      uid: options.uid,
-      gid: options.uid,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      options.onStdout?.(stdout, child);
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /** A grey test image with structure (so the model has something to segment). */
 function pattern(width: number, height: number, seed = 1): GreyImage {
@@ -66,10 +35,11 @@ async function imageFolder(name: string, sizes: Record<string, number>): Promise
 
 const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f)).toString('base64')]));
 
+const cli = (args: string[], options: Pick<CliOptions, 'uid' | 'onStdout'> = {}) => runCli(args, options);
+
 beforeAll(async () => {
   // the CLI under test is the built one
-  const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
+  buildFinetune();
   // a real model, trained for a few steps (its saved tiling: tile 128, overlap 0)
   const ds = await tinyUrisc(join(tmp.dir, 'data'), { count: { train: 2, val: 0, test: 0 } });
   const cfg = tinyConfig();

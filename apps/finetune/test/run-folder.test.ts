@@ -8,15 +8,12 @@
  *   - latest.json goes beside the run folder, not into the workspace's default runs;
  *   - every checkpoint and the final model predict, beside the best model.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadArtifacts, MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
-import { WORKSPACE } from '../src/workspace.js';
-import { QUICK_CONFIG, tempDir, tinyUrisc } from './helpers.js';
+import { buildFinetune, QUICK_CONFIG, startCli, tempDir, tinyUrisc } from './helpers.js';
 
-const MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');
 const tmp = tempDir('run-folder');
 const RUNS = join(tmp.dir, 'default-runs');
 let server: MlflowServer;
@@ -24,29 +21,7 @@ let client: MlflowClient;
 let dataRoot: string;
 let config: string;
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[]): { child: ChildProcess; done: Promise<CliResult>; stderr: () => string } {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd: WORKSPACE,
-    env: { ...process.env, EMSEG_FINETUNE_RUNS: RUNS, MLFLOW_TRACKING_URI: '' },
-    timeout: 170_000,
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-  return { child, done, stderr: () => stderr };
-}
-
+const start = (args: string[]) => startCli(args, { env: { EMSEG_FINETUNE_RUNS: RUNS } });
 const cli = (args: string[]) => start(args).done;
 const urisc = (out: string, ...extra: string[]) =>
   cli([
@@ -81,8 +56,7 @@ const stepsIn = (dir: string) =>
     : [];
 
 beforeAll(async () => {
-  const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
+  buildFinetune();
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
   client = new MlflowClient({ trackingUri: server.uri });
   dataRoot = (await tinyUrisc(join(tmp.dir, 'data'), { count: { train: 2, val: 1, test: 1 } })).root;

@@ -4,28 +4,13 @@
  * (exit 0); when every prediction is rejected nothing was scorable and the command exits 1.
  * The same rule as the evaluation CLI's (libs/evaluation/test/rejected.test.ts).
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeImage, type GreyImage } from '@emseg/data';
-import { WORKSPACE } from '../src/workspace.js';
-import { tempDir } from './helpers.js';
+import { buildFinetune, runCli, tempDir } from './helpers.js';
 
-const MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');
 const tmp = tempDir('score-errors');
-
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { cwd: WORKSPACE, env: { ...process.env, MLFLOW_TRACKING_URI: '' }, timeout: 120_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /** 64 x 64, membrane (0) on every 16th row and column (12%), background 255; `grey` replaces the left half of the background. */
 function grid(grey = 255): GreyImage {
@@ -38,9 +23,10 @@ const labels = join(tmp.dir, 'labels');
 const mixed = join(tmp.dir, 'mixed');
 const rejected = join(tmp.dir, 'rejected');
 
+const cli = (args: string[]) => runCli(args, { timeoutMs: 120_000 });
+
 beforeAll(async () => {
-  const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
+  buildFinetune();
   for (const name of ['a', 'b']) await writeImage(join(labels, `${name}.tiff`), grid());
   await writeImage(join(mixed, 'a.png'), grid()); // perfect: F1 1
   await writeImage(join(mixed, 'b.png'), grid(200)); // three grey values: not binarized
