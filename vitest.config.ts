@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
-const libs = ['tf', 'data', 'models', 'training', 'evaluation', 'tracking', 'config', 'fs'];
+const libs = ['tf', 'data', 'models', 'training', 'segmentation', 'evaluation', 'tracking', 'config', 'fs'];
 const apps = ['pretrain', 'finetune'];
 
 /** Tests run against the TypeScript sources, so `@emseg/x` points at `libs/x/src`. */

@@ -50,34 +50,24 @@ import {
   type ClassSummary,
   type PixelClass,
 } from './attribution.js';
-import { fittingTiling, predictImage, TILE_MULTIPLE, type InferenceOptions } from './inference.js';
+import { fittingTiling, predictImage, Segmenter, TILE_MULTIPLE, type InferenceOptions } from '@emseg/segmentation';
 import { writeAreaBoxPlot, writeHeatmapPng, type AreaPoint } from './plots.js';
 import { checkWritableFolder } from './predict.js';
-import { Segmenter } from './segmenter.js';
 import { locateModel } from './model-source.js';
 
-export interface AttributeArgs {
+/** The command line: the shared settings (`--k` spells `ks`) plus one entry's flags or a --compare spec. */
+export interface AttributeArgs extends Omit<AttributionSettings, 'ks'> {
   model?: string;
   image?: string;
   label?: string;
   pixels?: string;
   perClass: number;
-  seed: number;
-  polarity: LabelPolarity;
-  threshold?: number;
-  baseline: BaselineKind;
-  blurSigma: number;
-  steps: number;
-  batch: number;
-  target: AttributionTarget;
-  window: number;
   k: string;
   pixelSize: number;
   compare?: string;
   out: string;
   experiment: string;
   runName?: string;
-  trackingUri?: string;
 }
 
 /** One (model, image) to attribute; the single-model command is one entry, --compare several. */

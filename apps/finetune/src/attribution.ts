@@ -17,8 +17,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Rng, cutRegion, gaussianBlur, type Mask, type Rect } from '@emseg/data';
 import { tf, type Tensor, type Tensor1D, type Tensor4D } from '@emseg/tf';
-import { TILE_MULTIPLE } from './inference.js';
-import type { Segmenter } from './segmenter.js';
+import { TILE_MULTIPLE, type Segmenter } from '@emseg/segmentation';
 
 /** A scalar per image of a batch: [b, h, w, 1] grey values in [0, 1] -> [b]. */
 export type TargetFn = (images: Tensor4D) => Tensor1D;

@@ -11,9 +11,8 @@ import { join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
 import { ensureDefaultData } from '@emseg/data';
 import { gracefulStop, ProgressBar } from '@emseg/training';
-import { checkTileFits, inferenceProblem, type InferenceOptions } from './inference.js';
+import { checkTileFits, inferenceProblem, Segmenter, type InferenceOptions } from '@emseg/segmentation';
 import { checkOutputOutsideInputs, checkWritableFolder, listInputs, predictFiles, readInputHeaders, type PredictedImage } from './predict.js';
-import { Segmenter } from './segmenter.js';
 import { locateModel } from './model-source.js';
 
 export { DEFAULT_PREDICTIONS } from './workspace.js';

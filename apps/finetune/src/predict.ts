@@ -13,17 +13,8 @@
 import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DataError, fileStem, listImageFiles, readImage, readImageInfo, writeImage, type ImageInfo } from '@emseg/data';
-import {
-  membraneFraction,
-  predictImage,
-  PredictionStopped,
-  submissionProblem,
-  tileCount,
-  toProbability16,
-  toSubmission,
-  type InferenceOptions,
-} from './inference.js';
-import type { Segmenter } from './segmenter.js';
+import { predictImage, PredictionStopped, tileCount, toProbability16, type InferenceOptions, type Segmenter } from '@emseg/segmentation';
+import { membraneFraction, submissionProblem, toSubmission } from './tasks/urisc.js';
 
 export interface PredictOptions {
   /** Image files and/or folders of images. */

@@ -16,13 +16,10 @@ import { runUiLink, downloadArtifacts, parseRunsUri, type MlflowClient, type Tra
 import { ProgressBar, gracefulStop, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
 import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
-import type { Evaluation } from './evaluate.js';
-import { finetune, inferenceOptions } from './finetune.js';
+import { checkTileFits, finetune, inferenceOptions, Segmenter, type Evaluation } from '@emseg/segmentation';
 import { predictFiles } from './predict.js';
 import { scoreFolder, scoresCsv, scoresJson, type FolderScore } from './score.js';
-import { Segmenter } from './segmenter.js';
-import { loadTrainingSamples, openUriscData, type UriscData } from './urisc-data.js';
-import { checkTileFits } from './inference.js';
+import { loadTrainingSamples, openUriscData, uriscTask, type UriscData } from './tasks/urisc.js';
 import { FINETUNE_RUNS } from './workspace.js';
 
 export interface UriscArgs {
@@ -90,7 +87,9 @@ function evaluationMetrics(prefix: string, e: Evaluation): Record<string, number
 function evaluationCsv(e: Evaluation): string {
   const head = 'name,f1,precision,recall,best_f1,best_threshold,predicted_membrane,rejected';
   const rows = e.images.map((r) =>
-    [r.name, r.f1, r.precision, r.recall, r.bestF1, r.bestThreshold, r.predictedMembrane, r.rejected ? `"${r.rejected.replaceAll('"', '""')}"` : ''].join(','),
+    [r.name, r.f1, r.precision, r.recall, r.bestF1, r.bestThreshold, r.predictedForeground, r.rejected ? `"${r.rejected.replaceAll('"', '""')}"` : ''].join(
+      ',',
+    ),
   );
   return `${head}\n${rows.join('\n')}\nmean,${e.f1},${e.precision},${e.recall},${e.bestF1},${e.bestThreshold},,\n`;
 }
@@ -193,6 +192,7 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
 
     const result = await finetune({
       cfg,
+      task: uriscTask({ maxMembraneFraction: cfg.data.maxMembraneFraction }),
       segmenter,
       train: samples,
       validation: data.validation,

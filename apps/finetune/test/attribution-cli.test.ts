@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LabeledImages } from '@emseg/data';
 import { resnetEncoder } from '@emseg/models';
 import { MlflowClient, Tracker, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
-import { finetune } from '../src/finetune.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { buildFinetune, runCli, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { finetune } from '@emseg/segmentation';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { buildFinetune, runCli, taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('attribution-cli');
 let server: MlflowServer;
@@ -52,7 +52,8 @@ beforeAll(async () => {
     { decoderChannels: cfg.model.decoderChannels, seed: 2 },
   );
   try {
-    modelDir = (await finetune({ cfg, segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'run'), mlflowRunId: modelRun })).modelDir;
+    modelDir = (await finetune({ cfg, task: taskFor(cfg), segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'run'), mlflowRunId: modelRun }))
+      .modelDir;
   } finally {
     segmenter.dispose();
   }

@@ -22,10 +22,10 @@ import {
   summarizeAreas,
   trapezoid,
 } from '../src/attribution.js';
-import { finetune } from '../src/finetune.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { finetune } from '@emseg/segmentation';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 /** A seeded pseudo-random window of grey values in [0, 1]. */
 function randomWindow(n: number, seed: number): Float32Array {
@@ -209,7 +209,7 @@ describe('integrated gradients of a trained tiny U-Net', () => {
     );
     let modelDir: string;
     try {
-      modelDir = (await finetune({ cfg, segmenter: fresh, train: samples, validation: null, outDir: join(tmp.dir, 'run') })).modelDir;
+      modelDir = (await finetune({ cfg, task: taskFor(cfg), segmenter: fresh, train: samples, validation: null, outDir: join(tmp.dir, 'run') })).modelDir;
     } finally {
       fresh.dispose();
     }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@emseg/config';
 import { type SyntheticUriscDataset } from '@emseg/data';
 import { checkFinetuneConfig, finetuneSchema } from '../src/config.js';
-import { loadTrainingSamples, openUriscData, type UriscDataOptions } from '../src/urisc-data.js';
+import { loadTrainingSamples, openUriscData, type UriscDataOptions } from '../src/tasks/urisc.js';
 import { QUICK_CONFIG, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('errors');

@@ -11,10 +11,10 @@ import { tf, type Variable } from '@emseg/tf';
 import { LabeledImages, type LabeledSample } from '@emseg/data';
 import { modelVariables, resnetEncoder, saveEncoderBundle } from '@emseg/models';
 import { resolveEncoder } from '../src/encoder-source.js';
-import { finetune } from '../src/finetune.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { finetune } from '@emseg/segmentation';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('encoder');
 const bundleDir = join(tmp.dir, 'bundle');
@@ -119,8 +119,10 @@ describe('encoder freezing during fine-tuning', () => {
     const encoderNames = new Set(Object.keys(modelVariables(choice.encoder.model)));
     const before = snapshot(seg.variables());
     const outDir = join(tmp.dir, `run-${notes.length}-${overrides.join('-').replace(/\W/g, '')}`);
+    const cfg = tinyConfig(['model.freezeEncoder=all', 'optimizer.lr=0.01', ...overrides]);
     await finetune({
-      cfg: tinyConfig(['model.freezeEncoder=all', 'optimizer.lr=0.01', ...overrides]),
+      cfg,
+      task: taskFor(cfg),
       segmenter: seg,
       train: samples,
       validation: null,

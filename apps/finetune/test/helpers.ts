@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { loadConfig } from '@emseg/config';
 import { generateSyntheticUrisc, type SyntheticUriscDataset } from '@emseg/data';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from '../src/config.js';
+import { uriscTask } from '../src/tasks/urisc.js';
 import { WORKSPACE } from '../src/workspace.js';
 
 export const QUICK_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
@@ -62,6 +63,9 @@ export function tinyConfig(overrides: string[] = []): FinetuneConfig {
   checkFinetuneConfig(cfg, 'test config');
   return cfg;
 }
+
+/** The U-RISC validation rules under `cfg`, as `urisc` runs them. */
+export const taskFor = (cfg: FinetuneConfig) => uriscTask({ maxMembraneFraction: cfg.data.maxMembraneFraction });
 
 /** The built CLI the end-to-end tests run. */
 export const FINETUNE_MAIN = join(WORKSPACE, 'apps', 'finetune', 'dist', 'main.js');

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@emseg/config';
 import { readImage, writeImage } from '@emseg/data';
 import { checkFinetuneConfig, finetuneSchema } from '../src/config.js';
-import { loadTrainingSamples, openUriscData } from '../src/urisc-data.js';
+import { loadTrainingSamples, openUriscData } from '../src/tasks/urisc.js';
 import { QUICK_CONFIG, tempDir, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('labels');

@@ -10,14 +10,14 @@ import { tensorCountGuard, tf } from '@emseg/tf';
 import { LabeledImages, readImage, type LabeledSample } from '@emseg/data';
 import { checkUriscPrediction, readGrey8 } from '@emseg/evaluation';
 import { resnetEncoder } from '@emseg/models';
-import type { Evaluation } from '../src/evaluate.js';
-import { finetune, type FinetuneResult } from '../src/finetune.js';
-import { predictImage } from '../src/inference.js';
+import type { Evaluation } from '@emseg/segmentation';
+import { finetune, type FinetuneResult } from '@emseg/segmentation';
+import { predictImage } from '@emseg/segmentation';
 import { predictFiles } from '../src/predict.js';
 import { scoreFolder } from '../src/score.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const STEPS = 40;
 
@@ -51,6 +51,7 @@ describe('fine-tuning on two 128 px synthetic images', () => {
     const t0 = performance.now();
     result = await finetune({
       cfg,
+      task: taskFor(cfg),
       segmenter,
       train: samples,
       validation: train, // overfitting: validate on the training images

@@ -11,10 +11,10 @@ import { LabeledImages, type LabeledSample } from '@emseg/data';
 import { modelVariables } from '@emseg/models';
 import type { FinetuneConfig } from '../src/config.js';
 import { resolveEncoder } from '../src/encoder-source.js';
-import { finetune } from '../src/finetune.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { finetune } from '@emseg/segmentation';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('plain-encoder');
 let samples: LabeledSample[];
@@ -58,6 +58,7 @@ describe('fine-tuning a U-Net over the plain conv encoder', () => {
       const t0 = performance.now();
       const result = await finetune({
         cfg,
+        task: taskFor(cfg),
         segmenter,
         train: samples,
         validation: null,
@@ -107,7 +108,7 @@ describe('fine-tuning a U-Net over the plain conv encoder', () => {
     try {
       const before = encoderWeights();
       const head = Float32Array.from(segmenter.variables()['segmentation_head/kernel'].dataSync());
-      await finetune({ cfg, segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'frozen') });
+      await finetune({ cfg, task: taskFor(cfg), segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'frozen') });
       const after = encoderWeights();
       expect(Object.keys(after).filter((n) => after[n].some((v, i) => v !== before[n][i]))).toEqual([]);
       expect(

@@ -11,10 +11,10 @@ import { join, resolve as resolvePath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LabeledImages, readImage, writeImage, type GreyImage } from '@emseg/data';
 import { resnetEncoder } from '@emseg/models';
-import { finetune } from '../src/finetune.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { buildFinetune, type CliOptions, runCli, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { finetune } from '@emseg/segmentation';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { buildFinetune, type CliOptions, runCli, taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('predict-errors');
 let model: string;
@@ -51,7 +51,7 @@ beforeAll(async () => {
     { decoderChannels: cfg.model.decoderChannels, seed: 2 },
   );
   try {
-    model = (await finetune({ cfg, segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'run') })).modelDir;
+    model = (await finetune({ cfg, task: taskFor(cfg), segmenter, train: samples, validation: null, outDir: join(tmp.dir, 'run') })).modelDir;
   } finally {
     segmenter.dispose();
   }

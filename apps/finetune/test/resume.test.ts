@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LabeledImages, type LabeledSample } from '@emseg/data';
 import { resnetEncoder } from '@emseg/models';
 import type { FinetuneConfig } from '../src/config.js';
-import { finetune, type FinetuneResult } from '../src/finetune.js';
-import { Segmenter } from '../src/segmenter.js';
-import { loadTrainingSamples } from '../src/urisc-data.js';
-import { tempDir, tinyConfig, tinyUrisc } from './helpers.js';
+import { finetune, type FinetuneResult } from '@emseg/segmentation';
+import { Segmenter } from '@emseg/segmentation';
+import { loadTrainingSamples } from '../src/tasks/urisc.js';
+import { taskFor, tempDir, tinyConfig, tinyUrisc } from './helpers.js';
 
 const tmp = tempDir('resume');
 let samples: LabeledSample[];
@@ -55,6 +55,7 @@ async function run(seg: Segmenter, outDir: string, options: { stopAfter?: number
   };
   const result = await finetune({
     cfg,
+    task: taskFor(cfg),
     segmenter: seg,
     train: samples,
     validation,

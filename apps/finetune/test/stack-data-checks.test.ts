@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resnetEncoder } from '@emseg/models';
 import { predictFiles } from '../src/predict.js';
-import { Segmenter } from '../src/segmenter.js';
+import { Segmenter } from '@emseg/segmentation';
 import { tempDir } from './helpers.js';
 
 const tmp = tempDir('stack');

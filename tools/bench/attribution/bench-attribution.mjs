@@ -39,7 +39,7 @@ async function measure(arch) {
   const { createEncoder } = await imp('libs/models/dist/index.js');
   const { backendInfo } = await imp('libs/tf/dist/index.js');
   const { Rng, renderEmScene } = await imp('libs/data/dist/index.js');
-  const { Segmenter } = await imp('apps/finetune/dist/segmenter.js');
+  const { Segmenter } = await imp('libs/segmentation/dist/index.js');
   const { integratedGradients, makeBaseline, normalizeField, pixelTarget, attributionAreas } = await imp('apps/finetune/dist/attribution.js');
   const seg = Segmenter.create(createEncoder(arch, { seed: 1 }), { mean: [0.5], std: [0.2] }, { encoderSource: 'random', encoderRunId: null }, { seed: 2 });
   const scene = renderEmScene(new Rng(3), { width: WINDOW, height: WINDOW });

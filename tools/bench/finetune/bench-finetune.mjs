@@ -52,9 +52,9 @@ async function load() {
   const { tf, backendInfo } = await import(dist('libs/tf/dist/index.js'));
   const models = await import(dist('libs/models/dist/index.js'));
   const training = await import(dist('libs/training/dist/index.js'));
-  const { Segmenter } = await import(dist('apps/finetune/dist/segmenter.js'));
-  const inference = await import(dist('apps/finetune/dist/inference.js'));
-  return { tf, backendInfo, models, training, Segmenter, inference };
+  const segmentation = await import(dist('libs/segmentation/dist/index.js'));
+  const { toSubmission } = await import(dist('apps/finetune/dist/tasks/urisc.js'));
+  return { tf, backendInfo, models, training, Segmenter: segmentation.Segmenter, inference: { ...segmentation, toSubmission } };
 }
 
 function segmenter(m, arch, seed) {

@@ -1,14 +1,13 @@
 /**
  * Full-image inference: overlapping tiles through the segmenter, blended back with a window so
- * seams do not show, optional flip test-time augmentation; then the two outputs U-RISC users want,
- * a 16-bit probability map and the binary submission (membrane black = 0, background white = 255).
+ * seams do not show, optional flip test-time augmentation; the probability map as a 16-bit image.
+ * (A task's binary output format, e.g. the U-RISC submission, lives in its task module.)
  *
  * Memory for a W x H image: the decoded image, one Float32 accumulator (4 W H bytes: 400 MB for
  * 9958 x 9959) and `batchSize` tiles in flight; outputs are made one at a time from the accumulator.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { DataError, predictTiled, type BlendWindow, type GreyImage } from '@emseg/data';
-import { checkUriscPrediction, UriscFormatError } from '@emseg/evaluation';
 import type { Segmenter } from './segmenter.js';
 
 export interface InferenceOptions {
@@ -86,7 +85,7 @@ export function checkTileFits(
 }
 
 /**
- * Membrane probability of every pixel of `image` (row-major Float32Array of width * height),
+ * Foreground probability of every pixel of `image` (row-major Float32Array of width * height),
  * predicted in blended tiles. `name` (a file path) names the image in errors; `onTiles` reports
  * progress. Between tile batches the event loop runs (so a SIGINT handler sees its signal) and
  * `stop.requested` ends the prediction with {@link PredictionStopped}.
@@ -128,46 +127,9 @@ export function tileCount(width: number, height: number, options: InferenceOptio
   return axis(width) * axis(height);
 }
 
-/**
- * The binary U-RISC submission of a probability map: membrane (p >= threshold) black 0, the rest
- * white 255, 8-bit.
- *
- * @example toSubmission(Float32Array.of(0.9, 0.1), 2, 1, 0.5).data // [0, 255]
- */
-export function toSubmission(probability: Float32Array, width: number, height: number, threshold: number): GreyImage & { data: Uint8Array } {
-  const data = new Uint8Array(probability.length);
-  for (let i = 0; i < data.length; i++) data[i] = probability[i] >= threshold ? 0 : 255;
-  return { width, height, bitDepth: 8, data };
-}
-
-/** Fraction of pixels a submission draws as membrane (grey 0). */
-export function membraneFraction(submission: { data: Uint8Array }): number {
-  const { data } = submission;
-  let n = 0;
-  for (let i = 0; i < data.length; i++) n += data[i] === 0 ? 1 : 0;
-  return n / data.length;
-}
-
 /** Probabilities as a 16-bit image (round(p * 65535)), for a lossless PNG/TIFF probability map. */
 export function toProbability16(probability: Float32Array, width: number, height: number): GreyImage {
   const data = new Uint16Array(probability.length);
   for (let i = 0; i < data.length; i++) data[i] = Math.round(Math.min(1, Math.max(0, probability[i])) * 65535);
   return { width, height, bitDepth: 16, data };
-}
-
-/**
- * Why the official scorer would reject this submission (not binary, or background less than 5x
- * the membrane pixels), or null when it passes.
- */
-export function submissionProblem(submission: { data: Uint8Array }, name: string): string | null {
-  const counts = new Float64Array(256);
-  const { data } = submission;
-  for (let i = 0; i < data.length; i++) counts[data[i]]++;
-  try {
-    checkUriscPrediction(counts, name);
-    return null;
-  } catch (err) {
-    if (err instanceof UriscFormatError) return err.message;
-    throw err;
-  }
 }

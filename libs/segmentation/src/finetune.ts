@@ -1,7 +1,7 @@
 /**
  * The U-Net fine-tuning loop: labelled patches -> focal + dice steps -> periodic full-image
- * validation with the official U-RISC F1 -> the best model kept, checkpoints for resume.
- * Tracking-agnostic: progress, metrics and files go to a `FinetuneListener` (main.ts wires MLflow).
+ * validation scored by the task (U-RISC: its official F1) -> the best model kept, checkpoints for
+ * resume. Tracking-agnostic: progress, metrics and files go to a `FinetuneListener` (the app wires MLflow).
  * The loop itself (schedule, resume, checkpoints, best tracking, stop) is `runTraining`; this file
  * supplies the U-Net step, the checkpoint state and the validation.
  *
@@ -26,10 +26,11 @@ import {
   type LrSchedule,
   type TrainingTask,
 } from '@emseg/training';
-import type { FinetuneConfig } from './config.js';
+import type { SegmentationConfig } from './config.js';
 import { evaluateSegmenter, type Evaluation } from './evaluate.js';
 import type { InferenceOptions } from './inference.js';
 import type { Segmenter, SegmenterInfo } from './segmenter.js';
+import type { SegmentationTask } from './task.js';
 
 export interface StepMetrics {
   loss: number;
@@ -54,7 +55,9 @@ export interface FinetuneListener {
 }
 
 export interface FinetuneOptions {
-  cfg: FinetuneConfig;
+  cfg: SegmentationConfig;
+  /** What validation checks and scores (see SegmentationTask). */
+  task: SegmentationTask;
   /** The model to train (owned by the caller, who disposes it). */
   segmenter: Segmenter;
   /** Decoded training images with masks (see loadTrainingSamples). */
@@ -71,7 +74,7 @@ export interface FinetuneOptions {
   mlflowRunId?: string | null;
 }
 
-/** What best-model selection compares: the official F1, then the threshold-sweep F1. */
+/** What best-model selection compares: the task's F1 at the threshold, then the threshold-sweep F1. */
 interface BestScore {
   f1: number;
   bestF1: number;
@@ -107,12 +110,12 @@ interface CheckpointState {
 }
 
 /** The tiling part of the inference section. */
-export function inferenceOptions(i: FinetuneConfig['inference']): InferenceOptions {
+export function inferenceOptions(i: SegmentationConfig['inference']): InferenceOptions {
   return { tileSize: i.tileSize, overlap: i.overlap, window: i.window, batchSize: i.batchSize, flipTta: i.flipTta };
 }
 
 /** The learning rate at each step, from the optimizer section. */
-export function learningRateSchedule(o: FinetuneConfig['optimizer'], totalSteps: number): LrSchedule {
+export function learningRateSchedule(o: SegmentationConfig['optimizer'], totalSteps: number): LrSchedule {
   switch (o.schedule) {
     case 'constant':
       return o.warmupSteps > 0 ? stepSchedule(o.lr, [], 1, { warmupSteps: o.warmupSteps }) : constantSchedule(o.lr);
@@ -123,12 +126,12 @@ export function learningRateSchedule(o: FinetuneConfig['optimizer'], totalSteps:
   }
 }
 
-function lossSpec(l: FinetuneConfig['loss']): SegmentationLossSpec {
+function lossSpec(l: SegmentationConfig['loss']): SegmentationLossSpec {
   return l.kind === 'bce' ? { kind: 'bce' } : { kind: 'focal-dice', gamma: l.gamma, alpha: l.alpha, lambda: l.lambda };
 }
 
 /** Batches per epoch: every grid patch once (grid), or patches.perEpoch patches (random). */
-export function batchesPerEpoch(samples: readonly LabeledSample[], p: FinetuneConfig['patches'], batchSize: number): number {
+export function batchesPerEpoch(samples: readonly LabeledSample[], p: SegmentationConfig['patches'], batchSize: number): number {
   const grid = samples.reduce((n, s) => n + patchGrid(s.image.width, s.image.height, { size: p.size, stride: p.stride }).length, 0);
   const patches = p.sampling === 'random' ? (p.perEpoch ?? grid) : grid;
   const batches = Math.floor(patches / batchSize);
@@ -139,12 +142,12 @@ export function batchesPerEpoch(samples: readonly LabeledSample[], p: FinetuneCo
 }
 
 /** The encoder freezing in force at `step`. */
-function freezingAt(cfg: FinetuneConfig, step: number): EncoderFreeze {
+function freezingAt(cfg: SegmentationConfig, step: number): EncoderFreeze {
   const { freezeEncoder, unfreezeAfter } = cfg.model;
   return unfreezeAfter !== null && step >= unfreezeAfter ? 'none' : freezeEncoder;
 }
 
-/** Is `e` better than the best so far? Official F1 first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
+/** Is `e` better than the best so far? The task's F1 first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
 function improves(e: Evaluation, best: BestModel | null): boolean {
   return best === null || e.f1 > best.f1 || (e.f1 === best.f1 && e.bestF1 > best.bestF1);
 }
@@ -217,9 +220,9 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
         ? async (step, best) => {
             const overlayCount = cfg.validation.overlays;
             const evaluation = await evaluateSegmenter(segmenter, validation, {
+              task: opts.task,
               inference: inferenceOptions(inference),
               threshold: inference.threshold,
-              maxMembraneFraction: cfg.data.maxMembraneFraction,
               overlays:
                 overlayCount > 0
                   ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) }
@@ -284,7 +287,7 @@ function trainOnBatch(segmenter: Segmenter, batch: PatchBatch, loss: ReturnType<
 }
 
 /** Loads a checkpoint (the runner found, and disposes) into the model and optimizer. */
-function restore(segmenter: Segmenter, optimizer: Adam, ck: Checkpoint<CheckpointState>, cfg: FinetuneConfig): void {
+function restore(segmenter: Segmenter, optimizer: Adam, ck: Checkpoint<CheckpointState>, cfg: SegmentationConfig): void {
   const { dir } = ck;
   if (ck.state.architecture !== segmenter.architecture) {
     throw new Error(

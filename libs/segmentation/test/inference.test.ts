@@ -1,23 +1,35 @@
 /**
- * Full-image inference: tiling is invisible (one tile = the plain forward pass; overlapping tiles
- * blend without seams), flip TTA averages correctly flipped-back predictions, images smaller than a
- * tile are refused by name, and the submission/probability encodings follow the U-RISC convention.
+ * The generic segmentation core: full-image inference (tiling is invisible: one tile = the plain
+ * forward pass, overlapping tiles blend without seams; flip TTA averages correctly flipped-back
+ * predictions; images smaller than a tile are refused by name; 16-bit probability maps), and
+ * validation through a task's hooks (its sample check runs first, its score of the thresholded
+ * prediction is what the evaluation reports).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readImage, tilePlan, type GreyImage } from '@emseg/data';
+import { generateSyntheticUrisc, LabeledImages, readImage, tilePlan, uriscDirectories, type GreyImage, type SyntheticUriscDataset } from '@emseg/data';
 import { resnetEncoder } from '@emseg/models';
-import { predictImage, submissionProblem, tileCount, toProbability16, toSubmission, type InferenceOptions } from '../src/inference.js';
-import { Segmenter } from '../src/segmenter.js';
-import { tempDir, tinyUrisc } from './helpers.js';
+import {
+  evaluateSegmenter,
+  pixelTask,
+  predictImage,
+  Segmenter,
+  tileCount,
+  toProbability16,
+  type InferenceOptions,
+  type PredictedSample,
+} from '@emseg/segmentation';
 
-const tmp = tempDir('inference');
+const tmp = mkdtempSync(join(tmpdir(), 'emseg-segmentation-'));
 let segmenter: Segmenter;
 let image: GreyImage;
 let small: GreyImage;
+let ds: SyntheticUriscDataset;
 
 beforeAll(async () => {
-  const ds = await tinyUrisc(join(tmp.dir, 'data'), { size: 256, count: { train: 1, val: 0, test: 0 } });
+  ds = await generateSyntheticUrisc({ dir: join(tmp, 'data'), seed: 7, count: { train: 2, val: 0, test: 0 }, size: 256, cellSize: 80, lowContrastFraction: 0 });
   image = await readImage(join(ds.splits.train.images, 'train-000.png'));
   small = { width: 128, height: 128, bitDepth: 8, data: new Uint8Array(128 * 128) };
   for (let y = 0; y < 128; y++) small.data.set(image.data.subarray(y * 256 + 40, y * 256 + 168), y * 128);
@@ -31,7 +43,7 @@ beforeAll(async () => {
 
 afterAll(() => {
   segmenter?.dispose();
-  tmp.cleanup();
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 const floats = (img: GreyImage) => Float32Array.from(img.data, (v) => v / 255);
@@ -109,20 +121,73 @@ describe('predictImage', () => {
   });
 });
 
-describe('U-RISC outputs', () => {
-  it('draws membrane (p >= threshold) black 0 and the rest white 255', () => {
-    const sub = toSubmission(Float32Array.of(0.9, 0.5, 0.49, 0), 4, 1, 0.5);
-    expect(Array.from(sub.data)).toEqual([0, 0, 255, 255]);
-    expect(sub.bitDepth).toBe(8);
-  });
-
+describe('probability maps', () => {
   it('stores probabilities as 16-bit values p * 65535, clamped', () => {
     expect(Array.from(toProbability16(Float32Array.of(0, 0.5, 1, 1.2, -0.1), 5, 1).data)).toEqual([0, 32768, 65535, 65535, 0]);
   });
+});
 
-  it('says why the official scorer would reject a submission', () => {
-    const mostlyMembrane = { data: Uint8Array.from({ length: 100 }, (_, i) => (i < 30 ? 0 : 255)) };
-    expect(submissionProblem(mostlyMembrane, 'out/a.png')).toMatch(/out\/a.png: background\/membrane ratio is 2.333 .* below 5/);
-    expect(submissionProblem({ data: Uint8Array.from({ length: 100 }, (_, i) => (i < 10 ? 0 : 255)) }, 'ok.png')).toBeNull();
+describe('evaluateSegmenter with a task', () => {
+  const open = () => LabeledImages.open({ ...uriscDirectories(ds.root, 'train', ds.track), polarity: 'black-foreground', threshold: 128 });
+
+  it("reports the task's score of the thresholded prediction, after the task's check of each sample", async () => {
+    const images = await open();
+    const calls: string[] = [];
+    const seen: PredictedSample[] = [];
+    const result = await evaluateSegmenter(segmenter, images, {
+      inference: { ...base, tileSize: 256 },
+      threshold: 0.4,
+      task: {
+        name: 'probe',
+        checkSample: (pair) => calls.push(`check ${pair.name}`),
+        scoreImage: (p) => {
+          calls.push(`score ${p.pair.name}`);
+          seen.push(p);
+          return { f1: p.pair.name.endsWith('0') ? 0.2 : 0.6, precision: 0.5, recall: 0.25, rejected: null };
+        },
+      },
+    });
+    expect(calls).toEqual(['check train-000', 'score train-000', 'check train-001', 'score train-001']);
+    expect(result.f1).toBeCloseTo(0.4, 12);
+    expect([result.precision, result.recall]).toEqual([0.5, 0.25]);
+    for (const p of seen) {
+      expect(p.threshold).toBe(0.4);
+      expect(p.binary.every((b, i) => b === (p.probability[i] >= 0.4 ? 1 : 0))).toBe(true);
+      const fraction = p.binary.reduce((n, b) => n + b, 0) / p.binary.length;
+      expect(result.images.find((r) => r.name === p.pair.name)?.predictedForeground).toBeCloseTo(fraction, 12);
+    }
+  });
+
+  it("stops at the task's check, naming the file", async () => {
+    const images = await open();
+    const task = {
+      ...pixelTask,
+      checkSample: (pair: { label: string }) => {
+        throw new Error(`${pair.label}: not a label this task reads`);
+      },
+    };
+    await expect(evaluateSegmenter(segmenter, images, { inference: { ...base, tileSize: 256 }, threshold: 0.5, task })).rejects.toThrow(
+      /label\/Track1\/train\/train-000\.tiff: not a label/,
+    );
+  });
+
+  it('pixelTask scores the plain pixel F1 of the thresholded prediction', async () => {
+    const images = await open();
+    const result = await evaluateSegmenter(segmenter, images, { inference: { ...base, tileSize: 256 }, threshold: 0.5, task: pixelTask });
+    const sample = await images.load(0);
+    const p = await predictImage(segmenter, sample.image, { ...base, tileSize: 256 });
+    let tp = 0,
+      fp = 0,
+      fn = 0;
+    for (let i = 0; i < p.length; i++) {
+      const pred = p[i] >= 0.5,
+        truth = sample.mask.data[i] !== 0;
+      tp += pred && truth ? 1 : 0;
+      fp += pred && !truth ? 1 : 0;
+      fn += !pred && truth ? 1 : 0;
+    }
+    const f1 = tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
+    expect(result.images[0].f1).toBeCloseTo(f1, 10);
+    expect(result.images[0].rejected).toBeNull();
   });
 });

@@ -1,14 +1,21 @@
 /**
- * The U-RISC release layout on disk (`imgs/<track>/{train,val,test}`, `label/<track>/{...}`) opened
- * as labelled datasets, with the checks that catch the usual mistakes before any training: labels
- * that are missing, inverted (membrane drawn white), empty or all membrane (wrong polarity, threshold
- * or file), or images smaller than a patch.
+ * The U-RISC task module: everything of fine-tuning that is U-RISC's and not the generic core's
+ * (@emseg/segmentation).
+ * - The release layout on disk (`imgs/<track>/{train,val,test}`, `label/<track>/{...}`) opened as
+ *   labelled datasets, with the checks that catch the usual mistakes before any training: labels
+ *   that are missing, inverted (membrane drawn white), empty or all membrane (wrong polarity,
+ *   threshold or file), or images smaller than a patch.
+ * - The submission format (membrane black 0, background white 255) and the competition's checks
+ *   on it (binary, background at least 5x the membrane).
+ * - Validation scoring by the official U-RISC F1 ({@link uriscTask}), which best-model selection
+ *   compares.
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   DataError,
   LabeledImages,
+  type GreyImage,
   foregroundShare,
   plausibleReading,
   uriscDirectories,
@@ -16,6 +23,8 @@ import {
   type LabeledSample,
   type LabelPolarity,
 } from '@emseg/data';
+import { checkUriscPrediction, pixelScores, readGrey8, uriscF1, UriscFormatError, type GreyImage as EvalGreyImage } from '@emseg/evaluation';
+import type { SegmentationTask } from '@emseg/segmentation';
 
 export interface UriscDataOptions {
   track: string;
@@ -172,4 +181,70 @@ export async function loadTrainingSamples(
     samples.push(sample);
   }
   return samples;
+}
+
+/**
+ * The binary U-RISC submission of a probability map: membrane (p >= threshold) black 0, the rest
+ * white 255, 8-bit.
+ *
+ * @example toSubmission(Float32Array.of(0.9, 0.1), 2, 1, 0.5).data // [0, 255]
+ */
+export function toSubmission(probability: Float32Array, width: number, height: number, threshold: number): GreyImage & { data: Uint8Array } {
+  const data = new Uint8Array(probability.length);
+  for (let i = 0; i < data.length; i++) data[i] = probability[i] >= threshold ? 0 : 255;
+  return { width, height, bitDepth: 8, data };
+}
+
+/** Fraction of pixels a submission draws as membrane (grey 0). */
+export function membraneFraction(submission: { data: Uint8Array }): number {
+  const { data } = submission;
+  let n = 0;
+  for (let i = 0; i < data.length; i++) n += data[i] === 0 ? 1 : 0;
+  return n / data.length;
+}
+
+/**
+ * Why the official scorer would reject this submission (not binary, or background less than 5x
+ * the membrane pixels), or null when it passes.
+ */
+export function submissionProblem(submission: { data: Uint8Array }, name: string): string | null {
+  const counts = new Float64Array(256);
+  const { data } = submission;
+  for (let i = 0; i < data.length; i++) counts[data[i]]++;
+  try {
+    checkUriscPrediction(counts, name);
+    return null;
+  } catch (err) {
+    if (err instanceof UriscFormatError) return err.message;
+    throw err;
+  }
+}
+
+const invert = (grey: EvalGreyImage): EvalGreyImage => ({ ...grey, data: grey.data.map((v) => 255 - v) });
+
+/**
+ * Validation the U-RISC way: every label's membrane fraction is checked against the polarity guess,
+ * and the binary prediction is scored with the official F1 against the label file read as the
+ * competition reads it (membrane black). A prediction the official scorer would reject scores F1 0,
+ * with precision and recall from plain pixel counts for information.
+ */
+export function uriscTask(options: { maxMembraneFraction: number }): SegmentationTask {
+  return {
+    name: 'urisc',
+    checkSample: (pair, sample, images) => checkMembraneFraction(pair, sample, images.polarity, options.maxMembraneFraction),
+    scoreImage: async ({ images, pair, sample, probability, binary, threshold }) => {
+      const { width, height } = sample.image;
+      const submission = toSubmission(probability, width, height, threshold);
+      const name = `prediction of ${pair.image}`;
+      const rejected = submissionProblem(submission, name);
+      if (rejected !== null) {
+        const scores = pixelScores({ width, height, data: binary }, sample.mask);
+        return { f1: 0, precision: scores.precision, recall: scores.recall, rejected };
+      }
+      const labelGrey = await readGrey8(pair.label);
+      const truth = images.polarity === 'black-foreground' ? labelGrey : invert(labelGrey);
+      const official = uriscF1(submission, truth, { prediction: name, groundTruth: pair.label });
+      return { f1: official.f1, precision: official.precision, recall: official.recall, rejected: null };
+    },
+  };
 }

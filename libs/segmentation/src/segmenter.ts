@@ -1,5 +1,5 @@
 /**
- * The membrane segmenter: a U-Net over an encoder (any registered architecture, see @emseg/models
+ * The segmenter: a U-Net over an encoder (any registered architecture, see @emseg/models
  * `listEncoders`) plus the input normalisation it was trained with, so callers feed grey values in [0, 1]. Saved as a model directory (the checkpoint format of
  * @emseg/training: `manifest.json` with a `SegmenterInfo` state, `tensors.bin` with every weight by
  * name, BN statistics included) that `predict` and colleagues load without the training config.
@@ -71,7 +71,7 @@ export class Segmenter {
   }
 
   /**
-   * Membrane probabilities of `count` square tiles of `size` pixels (row-major floats in [0, 1],
+   * Foreground probabilities of `count` square tiles of `size` pixels (row-major floats in [0, 1],
    * tile after tile), in the same layout. `flipTta` averages the four flips (identity, horizontal,
    * vertical, both), each prediction flipped back first.
    */

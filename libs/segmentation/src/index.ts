@@ -1,0 +1,13 @@
+export { schemaParts, segmentationConfigProblems, segmentationSchemaSections } from './config.js';
+export type { SegmentationConfig } from './config.js';
+export { evaluateSegmenter } from './evaluate.js';
+export type { EvaluateOptions, Evaluation, ImageEvaluation } from './evaluate.js';
+export { batchesPerEpoch, finetune, inferenceOptions, learningRateSchedule } from './finetune.js';
+export type { BestModel, FinetuneListener, FinetuneOptions, FinetuneResult, StepMetrics } from './finetune.js';
+export { checkTileFits, fittingTiling, inferenceProblem, predictImage, PredictionStopped, TILE_MULTIPLE, tileCount, toProbability16 } from './inference.js';
+export type { InferenceOptions } from './inference.js';
+export { centreCrop, overlayPng } from './overlay.js';
+export { resolveModelDir, Segmenter } from './segmenter.js';
+export type { SegmenterInfo, SegmenterSource } from './segmenter.js';
+export { pixelTask } from './task.js';
+export type { BinaryScore, PredictedSample, SegmentationTask } from './task.js';

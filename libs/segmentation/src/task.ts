@@ -1,0 +1,49 @@
+/**
+ * A segmentation task is what the generic core (segmenter, tiled inference, the fine-tuning loop,
+ * validation) cannot know: which validation data it can score, and how one binary prediction is
+ * scored. Validation reports that score and best-model selection compares it (then the
+ * threshold-sweep F1). U-RISC (its official F1 and submission rules) is one task module of
+ * apps/finetune; {@link pixelTask} is the plain pixel F1 any binary task starts from.
+ */
+import type { LabeledImages, LabeledPair, LabeledSample } from '@emseg/data';
+import { pixelScores } from '@emseg/evaluation';
+
+/** The task's score of one binary prediction. */
+export interface BinaryScore {
+  f1: number;
+  precision: number;
+  recall: number;
+  /** Why the task's rules reject the prediction (it then scores F1 0), or null. */
+  rejected: string | null;
+}
+
+/** One validation image, predicted. */
+export interface PredictedSample {
+  /** The set it belongs to (its polarity, label threshold). */
+  images: LabeledImages;
+  pair: LabeledPair;
+  sample: LabeledSample;
+  /** Foreground probability per pixel (row-major, sample.image's size). */
+  probability: Float32Array;
+  /** 1 where probability >= threshold, else 0. */
+  binary: Uint8Array;
+  threshold: number;
+}
+
+export interface SegmentationTask {
+  /** A short id for logs and run tags ('urisc', 'pixel'). */
+  readonly name: string;
+  /** Refuses a validation sample the task cannot score, naming its file; called before it is predicted. */
+  checkSample?(pair: LabeledPair, sample: LabeledSample, images: LabeledImages): void;
+  /** The score of the binary prediction at the validation threshold. */
+  scoreImage(predicted: PredictedSample): BinaryScore | Promise<BinaryScore>;
+}
+
+/** Pixel F1 / precision / recall of the foreground, with no format rules. */
+export const pixelTask: SegmentationTask = {
+  name: 'pixel',
+  scoreImage: ({ binary, sample }) => {
+    const s = pixelScores({ width: sample.mask.width, height: sample.mask.height, data: binary }, sample.mask);
+    return { f1: s.f1, precision: s.precision, recall: s.recall, rejected: null };
+  },
+};
