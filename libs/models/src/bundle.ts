@@ -1,8 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { tf, type NamedTensorMap } from '@emseg/tf';
-import { writeDirAtomic } from './atomic-dir.js';
+import { publishDirectory } from '@emseg/fs';
 import {
   ENCODER_FORMAT_VERSION,
   ENCODER_JSON,
@@ -77,14 +77,17 @@ export async function saveEncoderBundle(dir: string, encoder: Encoder, meta: Enc
     modelTopology: artifacts.modelTopology,
     weightsManifest: [{ paths: [WEIGHTS_BIN], weights: artifacts.weightSpecs }],
   };
-  await writeDirAtomic(
-    dir,
-    {
-      [WEIGHTS_BIN]: weights,
-      [MODEL_JSON]: JSON.stringify(modelJson),
-      [ENCODER_JSON]: `${JSON.stringify(encoderJson, null, 2)}\n`,
+  const target = resolve(dir);
+  if (existsSync(target) && !options.overwrite) throw new Error(`${target} already exists; remove it or save with { overwrite: true }`);
+  if (existsSync(target) && !statSync(target).isDirectory()) throw new Error(`${target} exists and is not a directory`);
+  await publishDirectory(
+    target,
+    async (tmp) => {
+      await writeFile(join(tmp, WEIGHTS_BIN), weights);
+      await writeFile(join(tmp, MODEL_JSON), JSON.stringify(modelJson));
+      await writeFile(join(tmp, ENCODER_JSON), `${JSON.stringify(encoderJson, null, 2)}\n`);
     },
-    options,
+    { replace: true },
   );
   return encoderJson;
 }
@@ -108,23 +111,19 @@ export interface LoadedEncoder {
   dir: string;
 }
 
-const RUNS_URI = /^runs:\/([^/]+)\/(.+)$/;
-
-/** `ref` -> local directory: itself, or a resolved `runs:/` URI. */
+/**
+ * `ref` -> local directory: itself, or a URI (`runs:/<run_id>/<path>`) that `resolveUri` turns into
+ * one. The URI's syntax is the resolver's to check (the MLflow client's `parseRunsUri`), so there is
+ * one `runs:/` parser.
+ */
 async function resolveBundleDir(ref: string, options: LoadEncoderOptions): Promise<string> {
-  if (ref.startsWith('runs:')) {
-    if (!RUNS_URI.test(ref)) throw new Error(`encoder reference "${ref}" is not a valid MLflow URI: expected runs:/<run_id>/<artifact path>`);
-    if (!options.resolveUri) {
-      throw new Error(
-        `encoder reference "${ref}" is an MLflow runs:/ URI, but no resolver was given: pass loadEncoder(ref, { resolveUri }) with a function that downloads the artifact directory (the MLflow client), or download it and pass the directory`,
-      );
-    }
-    return options.resolveUri(ref);
+  if (!/^[a-z][a-z0-9+.-]*:\//i.test(ref)) return ref;
+  if (!options.resolveUri) {
+    throw new Error(
+      `encoder reference "${ref}" is ${ref.startsWith('runs:') ? 'an MLflow runs:/ URI' : 'a URI'}, but no resolver was given: pass loadEncoder(ref, { resolveUri }) with a function that downloads the artifact directory (the MLflow client), or download it and pass the directory`,
+    );
   }
-  if (/^[a-z][a-z0-9+.-]*:\//i.test(ref)) {
-    throw new Error(`encoder reference "${ref}": unsupported scheme; expected a directory or runs:/<run_id>/<path>`);
-  }
-  return ref;
+  return options.resolveUri(ref);
 }
 
 /** Reads and validates `<dir>/encoder.json`. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf, type Tensor, type Tensor4D } from '@emseg/tf';
 import { loadEncoder, modelVariables, resnetEncoder, saveEncoderBundle, unet, type EncoderBundleMeta, type ResNetEncoder } from '@emseg/models';
+import { parseRunsUri } from '@emseg/tracking';
 import { maxAbsDiff, randomImages, tempDir } from './helpers.js';
 
 const root = tempDir('bundle');
@@ -140,8 +141,14 @@ describe('loadEncoder references', () => {
     await expect(loadEncoder('runs:/0123abcd/encoder')).rejects.toThrow(
       'encoder reference "runs:/0123abcd/encoder" is an MLflow runs:/ URI, but no resolver was given',
     );
-    await expect(loadEncoder('runs:/0123abcd')).rejects.toThrow('is not a valid MLflow URI: expected runs:/<run_id>/<artifact path>');
-    await expect(loadEncoder('s3://bucket/encoder')).rejects.toThrow('unsupported scheme; expected a directory or runs:/<run_id>/<path>');
+    await expect(loadEncoder('s3://bucket/encoder')).rejects.toThrow('encoder reference "s3://bucket/encoder" is a URI, but no resolver was given');
+    // With a resolver, the URI's syntax is checked by the one runs:/ parser (the tracking lib's), before anything is downloaded.
+    const resolveUri = async (uri: string) => {
+      parseRunsUri(uri);
+      throw new Error('not reached');
+    };
+    await expect(loadEncoder('runs:/', { resolveUri })).rejects.toThrow("expected 'runs:/<run_id>/<artifact path>'");
+    await expect(loadEncoder('s3://bucket/encoder', { resolveUri })).rejects.toThrow("expected 'runs:/<run_id>/<artifact path>'");
   });
 });
 
