@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_CODES_HELP, exitWithError, failCommandLine, repeatedOption } from '@emseg/config';
+import { EXIT_CODES_HELP, exitWithError, failCommandLine, lazyCommand, repeatedOption } from '@emseg/config';
 import type { AttributeArgs } from './attribute-command.js';
 import type { PredictArgs } from './predict-command.js';
 import type { ScoreArgs } from './score-command.js';
@@ -63,10 +63,7 @@ async function main(): Promise<void> {
           .example('$0 urisc --config configs/finetune/track2.json --data /data/urisc --encoder runs:/4f2c.../encoder', 'the paper setup on Track 2')
           .example('$0 urisc --out .emseg/runs/finetune/r1 --resume', 'continue an interrupted run')
           .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { runUrisc } = await import('./urisc-run.js');
-        process.exitCode = await runUrisc(a as unknown as UriscArgs);
-      },
+      lazyCommand<UriscArgs>(async () => (await import('./urisc-run.js')).runUrisc),
     )
     .command(
       'predict [inputs..]',
@@ -105,10 +102,7 @@ async function main(): Promise<void> {
           .example('$0 predict data/imgs/Track1/test --out out/test --tta', 'a submission folder for the test images')
           .example('$0 predict big.png --model .emseg/runs/finetune/r1 --tile-size 1024 --overlap 512', 'one 10k x 10k image')
           .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { predict } = await import('./predict-command.js');
-        process.exitCode = await predict(a as unknown as PredictArgs);
-      },
+      lazyCommand<PredictArgs>(async () => (await import('./predict-command.js')).predict),
     )
     .command(
       'score',
@@ -122,10 +116,7 @@ async function main(): Promise<void> {
           .option('ignore-unpaired', { type: 'boolean', default: false, describe: 'ignore labels without a prediction (as the competition script does)' })
           .example('$0 score --pred out/test --labels data/label/Track1/test --csv scores.csv', 'score a submission folder')
           .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { score } = await import('./score-command.js');
-        process.exitCode = await score(a as unknown as ScoreArgs);
-      },
+      lazyCommand<ScoreArgs>(async () => (await import('./score-command.js')).score),
     )
     .command(
       'attribute',
@@ -218,10 +209,7 @@ async function main(): Promise<void> {
           )
           .example('$0 attribute --compare compare.json --out out/urisc-vs-isbi', "the paper's U-RISC vs ISBI 2012 comparison")
           .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { attribute } = await import('./attribute-command.js');
-        process.exitCode = await attribute(a as unknown as AttributeArgs);
-      },
+      lazyCommand<AttributeArgs>(async () => (await import('./attribute-command.js')).attribute),
     )
     .demandCommand(1, 'name a command: urisc, predict, score or attribute')
     .strict()

@@ -7,7 +7,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_CODES_HELP, exitWithError, failCommandLine, repeatedOption } from '@emseg/config';
+import { EXIT_CODES_HELP, exitWithError, failCommandLine, lazyCommand, repeatedOption } from '@emseg/config';
 import type { MocoArgs } from './moco-command.js';
 import { DEFAULT_CONFIG } from './paths.js';
 
@@ -55,10 +55,7 @@ async function main(): Promise<void> {
           .example('$0 moco --config configs/pretrain/cem500k.json --data /data/cem500k', 'the paper recipe')
           .example('$0 moco --config configs/pretrain/byol-quick.json', 'quick BYOL run (or --set method=byol on any config)')
           .example('$0 moco --out .emseg/runs/pretrain/r1 --resume', 'continue an interrupted run'),
-      async (a) => {
-        const { moco } = await import('./moco-command.js');
-        process.exitCode = await moco({ ...a, runName: a.runName, trackingUri: a.trackingUri } as MocoArgs);
-      },
+      lazyCommand<MocoArgs>(async () => (await import('./moco-command.js')).moco),
     )
     .demandCommand(1, 'name a command: moco')
     .strict()

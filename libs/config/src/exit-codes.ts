@@ -29,3 +29,16 @@ export function exitWithError(err: unknown): never {
   process.stderr.write(`error: ${(err as Error).message}\n`);
   process.exit(EXIT.failed);
 }
+
+/**
+ * A yargs command handler that imports its command module only when it runs (so `--help` answers
+ * at once, without loading TensorFlow) and sets the process's exit code from what it returns.
+ *
+ * @example .command('predict', '...', builder, lazyCommand(async () => (await import('./predict-command.js')).predict))
+ */
+export function lazyCommand<A>(load: () => Promise<(args: A) => Promise<number>>): (args: unknown) => Promise<void> {
+  return async (args) => {
+    const command = await load();
+    process.exitCode = await command(args as A);
+  };
+}
