@@ -142,7 +142,8 @@ describe('emseg-pretrain moco', () => {
       '--set',
       'train.checkpointEvery=1000',
     ];
-    const first = await runCli(args, { interruptAfterMs: 4000 });
+    // 2 s after the run started: a few steps done (about 0.3 s each), SIGINT lands mid-training.
+    const first = await runCli(args, { interruptAfterMs: 2000 });
     expect(first.code, first.stderr).toBe(130);
     expect(first.stderr).toMatch(/SIGINT received: finishing this step/);
     const ckpt = latestCheckpoint(join(out, 'checkpoints'));

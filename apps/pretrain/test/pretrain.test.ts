@@ -94,7 +94,9 @@ describe('MoCoV2 pretraining loop', () => {
   });
 
   it('resumes from a checkpoint to the same parameters as an uninterrupted run', async () => {
-    const cfg = tinyConfig(['train.maxSteps=6', 'train.checkpointEvery=2']);
+    // Stopped at step 3, after the periodic checkpoint at 2: the resume must take the stop's checkpoint,
+    // and its step 4 fills the last queue slot, so the queue pointer must have been restored too.
+    const cfg = tinyConfig(['train.maxSteps=4', 'train.checkpointEvery=2']);
     const straight = mkdtempSync(join(WORK, 'emseg-moco-a-'));
     await pretrainMoco({ cfg, dataDir: crops, outDir: straight });
 
@@ -105,7 +107,7 @@ describe('MoCoV2 pretraining loop', () => {
     expect(first.steps).toBe(3);
     const resumed = await pretrainMoco({ cfg, dataDir: crops, outDir: interrupted, resume: true });
     expect(resumed.status).toBe('FINISHED');
-    expect(resumed.steps).toBe(6);
+    expect(resumed.steps).toBe(4);
 
     const a = loadCheckpoint(latestCheckpoint(join(straight, 'checkpoints'))!);
     const b = loadCheckpoint(latestCheckpoint(join(interrupted, 'checkpoints'))!);
