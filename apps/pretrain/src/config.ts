@@ -49,8 +49,11 @@ export interface MocoConfig {
     dim: number;
     /** Hidden width of the projection MLP; null = the encoder's feature width (2048 for ResNet-50). */
     mlpHidden: number | null;
-    /** Queue size K (65536); must be a multiple of the batch size. */
-    queueSize: number;
+    /**
+     * Queue size K (65536); must be a multiple of the batch size. "auto": the largest multiple of the
+     * batch size up to a quarter of the crops, resolved at run start (queue-fit.ts).
+     */
+    queueSize: number | 'auto';
     /** Key-encoder momentum m (0.999). */
     momentum: number;
     /** Softmax temperature T (0.2). */
@@ -157,7 +160,7 @@ export const mocoSchema: Schema<MocoConfig> = {
       properties: {
         dim: int(1),
         mlpHidden: { type: 'integer', minimum: 1, nullable: true },
-        queueSize: int(1),
+        queueSize: { if: { type: 'string' }, then: { enum: ['auto'] }, else: int(1) },
         momentum: num(0, { maximum: 1 }),
         temperature: { type: 'number', exclusiveMinimum: 0 },
         shuffleGroups: int(1),
@@ -217,7 +220,7 @@ export const mocoSchema: Schema<MocoConfig> = {
 /** Cross-field checks JSON Schema cannot express; messages name the fields. */
 export function checkMocoConfig(cfg: MocoConfig, source: string): void {
   const problems: string[] = [];
-  if (cfg.method === 'mocov2' && cfg.moco.queueSize % cfg.train.batchSize !== 0) {
+  if (cfg.method === 'mocov2' && cfg.moco.queueSize !== 'auto' && cfg.moco.queueSize % cfg.train.batchSize !== 0) {
     problems.push(`moco.queueSize (${cfg.moco.queueSize}) must be a multiple of train.batchSize (${cfg.train.batchSize})`);
   }
   if (cfg.method === 'mocov2' && cfg.train.batchSize % cfg.moco.shuffleGroups !== 0) {

@@ -3,7 +3,7 @@
  * for BYOL) in its own run folder, tracked in MLflow and tagged `emseg.method`. Claims the folder,
  * runs the loop (pretrain.ts), saves the encoder bundle and records it in latest.json.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT, loadConfig } from '@emseg/config';
 import { ensureDefaultData } from '@emseg/data';
@@ -11,8 +11,9 @@ import type { TrackedRun } from '@emseg/tracking';
 import { ProgressBar, gracefulStop, runUiHint, withRunDir, type RunSession } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
 import { methodTitle } from './methods.js';
-import { pretrain } from './pretrain.js';
+import { openCrops, pretrain } from './pretrain.js';
 import { PRETRAIN_RUNS } from './paths.js';
+import { queueSizeOf, queueSizeWarning, resolveQueueSize } from './queue-fit.js';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -42,7 +43,28 @@ export async function moco(args: MocoArgs): Promise<number> {
   );
 }
 
-async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string, session: RunSession): Promise<number> {
+/**
+ * MoCo's K for a run on `crops` crops: "auto" resolved by the rule of queue-fit.ts, or on --resume the
+ * K the interrupted run resolved (its `config.json`; its checkpointed queue has that size); and the
+ * warning when K is not below the crop count.
+ */
+function fitQueue(cfg: MocoConfig, crops: number, previousConfig: string | null): { cfg: MocoConfig; warning: string | null } {
+  if (cfg.method !== 'mocov2') return { cfg, warning: null };
+  let fitted = cfg;
+  if (cfg.moco.queueSize === 'auto') {
+    const before = previousConfig && existsSync(previousConfig) ? (JSON.parse(readFileSync(previousConfig, 'utf8')) as { moco?: { queueSize?: unknown } }) : {};
+    const previous = before.moco?.queueSize;
+    fitted = typeof previous === 'number' ? { ...cfg, moco: { ...cfg.moco, queueSize: previous } } : resolveQueueSize(cfg, crops);
+    const why =
+      typeof previous === 'number'
+        ? 'as the interrupted run resolved it'
+        : `the largest multiple of train.batchSize ${cfg.train.batchSize} up to a quarter of the ${crops} crops`;
+    log(`moco.queueSize "auto": ${queueSizeOf(fitted)} (${why})`);
+  }
+  return { cfg: fitted, warning: queueSizeWarning(queueSizeOf(fitted), crops, cfg.train.batchSize) };
+}
+
+async function pretrainInRunDir(args: MocoArgs, asked: MocoConfig, runName: string, session: RunSession): Promise<number> {
   const outDir = session.dir;
   let dataDir = args.data;
   if (!dataDir) {
@@ -51,6 +73,10 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
     log(`data: embedded synthetic crops (${data.crops.count} x ${data.spec.crops.size} px) in ${dataDir}${data.created ? ' (generated now)' : ''}`);
   }
   const probeDir = args.probe === 'embedded' ? (await ensureDefaultData()).urisc.root : args.probe;
+  // The crops are listed before the MLflow run starts, so that it logs the queue size MoCo trains with.
+  const crops = await openCrops(dataDir, outDir, asked, log);
+  const { cfg, warning } = fitQueue(asked, crops.size, args.resume ? join(outDir, 'config.json') : null);
+  if (warning) log(warning);
   const run: TrackedRun = await session.startRun({
     experiment: args.experiment,
     trackingUri: args.trackingUri,
@@ -58,7 +84,7 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
     configFile: args.config,
     description: `${methodTitle(cfg.method)} pretraining of a ${cfg.encoder.architecture} on ${dataDir}`,
     params: { data: resolve(dataDir) },
-    tags: { 'emseg.method': cfg.method },
+    tags: { 'emseg.method': cfg.method, ...(warning ? { 'emseg.warning.queueSize': warning } : {}) },
   });
   const stop = gracefulStop();
   let bar: ProgressBar | undefined;
@@ -66,6 +92,7 @@ async function pretrainInRunDir(args: MocoArgs, cfg: MocoConfig, runName: string
     const result = await pretrain({
       cfg,
       dataDir,
+      crops,
       outDir,
       resume: args.resume,
       stop,

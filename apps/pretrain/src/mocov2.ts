@@ -24,6 +24,7 @@ import {
 } from './method.js';
 import { KeyQueue, infoNceLogits, infoNceLoss, normalizeRows, shuffledKeyForward } from './moco.js';
 import { projectionHead } from './projection-head.js';
+import { queueSizeOf } from './queue-fit.js';
 
 /** One of MoCo's two networks. */
 interface Branch {
@@ -58,7 +59,7 @@ export class MocoV2 implements SslMethod {
     this.key = branch();
     // The key network starts as an exact copy of the query network and is never trained by SGD.
     copyVariables(this.allVariables(this.key), this.allVariables(this.query));
-    this.queue = new KeyQueue(cfg.moco.queueSize, cfg.moco.dim, cfg.train.seed + 1);
+    this.queue = new KeyQueue(queueSizeOf(cfg), cfg.moco.dim, cfg.train.seed + 1);
     this.trainable = trainableOf(this.query);
     // MoCo never changes what trains, so the pairs are fixed once.
     this.momentumPairs = [{ online: this.trainable, target: trainableOf(this.key) }];

@@ -38,6 +38,7 @@ import type { MocoConfig } from './config.js';
 import { trainMethodStep, type MethodStepResult, type SslMethod } from './method.js';
 import { createMethod } from './methods.js';
 import { disposeProbeData, loadProbeData, runProbe, type ProbeData, type ProbeResult } from './probe.js';
+import { resolveQueueSize } from './queue-fit.js';
 
 /** One step as the listener sees it. */
 export interface StepMetrics extends MethodStepResult {
@@ -62,6 +63,8 @@ export interface PretrainOptions {
   cfg: MocoConfig;
   /** Folder of unlabeled crops (CEM500K layout: any tree of images). */
   dataDir: string;
+  /** The crops of `dataDir`, if already opened with `openCrops` (the CLI sizes MoCo's queue by them before the run starts). */
+  crops?: UnlabeledCrops;
   /** Run directory: checkpoints/, encoder/, the crop manifest and bad-crops.log go here. */
   outDir: string;
   /** Continue from the newest checkpoint in outDir/checkpoints. */
@@ -133,7 +136,7 @@ async function checkCropSize(crops: UnlabeledCrops, cropSize: number): Promise<v
  * is built. Crops that fail are listed in `<outDir>/bad-crops.log`, and either stop the run
  * (data.badCrops "fail") or are left out with a warning ("skip").
  */
-async function openCrops(dataDir: string, outDir: string, cfg: MocoConfig, warn: (message: string) => void): Promise<UnlabeledCrops> {
+export async function openCrops(dataDir: string, outDir: string, cfg: MocoConfig, warn: (message: string) => void): Promise<UnlabeledCrops> {
   const manifest = join(outDir, 'crops.manifest');
   const log = join(outDir, 'bad-crops.log');
   const writeLog = (bad: readonly BadCrop[]) =>
@@ -159,14 +162,16 @@ async function openCrops(dataDir: string, outDir: string, cfg: MocoConfig, warn:
 
 /** Pretrains `opts.cfg.method` (MoCoV2 or BYOL) on the crops in `opts.dataDir`; see the file comment. */
 export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
-  const { cfg, outDir } = opts;
+  const { outDir } = opts;
+  let { cfg } = opts;
   const warn = opts.listener?.warn ?? ((message: string) => void process.stderr.write(`${message}\n`));
-  const crops = await openCrops(opts.dataDir, outDir, cfg, warn);
+  const crops = opts.crops ?? (await openCrops(opts.dataDir, outDir, cfg, warn));
   await checkCropSize(crops, cfg.data.cropSize);
   const stepsPerEpoch = Math.floor(crops.size / cfg.train.batchSize);
   if (stepsPerEpoch === 0) {
     throw new DataError(crops.root, `has ${crops.size} crops, fewer than one batch (train.batchSize ${cfg.train.batchSize})`, 'at least one batch of crops');
   }
+  cfg = resolveQueueSize(cfg, crops.size); // MoCo's "auto" K (the CLI resolves it before the run starts, for MLflow)
   const epochSteps = Math.ceil(cfg.train.epochs * stepsPerEpoch);
   const totalSteps = cfg.train.maxSteps === null ? epochSteps : Math.min(cfg.train.maxSteps, epochSteps);
   const lrAt = schedule(cfg, stepsPerEpoch, totalSteps);
