@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadConfig } from '@emseg/config';
+import { EXIT, loadConfig } from '@emseg/config';
 import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { runUiLink, downloadArtifacts, parseRunsUri, type MlflowClient, type TrackedRun } from '@emseg/tracking';
@@ -263,7 +263,7 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
       ].join('\n'),
     );
     await run.end(result.status);
-    return result.status === 'KILLED' ? 130 : 0;
+    return result.status === 'KILLED' ? EXIT.interrupted : EXIT.ok;
   } catch (err) {
     bar?.done('(failed)');
     await run.end('FAILED', { reason: (err as Error).message });
