@@ -8,6 +8,7 @@
 import os
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,3 +75,29 @@ def focal_dice_loss(logits, target, gamma=2.0, lam=1.0, smooth=1.0):
     focal = (wrong**gamma * bce).mean()
     dice = 1 - (2 * (p * target).sum() + smooth) / (p.sum() + target.sum() + smooth)
     return focal + lam * dice
+
+
+def grid_offsets(length, size, stride):
+    """Tile offsets along one axis, as libs/data's tilePlan: every `stride`, the last flush with the end."""
+    if length <= size:
+        return [0]
+    out, o = [], 0
+    while o + size < length:
+        out.append(o)
+        o += stride
+    out.append(length - size)
+    return out
+
+
+def blend_weights(size, overlap, window):
+    """The 1-D blending window of libs/data's TileStitcher: gaussian (sigma = size / 8), linear or uniform."""
+    i = np.arange(size, dtype=np.float64)
+    if window == "uniform":
+        w = np.ones(size)
+    elif window == "linear":
+        w = np.minimum(1, (np.minimum(i, size - 1 - i) + 1) / (overlap + 1))
+    else:
+        sigma = size / 8
+        d = i + 0.5 - size / 2
+        w = np.maximum(np.exp(-d * d / (2 * sigma * sigma)), 1e-6)
+    return w.astype(np.float32)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from torch_reference import UNet, focal_dice_loss  # noqa: E402
+from torch_reference import UNet, blend_weights, focal_dice_loss, grid_offsets  # noqa: E402
 
 
 def sync(device):
@@ -51,23 +51,6 @@ def train(a):
     return {"arch": a.arch, "size": a.size, "batch": a.batch, "msPerStep": statistics.median(times), "stepsMs": times}
 
 
-def grid_offsets(length, size, stride):
-    if length <= size:
-        return [0]
-    out, o = [], 0
-    while o + size < length:
-        out.append(o)
-        o += stride
-    out.append(length - size)
-    return out
-
-
-def gaussian(size):
-    d = np.arange(size) + 0.5 - size / 2
-    sigma = size / 8
-    return np.maximum(np.exp(-d * d / (2 * sigma * sigma)), 1e-6).astype(np.float32)
-
-
 def peak_rss_mb():
     """VmHWM of this process (ru_maxrss would include the parent's peak inherited at fork)."""
     try:
@@ -92,7 +75,7 @@ def infer(a):
     padded = np.pad(image, pad, mode="reflect")
     ys = grid_offsets(a.height + 2 * pad, tile, stride)
     xs = grid_offsets(a.width + 2 * pad, tile, stride)
-    w = gaussian(tile)
+    w = blend_weights(tile, a.overlap, "gaussian")
     acc = np.zeros((a.height + 2 * pad, a.width + 2 * pad), dtype=np.float32)
     norm_y = np.zeros(a.height + 2 * pad, dtype=np.float64)
     norm_x = np.zeros(a.width + 2 * pad, dtype=np.float64)

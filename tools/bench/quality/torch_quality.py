@@ -42,7 +42,7 @@ from PIL import Image
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from torch_reference import UNet, focal_dice_loss  # noqa: E402
+from torch_reference import UNet, blend_weights, focal_dice_loss, grid_offsets  # noqa: E402
 
 M32 = 0xFFFFFFFF
 
@@ -429,34 +429,10 @@ def emseg_init(model):
 # --------------------------------------------------------------------------------------------
 
 
-def grid_offsets(length, size, stride):
-    if length <= size:
-        return [0]
-    out, o = [], 0
-    while o + size < length:
-        out.append(o)
-        o += stride
-    out.append(length - size)
-    return out
-
-
 def axis_offsets(length, tile, stride, padding):
     if length + 2 * padding <= tile:
         return [-((tile - length) // 2)]
     return [o - padding for o in grid_offsets(length + 2 * padding, tile, stride)]
-
-
-def blend_weights(size, overlap, window):
-    i = np.arange(size, dtype=np.float64)
-    if window == "uniform":
-        w = np.ones(size)
-    elif window == "linear":
-        w = np.minimum(1, (np.minimum(i, size - 1 - i) + 1) / (overlap + 1))
-    else:
-        sigma = size / 8
-        d = i + 0.5 - size / 2
-        w = np.maximum(np.exp(-d * d / (2 * sigma * sigma)), 1e-6)
-    return w.astype(np.float32)
 
 
 @torch.no_grad()
