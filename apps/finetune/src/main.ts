@@ -10,9 +10,7 @@
  *   nx run finetune:attribute -- --image IMG --label LBL    integrated gradients and S_k per class
  */
 import { join } from 'node:path';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { EXIT_CODES_HELP, exitWithError, failCommandLine, lazyCommand, repeatedOption } from '@emseg/config';
+import { commandLine, EXIT_CODES_HELP, lazyCommand, repeatedOption, withRunOptions } from '@emseg/config';
 import type { AttributeArgs } from './attribute-command.js';
 import type { PredictArgs } from './predict-command.js';
 import type { ScoreArgs } from './score-command.js';
@@ -21,16 +19,20 @@ import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS, WORKSPACE } from './workspace.js';
 
 // Commands are imported when they run, so `--help` answers at once, without loading TensorFlow.
 
-async function main(): Promise<void> {
-  await yargs(hideBin(process.argv))
-    .scriptName('emseg-finetune')
-    .usage('$0 <command> [options]')
+commandLine('emseg-finetune', 'name a command: urisc, predict, score or attribute', (y) =>
+  y
     .command(
       'urisc',
       'fine-tune a U-Net (encoder from a pretrained bundle or random) on U-RISC-layout data, validate with the official F1, score the test split',
       (y) =>
-        y
-          .option('config', { type: 'string', default: DEFAULT_CONFIG, describe: 'run configuration (JSON; see configs/finetune/: quick, track1, track2)' })
+        withRunOptions(y, {
+          config: { default: DEFAULT_CONFIG, describe: 'run configuration (JSON; see configs/finetune/: quick, track1, track2)' },
+          setExample: 'train.steps=500',
+          out: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)',
+          latest: 'record the finished run here for `predict` (default: latest.json beside the run folder)',
+          experiment: 'emseg-finetune',
+          runName: 'unet-<arch>-<time>',
+        })
           .option('data', {
             type: 'string',
             describe: 'U-RISC release root (imgs/<track>/{train,val,test}, label/<track>/...); default: the embedded synthetic data',
@@ -40,23 +42,10 @@ async function main(): Promise<void> {
             describe:
               'encoder bundle directory, runs:/<run_id>/encoder, the latest.json of a pretraining, "latest-pretrain" (the newest default pretraining) or "random" (default: model.encoder of the config)',
           })
-          .option('set', { type: 'string', array: true, default: [] as string[], describe: 'override a config value, e.g. --set train.steps=500 (repeatable)' })
-          .option('out', {
-            type: 'string',
-            describe: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)',
-          })
-          .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out from its newest checkpoint' })
-          .option('overwrite', { type: 'boolean', default: false, describe: 'clear the run in --out and start over (a used --out is refused otherwise)' })
-          .option('latest', { type: 'string', describe: 'record the finished run here for `predict` (default: latest.json beside the run folder)' })
           .option('test', { type: 'boolean', default: true, describe: 'predict and score the test split with the best model at the end (--no-test to skip)' })
-          .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-finetune', describe: 'MLflow experiment' })
-          .option('run-name', { type: 'string', describe: 'MLflow run name (default unet-<arch>-<time>)' })
-          .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
           .check((a) => {
-            const repeated = repeatedOption(a, ['config', 'data', 'encoder', 'out', 'latest', 'experiment', 'run-name', 'tracking-uri']);
+            const repeated = repeatedOption(a, ['data', 'encoder']);
             if (repeated) throw new Error(repeated);
-            if (a.resume && !a.out) throw new Error('--resume needs --out DIR, the run directory to continue');
-            if (a.resume && a.overwrite) throw new Error('--resume and --overwrite contradict each other: continue the run in --out, or clear it');
             return true;
           })
           .example('$0 urisc', 'quick run on the embedded synthetic data, from the latest quick pretraining')
@@ -210,13 +199,5 @@ async function main(): Promise<void> {
           .example('$0 attribute --compare compare.json --out out/urisc-vs-isbi', "the paper's U-RISC vs ISBI 2012 comparison")
           .epilogue(EXIT_CODES_HELP),
       lazyCommand<AttributeArgs>(async () => (await import('./attribute-command.js')).attribute),
-    )
-    .demandCommand(1, 'name a command: urisc, predict, score or attribute')
-    .strict()
-    .help()
-    .epilogue(EXIT_CODES_HELP)
-    .fail(failCommandLine)
-    .parseAsync();
-}
-
-main().catch(exitWithError);
+    ),
+);

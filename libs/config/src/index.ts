@@ -6,3 +6,5 @@ export type { JsonObject } from './dotted.js';
 export { EXIT, EXIT_CODES_HELP, exitWithError, failCommandLine, lazyCommand } from './exit-codes.js';
 export type { ExitCode } from './exit-codes.js';
 export { repeatedOption } from './cli-args.js';
+export { commandLine, withRunOptions } from './command-line.js';
+export type { RunOptionsHelp } from './command-line.js';
