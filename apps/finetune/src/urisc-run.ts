@@ -9,11 +9,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { EXIT, loadConfig } from '@emseg/config';
+import { loadConfig } from '@emseg/config';
 import { ensureDefaultData, uriscDirectories, type LabeledImages } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { runUiLink, downloadArtifacts, parseRunsUri, type MlflowClient, type TrackedRun } from '@emseg/tracking';
-import { ProgressBar, gracefulStop, runUiHint, withRunDir, type RunSession } from '@emseg/training';
+import { checkpointsLine, ProgressBar, superviseRun, withRunDir, type GracefulStop, type RunOutcome, type RunSession } from '@emseg/training';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from './config.js';
 import { resolveEncoder, type EncoderChoice } from './encoder-source.js';
 import { checkTileFits, finetune, inferenceOptions, Segmenter, type Evaluation } from '@emseg/segmentation';
@@ -157,11 +157,17 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
     description: `U-Net fine-tuning on ${data.root} (${data.track})`,
     params: { 'data.root': data.root, 'encoder.ref': encoderRef ?? 'null' },
   });
-  const stop = gracefulStop();
   let bar: ProgressBar | undefined;
   let choice: EncoderChoice | undefined;
   let segmenter: Segmenter | undefined;
   try {
+    return await superviseRun(run, { trackingUri: args.trackingUri, onFailure: () => bar?.done('(failed)') }, (stop) => trainAndReport(stop));
+  } finally {
+    if (segmenter) segmenter.dispose();
+    else choice?.encoder.dispose();
+  }
+
+  async function trainAndReport(stop: GracefulStop): Promise<RunOutcome> {
     choice = await resolveEncoder(encoderRef, {
       architecture: cfg.model.architecture,
       normalization: cfg.model.normalization,
@@ -243,8 +249,9 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
       await session.recordLatest({ modelDir: result.modelDir, modelUri: `runs:/${run.id}/model` }, args.latest);
     }
     const best = result.best;
-    process.stdout.write(
-      [
+    return {
+      status: result.status,
+      summary: [
         `fine-tuning ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
         `encoder:        ${choice.description}`,
         best
@@ -257,20 +264,8 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
           : []),
         `model:          ${result.modelDir}  (MLflow: runs:/${run.id}/model)`,
         `final model:    ${result.finalModelDir}  (MLflow: runs:/${run.id}/final-model)`,
-        `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,
-        `see the run:    ${runUiHint(run, args.trackingUri)}`,
-        '',
-      ].join('\n'),
-    );
-    await run.end(result.status);
-    return result.status === 'KILLED' ? EXIT.interrupted : EXIT.ok;
-  } catch (err) {
-    bar?.done('(failed)');
-    await run.end('FAILED', { reason: (err as Error).message });
-    throw err;
-  } finally {
-    stop.dispose();
-    if (segmenter) segmenter.dispose();
-    else choice?.encoder.dispose();
+        checkpointsLine(result.checkpointDir, result.status, outDir),
+      ],
+    };
   }
 }

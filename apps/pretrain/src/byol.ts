@@ -16,19 +16,8 @@
 import { tf, type LayersModel, type Scalar, type Tensor, type Tensor2D, type Tensor4D, type Variable } from '@emseg/tf';
 import { createEncoder, encoderSpec, modelVariables, trainableVariables, type Encoder } from '@emseg/models';
 import { trainStep, type Optimizer } from '@emseg/training';
-import {
-  assignPrefixed,
-  copyVariables,
-  cosineMomentum,
-  prefixed,
-  twoViews,
-  type MethodContext,
-  type MethodJson,
-  type MethodStepResult,
-  type MomentumPair,
-  type MomentumSchedule,
-  type SslMethod,
-} from './method.js';
+import { assignPrefixed, copyVariables, cosineMomentum, prefixed, twoViews } from './method.js';
+import type { MethodContext, MethodJson, MethodStepResult, MomentumPair, MomentumSchedule, SslMethod } from './method.js';
 import { normalizeRows } from './moco.js';
 import { bnMlpHead } from './projection-head.js';
 

@@ -5,10 +5,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { EXIT, loadConfig } from '@emseg/config';
+import { loadConfig } from '@emseg/config';
 import { ensureDefaultData } from '@emseg/data';
 import type { TrackedRun } from '@emseg/tracking';
-import { ProgressBar, gracefulStop, runUiHint, withRunDir, type RunSession } from '@emseg/training';
+import { checkpointsLine, ProgressBar, superviseRun, withRunDir, type RunSession } from '@emseg/training';
 import { checkMocoConfig, mocoSchema, type MocoConfig } from './config.js';
 import { methodTitle } from './methods.js';
 import { openCrops, pretrain } from './pretrain.js';
@@ -86,9 +86,8 @@ async function pretrainInRunDir(args: MocoArgs, asked: MocoConfig, runName: stri
     params: { data: resolve(dataDir) },
     tags: { 'emseg.method': cfg.method, ...(warning ? { 'emseg.warning.queueSize': warning } : {}) },
   });
-  const stop = gracefulStop();
   let bar: ProgressBar | undefined;
-  try {
+  return superviseRun(run, { trackingUri: args.trackingUri, onFailure: () => bar?.done('(failed)') }, async (stop) => {
     const result = await pretrain({
       cfg,
       dataDir,
@@ -127,25 +126,16 @@ async function pretrainInRunDir(args: MocoArgs, asked: MocoConfig, runName: stri
         : null;
     if (result.bundleDir) await run.logArtifacts(result.bundleDir, 'encoder');
     if (existsSync(join(outDir, 'bad-crops.log'))) await run.logArtifact(join(outDir, 'bad-crops.log'));
-    process.stdout.write(
-      [
+    return {
+      status: result.status,
+      summary: [
         `pretraining ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
         `encoder bundle: ${result.bundleDir}  (MLflow: runs:/${run.id}/encoder)`,
-        `checkpoints:    ${result.checkpointDir}${result.status === 'KILLED' ? `  (continue with --resume --out ${outDir})` : ''}`,
+        checkpointsLine(result.checkpointDir, result.status, outDir),
         ...(result.status === 'FINISHED'
           ? [`recorded in:    ${latest}  (fine-tune from it: --encoder ${outDir === join(PRETRAIN_RUNS, runName) ? 'latest-pretrain' : latest})`]
           : []),
-        `see the run:    ${runUiHint(run, args.trackingUri)}`,
-        '',
-      ].join('\n'),
-    );
-    await run.end(result.status);
-    return result.status === 'KILLED' ? EXIT.interrupted : EXIT.ok;
-  } catch (err) {
-    bar?.done('(failed)');
-    await run.end('FAILED', { reason: (err as Error).message });
-    throw err;
-  } finally {
-    stop.dispose();
-  }
+      ],
+    };
+  });
 }

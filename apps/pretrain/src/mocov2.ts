@@ -10,18 +10,8 @@ import { tf, type LayersModel, type Tensor, type Tensor2D, type Tensor4D, type V
 import { createEncoder, encoderSpec, globalAveragePool, modelVariables, trainableVariables, type Encoder } from '@emseg/models';
 import { trainStep, type Optimizer } from '@emseg/training';
 import type { MocoConfig } from './config.js';
-import {
-  assignPrefixed,
-  copyVariables,
-  prefixed,
-  twoViews,
-  type MethodContext,
-  type MethodJson,
-  type MethodStepResult,
-  type MomentumPair,
-  type MomentumSchedule,
-  type SslMethod,
-} from './method.js';
+import { assignPrefixed, copyVariables, prefixed, twoViews } from './method.js';
+import type { MethodContext, MethodJson, MethodStepResult, MomentumPair, MomentumSchedule, SslMethod } from './method.js';
 import { KeyQueue, infoNceLogits, infoNceLoss, normalizeRows, shuffledKeyForward } from './moco.js';
 import { projectionHead } from './projection-head.js';
 import { queueSizeOf } from './queue-fit.js';

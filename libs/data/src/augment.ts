@@ -206,15 +206,15 @@ export function applyAugmentation(params: AugmentationParams, image: GreyImage |
   if (mask !== undefined && (mask.width !== image.width || mask.height !== image.height)) {
     throw new Error(`mask is ${mask.width}x${mask.height} but the image is ${image.width}x${image.height}; they must match`);
   }
-  const { transform, width, height, border } = params;
+  const { width, height } = params;
   const scale = image.data instanceof Float32Array ? 1 : 1 / maxValue((image as GreyImage).bitDepth);
-  let out = warpBilinear(image.data, image.width, image.height, transform, width, height, border, scale);
+  let out = warpBilinear(image, params, scale);
   adjustBrightnessContrast(out, params.brightness, params.contrast);
   adjustGamma(out, params.gamma);
   if (params.blurSigma > 0) out = gaussianBlur(out, width, height, params.blurSigma);
   if (params.noiseStd > 0) addGaussianNoise(out, params.noiseStd, new Rng(params.noiseSeed));
   if (mask === undefined) return { image: out };
-  return { image: out, mask: warpNearest(mask.data, mask.width, mask.height, transform, width, height, border) };
+  return { image: out, mask: warpNearest(mask, params) };
 }
 
 /**

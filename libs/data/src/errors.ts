@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+
 /**
  * Bad data on disk: a corrupt image, a missing label, a size mismatch... The message names the file
  * (or directory) and says what was expected, e.g.
@@ -37,4 +39,16 @@ export function describeFsError(err: unknown): string {
     default:
       return `cannot be read (${code ?? (err as Error).message})`;
   }
+}
+
+/** Throws a DataError (naming `path` and `expected`) unless `path` exists and is a `kind`. */
+export async function assertPathKind(path: string, kind: 'file' | 'directory', expected: string): Promise<void> {
+  let found;
+  try {
+    found = await stat(path);
+  } catch (err) {
+    throw new DataError(path, describeFsError(err), expected);
+  }
+  if (kind === 'file' && !found.isFile()) throw new DataError(path, 'is a directory, not a file', expected);
+  if (kind === 'directory' && !found.isDirectory()) throw new DataError(path, 'is a file, not a directory', expected);
 }

@@ -8,11 +8,10 @@
  *   rows up to the region's bottom, for tiled TIFF only the tiles it touches.
  * - Writes 8- and 16-bit PNG/TIFF (lossless: TIFF uses LZW) atomically (temp file + rename).
  */
-import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp from 'sharp';
 import { withTemporaryFile } from '@emseg/fs';
-import { DataError, describeFsError } from './errors.js';
+import { DataError, assertPathKind } from './errors.js';
 import type { BitDepth, GreyImage, Rect } from './image.js';
 
 /** File extensions treated as images (lower case). */
@@ -39,23 +38,13 @@ export interface ReadImageOptions {
   readonly region?: Rect;
 }
 
-async function assertReadableFile(path: string): Promise<void> {
-  let kind;
-  try {
-    kind = await stat(path);
-  } catch (err) {
-    throw new DataError(path, describeFsError(err), READABLE);
-  }
-  if (!kind.isFile()) throw new DataError(path, 'is a directory, not a file', READABLE);
-}
-
 function decodeError(path: string, err: unknown): DataError {
   return new DataError(path, `is not a readable image (${(err as Error).message.trim()})`, `a complete, uncorrupted ${READABLE.slice(2)}`);
 }
 
 /** Size, bit depth and format from the file header, without decoding pixels. */
 export async function readImageInfo(path: string): Promise<ImageInfo> {
-  await assertReadableFile(path);
+  await assertPathKind(path, 'file', READABLE);
   let meta: sharp.Metadata;
   try {
     meta = await sharp(path, { limitInputPixels: false }).metadata();

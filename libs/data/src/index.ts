@@ -26,7 +26,7 @@ export type { BlendWindow, Tile, TilePlan, TilePlanOptions } from './tiling.js';
 export { IDENTITY, applyAffine, compose, invertAffine, rotationAbout, scaling, translation } from './affine.js';
 export type { Affine } from './affine.js';
 export { warpBilinear, warpNearest } from './warp.js';
-export type { BorderMode } from './warp.js';
+export type { BorderMode, Raster, Warp } from './warp.js';
 export { addGaussianNoise, adjustBrightnessContrast, adjustGamma, gaussianBlur, gaussianKernel } from './filters.js';
 export { CEM500K_AUGMENTATION, URISC_AUGMENTATION, applyAugmentation, augmentedViews, sampleAugmentation } from './augment.js';
 export type { AugmentationParams, AugmentationSpec, AugmentationTarget, Augmented } from './augment.js';

@@ -2,9 +2,9 @@
  * Finding image files in dataset directories, with clear errors for the usual mistakes
  * (missing or empty directory, a stray non-image file).
  */
-import { opendir, stat } from 'node:fs/promises';
+import { opendir } from 'node:fs/promises';
 import { extname, join, relative } from 'node:path';
-import { DataError, describeFsError } from './errors.js';
+import { DataError, assertPathKind, describeFsError } from './errors.js';
 import { IMAGE_EXTENSIONS, isImageFileName } from './image-io.js';
 
 export interface ListImagesOptions {
@@ -20,13 +20,7 @@ const EXPECTED = `only image files (${IMAGE_EXTENSIONS.join(', ')})`;
 
 /** Throws a DataError unless `dir` is an existing, readable directory. */
 export async function assertDirectory(dir: string, what = 'a directory of images'): Promise<void> {
-  let kind;
-  try {
-    kind = await stat(dir);
-  } catch (err) {
-    throw new DataError(dir, describeFsError(err), what);
-  }
-  if (!kind.isDirectory()) throw new DataError(dir, 'is a file, not a directory', what);
+  await assertPathKind(dir, 'directory', what);
 }
 
 /**

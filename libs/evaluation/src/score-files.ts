@@ -39,16 +39,21 @@ export interface ScoreFilesOptions {
   onImage?: (result: ImageResult, index: number, total: number) => void;
 }
 
-/** The metrics of one image pair; only the requested ones are present. */
-export interface ImageResult {
-  name: string;
-  prediction: string;
-  groundTruth: string;
+/** Pixel metrics of one image pair, or their mean over the images in a summary. */
+export interface PixelMetricValues {
+  /** In a summary the mean per-image F1: the U-RISC folder score under protocol urisc. */
   f1?: number;
   precision?: number;
   recall?: number;
   iou?: number;
   pixelError?: number;
+}
+
+/** The metrics of one image pair; only the requested ones are present. */
+export interface ImageResult extends PixelMetricValues {
+  name: string;
+  prediction: string;
+  groundTruth: string;
   /** Best V_Rand / V_Info of this image alone over the thresholds. */
   vRand?: number;
   vInfo?: number;
@@ -58,16 +63,10 @@ export interface ImageResult {
   rejected?: string | null;
 }
 
-export interface ScoreSummary {
+export interface ScoreSummary extends PixelMetricValues {
   images: number;
   /** `f1` under protocol urisc: how many predictions were rejected (scored 0, counted in the means). */
   rejected?: number;
-  /** Mean per-image F1 (the U-RISC folder score under protocol urisc). */
-  f1?: number;
-  precision?: number;
-  recall?: number;
-  iou?: number;
-  pixelError?: number;
   /** Best over thresholds of the image-averaged V_Rand / V_Info, and that threshold. */
   vRand?: number;
   vRandThreshold?: number;
