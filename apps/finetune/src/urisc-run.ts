@@ -80,6 +80,10 @@ function evaluationMetrics(prefix: string, e: Evaluation): Record<string, number
     [`${prefix}_recall`]: e.recall,
     [`${prefix}_best_f1`]: e.bestF1,
     [`${prefix}_best_threshold`]: e.bestThreshold,
+    [`${prefix}_f1_chosen`]: e.chosen.f1,
+    [`${prefix}_precision_chosen`]: e.chosen.precision,
+    [`${prefix}_recall_chosen`]: e.chosen.recall,
+    [`${prefix}_threshold`]: e.chosen.threshold,
     [`${prefix}_seconds`]: e.seconds,
   };
 }
@@ -105,7 +109,8 @@ async function testScores(modelDir: string, data: UriscData, cfg: FinetuneConfig
       inputs: [dirs.images],
       outDir: predDir,
       inference: inferenceOptions(cfg.inference),
-      threshold: cfg.inference.threshold,
+      // The threshold validation chose for the saved model (inference.threshold if it was not validated).
+      threshold: segmenter.loadedInfo?.threshold ?? cfg.inference.threshold,
       probability: 'png',
       onImage: (r) => bar.tick(1, { membrane: r.membraneFraction }),
     });
@@ -219,11 +224,12 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
         evaluation: async (step, e, best) => {
           run.logMetrics(evaluationMetrics('val', e), step);
           log(
-            `\nstep ${step}: validation F1 ${e.f1.toFixed(4)} (P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold})${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ' [some predictions fail the U-RISC format check: F1 0]' : ''}`,
+            `\nstep ${step}: validation F1 ${e.f1.toFixed(4)} (P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold})${e.chosen.threshold !== cfg.inference.threshold ? `; chosen threshold ${e.chosen.threshold}: F1 ${e.chosen.f1.toFixed(4)}` : ''}${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ' [some predictions fail the U-RISC format check: F1 0]' : ''}`,
           );
           if (e.overlays.length)
             await run.logArtifacts(join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`), `overlays/step-${String(step).padStart(6, '0')}`);
-          if (best) run.setTags({ 'emseg.best.step': String(step), 'emseg.best.valF1': e.f1.toFixed(6) });
+          if (best)
+            run.setTags({ 'emseg.best.step': String(step), 'emseg.best.valF1': e.chosen.f1.toFixed(6), 'emseg.best.threshold': String(e.chosen.threshold) });
         },
         note: (m) => log(`\n${m}`),
       },
@@ -255,7 +261,7 @@ async function trainInRunDir(args: UriscArgs, cfg: FinetuneConfig, session: RunS
         `fine-tuning ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
         `encoder:        ${choice.description}`,
         best
-          ? `best model:     step ${best.step}, validation F1 ${best.f1.toFixed(4)} (best-threshold F1 ${best.bestF1.toFixed(4)})`
+          ? `best model:     step ${best.step}, validation F1 ${best.f1.toFixed(4)} at threshold ${best.threshold ?? cfg.inference.threshold} (best-threshold F1 ${best.bestF1.toFixed(4)})`
           : 'best model:     not validated (the final weights)',
         ...(test
           ? [

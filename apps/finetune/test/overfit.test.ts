@@ -81,7 +81,13 @@ describe('fine-tuning on two 128 px synthetic images', () => {
       expect(image.f1).toBeGreaterThan(0.85);
     }
     expect(last.bestF1).toBeGreaterThanOrEqual(last.f1 - 0.02);
-    expect(result.best!.f1).toBe(Math.max(...[...evaluations.values()].map((e) => e.f1)));
+    // the best model is the one with the best F1 at its chosen threshold, which is never below the configured one's
+    expect(result.best!.f1).toBe(Math.max(...[...evaluations.values()].map((e) => e.chosen.f1)));
+    for (const e of evaluations.values()) {
+      expect(e.chosen.f1).toBe(Math.max(...e.byThreshold.map((t) => t.f1)));
+      expect(e.byThreshold.map((t) => t.threshold)).toEqual([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+      expect(e.byThreshold.find((t) => t.threshold === 0.5)!.f1).toBe(e.f1);
+    }
   });
 
   it('keeps the tensor count flat across training steps (optimizer slots appear at step 1 only)', () => {
@@ -92,6 +98,11 @@ describe('fine-tuning on two 128 px synthetic images', () => {
   it('writes binary U-RISC submissions (membrane 0) that score as validation did', async () => {
     const model = Segmenter.load(result.modelDir);
     const out = join(tmp.dir, 'pred');
+    const validated = evaluations.get(result.best!.step)!;
+    const threshold = model.loadedInfo!.threshold;
+    // the model is saved with the threshold its validation chose
+    expect(threshold).toBe(validated.chosen.threshold);
+    expect(model.loadedInfo!.valF1).toBe(validated.chosen.f1);
     try {
       const predicted = await predictFiles(model, {
         inputs: [train.pairs[0].image, train.pairs[1].image],
@@ -114,13 +125,13 @@ describe('fine-tuning on two 128 px synthetic images', () => {
       const probability = await readImage(join(out, 'probability', `${name}.png`));
       expect(probability.bitDepth).toBe(16);
       // membrane (0) exactly where the 16-bit probability is >= the threshold
-      for (let i = 0; i < submission.data.length; i += 97) expect(submission.data[i] === 0).toBe(probability.data[i] >= Math.round(0.5 * 65535));
+      for (let i = 0; i < submission.data.length; i += 97) expect(submission.data[i] === 0).toBe(probability.data[i] >= Math.round(threshold * 65535));
     }
     const score = await scoreFolder(out, train.pairs[0].label.replace(/\/[^/]+$/, ''));
-    // the saved (best) model's validation, recomputed from the written files by the official scorer
-    const validated = evaluations.get(result.best!.step)!;
-    expect(score.meanF1).toBeCloseTo(validated.f1, 9);
-    score.images.forEach((image, i) => expect(image.precision).toBeCloseTo(validated.images[i].precision, 9));
+    // the saved (best) model's validation at its threshold, recomputed from the written files by the official scorer
+    expect(score.meanF1).toBeCloseTo(validated.chosen.f1, 9);
+    expect(score.meanPrecision).toBeCloseTo(validated.chosen.precision, 9);
+    expect(score.meanRecall).toBeCloseTo(validated.chosen.recall, 9);
   });
 
   it('frees every tensor of full-image inference', async () => {

@@ -30,6 +30,7 @@ import {
   stepSchedule,
   type Checkpoint,
   type GracefulStop,
+  type LoopListener,
   type LrSchedule,
   type Optimizer,
   type TrainingTask,
@@ -49,11 +50,7 @@ export interface StepMetrics extends MethodStepResult {
   epoch: number;
 }
 
-export interface PretrainListener {
-  /** Called once the data are listed, before the first step. */
-  start?(info: { crops: number; stepsPerEpoch: number; totalSteps: number; startStep: number; digest: DatasetDigest }): void | Promise<void>;
-  step?(step: number, metrics: StepMetrics): void;
-  checkpoint?(dir: string, step: number): void | Promise<void>;
+export interface PretrainListener extends LoopListener<{ crops: number; stepsPerEpoch: number; digest: DatasetDigest }, StepMetrics> {
   probe?(step: number, result: ProbeResult): void;
   /** Something the user must know but that does not stop the run (default: printed to stderr). */
   warn?(message: string): void;

@@ -76,6 +76,11 @@ export interface SegmentationConfig {
     overlays: number;
     /** Edge of the overlay crop in pixels. */
     overlaySize: number;
+    /**
+     * Decision thresholds validation chooses from by the task's score (besides inference.threshold):
+     * the best is saved in the model, and predict / test scoring use it. [] keeps inference.threshold.
+     */
+    thresholds: number[];
   };
   inference: {
     /** Tile edge (network input), a multiple of 32. */
@@ -91,6 +96,9 @@ export interface SegmentationConfig {
     threshold: number;
   };
 }
+
+/** validation.thresholds by default: 0.1, 0.2, ..., 0.9. */
+export const DEFAULT_VALIDATION_THRESHOLDS: readonly number[] = Array.from({ length: 9 }, (_, k) => (k + 1) / 10);
 
 const num = (minimum: number, extra: object = {}) => ({ type: 'number', minimum, ...extra }) as const;
 const int = (minimum: number, extra: object = {}) => ({ type: 'integer', minimum, ...extra }) as const;
@@ -140,10 +148,11 @@ export const segmentationSchemaSections = {
     logEvery: int(1),
     seed: int(0),
   }),
-  validation: section(['every', 'overlays', 'overlaySize'], {
+  validation: section(['every', 'overlays', 'overlaySize', 'thresholds'], {
     every: int(0),
     overlays: int(0),
     overlaySize: int(16),
+    thresholds: { type: 'array', items: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 }, default: DEFAULT_VALIDATION_THRESHOLDS },
   }),
   inference: section(['tileSize', 'overlap', 'window', 'batchSize', 'flipTta', 'threshold'], {
     tileSize: int(32, { multipleOf: 32 }),

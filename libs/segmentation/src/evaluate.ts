@@ -1,8 +1,10 @@
 /**
  * Validation by full-image inference: every validation image is predicted in blended tiles exactly
  * as `predict` does, binarised at the threshold and scored by the task (U-RISC: the official F1);
- * a threshold sweep of the pixel F1 gives the best-threshold F1 as well. Images are processed one
- * at a time, so memory does not grow with the number of validation images.
+ * a threshold sweep of the pixel F1 gives the best-threshold F1 as well. With candidate thresholds,
+ * the task's score is computed at each of them too, and the best one is `chosen`: the decision
+ * threshold the model is saved with. Images are processed one at a time, so memory does not grow
+ * with the number of validation images.
  */
 import { join } from 'node:path';
 import type { LabeledImages } from '@emseg/data';
@@ -23,11 +25,29 @@ export interface ImageEvaluation extends BinaryScore {
   predictedForeground: number;
 }
 
-/** Scores of a set of images: means of per-image values (the U-RISC folder score is the mean F1). */
-export interface Evaluation {
+/** The task's scores of a set of images binarised at one threshold (means over the images). */
+export interface ThresholdScore {
+  threshold: number;
   f1: number;
   precision: number;
   recall: number;
+  /** Images whose prediction the task rejected at this threshold (scored F1 0). */
+  rejected: number;
+}
+
+/** Scores of a set of images: means of per-image values (the U-RISC folder score is the mean F1). */
+export interface Evaluation {
+  /** The task's scores at the configured threshold (EvaluateOptions.threshold). */
+  f1: number;
+  precision: number;
+  recall: number;
+  /**
+   * The best of the candidate thresholds and the configured one by the task's mean F1 (ties: the
+   * one nearest the configured threshold); the configured threshold's scores without candidates.
+   */
+  chosen: ThresholdScore;
+  /** The task's scores at every threshold tried, ascending. */
+  byThreshold: ThresholdScore[];
   /** Threshold sweep over the whole set: the threshold with the best mean pixel F1. */
   bestF1: number;
   bestThreshold: number;
@@ -41,6 +61,8 @@ export interface EvaluateOptions {
   task: SegmentationTask;
   inference: InferenceOptions;
   threshold: number;
+  /** Thresholds to score the task at besides `threshold`, to choose from (default: none). */
+  candidates?: readonly number[];
   /** Write overlays of the first `count` images (a centred crop of `size`) into `dir`. */
   overlays?: { count: number; size: number; dir: string };
   /** Called after each image. */
@@ -57,6 +79,8 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(
 export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledImages, options: EvaluateOptions): Promise<Evaluation> {
   const t0 = performance.now();
   const { task, threshold } = options;
+  const tried = [...new Set([threshold, ...(options.candidates ?? [])])].sort((a, b) => a - b);
+  const sums = tried.map((t) => ({ threshold: t, f1: 0, precision: 0, recall: 0, rejected: 0 }));
   const thresholds = defaultThresholds();
   const curveSum = new Float64Array(thresholds.length);
   const results: ImageEvaluation[] = [];
@@ -71,6 +95,18 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
     let foreground = 0;
     for (let k = 0; k < binary.length; k++) foreground += binary[k] = probability[k] >= threshold ? 1 : 0;
     const score = await task.scoreImage({ images, pair, sample, probability, binary, threshold });
+    const scratch = tried.length > 1 ? new Uint8Array(probability.length) : binary;
+    for (const sum of sums) {
+      let s = score;
+      if (sum.threshold !== threshold) {
+        for (let k = 0; k < scratch.length; k++) scratch[k] = probability[k] >= sum.threshold ? 1 : 0;
+        s = await task.scoreImage({ images, pair, sample, probability, binary: scratch, threshold: sum.threshold });
+      }
+      sum.f1 += s.f1;
+      sum.precision += s.precision;
+      sum.recall += s.recall;
+      sum.rejected += s.rejected === null ? 0 : 1;
+    }
     const sweep = bestThresholdF1({ width, height, data: probability }, sample.mask, thresholds);
     sweep.curve.forEach((point, k) => (curveSum[k] += point.f1));
     const result: ImageEvaluation = {
@@ -93,14 +129,29 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
   }
   let best = 0;
   for (let k = 1; k < thresholds.length; k++) if (curveSum[k] > curveSum[best]) best = k;
+  const n = Math.max(1, results.length);
+  const byThreshold = sums.map((t) => ({ ...t, f1: t.f1 / n, precision: t.precision / n, recall: t.recall / n }));
   return {
     f1: mean(results.map((r) => r.f1)),
     precision: mean(results.map((r) => r.precision)),
     recall: mean(results.map((r) => r.recall)),
+    chosen: chooseThreshold(byThreshold, threshold),
+    byThreshold,
     bestF1: curveSum[best] / Math.max(1, results.length),
     bestThreshold: thresholds[best],
     images: results,
     overlays,
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+/** The best threshold by mean F1; ties go to the one nearest `preferred`, then to the lower one. */
+export function chooseThreshold(scores: readonly ThresholdScore[], preferred: number): ThresholdScore {
+  let best = scores[0];
+  for (const s of scores.slice(1)) {
+    // 1e-9: 0.3 and 0.7 are equally near 0.5 although their float distances differ in the last bit
+    const nearer = Math.abs(s.threshold - preferred) < Math.abs(best.threshold - preferred) - 1e-9;
+    if (s.f1 > best.f1 || (s.f1 === best.f1 && nearer)) best = s;
+  }
+  return best;
 }

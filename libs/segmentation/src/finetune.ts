@@ -23,6 +23,7 @@ import {
   trainStep,
   type Best,
   type Checkpoint,
+  type LoopListener,
   type LrSchedule,
   type TrainingTask,
 } from '@emseg/training';
@@ -43,13 +44,9 @@ export interface StepMetrics {
   frozen: EncoderFreeze;
 }
 
-export interface FinetuneListener {
-  /** Called once the data are ready, before the first step. */
-  start?(info: { trainImages: number; validationImages: number; batchesPerEpoch: number; totalSteps: number; startStep: number }): void | Promise<void>;
-  step?(step: number, metrics: StepMetrics): void;
+export interface FinetuneListener extends LoopListener<{ trainImages: number; validationImages: number; batchesPerEpoch: number }, StepMetrics> {
   /** After each validation; `best` tells whether it is the best so far (and was saved). */
   evaluation?(step: number, evaluation: Evaluation, best: boolean): void | Promise<void>;
-  checkpoint?(dir: string, step: number): void | Promise<void>;
   /** Things the user should know (unfreezing, ...). */
   note?(message: string): void;
 }
@@ -74,10 +71,14 @@ export interface FinetuneOptions {
   mlflowRunId?: string | null;
 }
 
-/** What best-model selection compares: the task's F1 at the threshold, then the threshold-sweep F1. */
+/**
+ * What best-model selection compares: the task's F1 at the chosen threshold (Evaluation.chosen),
+ * then the threshold-sweep F1; `threshold` is the one the model was saved with.
+ */
 interface BestScore {
   f1: number;
   bestF1: number;
+  threshold?: number;
 }
 
 /** The best validated model so far. */
@@ -147,9 +148,9 @@ function freezingAt(cfg: SegmentationConfig, step: number): EncoderFreeze {
   return unfreezeAfter !== null && step >= unfreezeAfter ? 'none' : freezeEncoder;
 }
 
-/** Is `e` better than the best so far? The task's F1 first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
+/** Is `e` better than the best so far? The task's F1 at the chosen threshold first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
 function improves(e: Evaluation, best: BestModel | null): boolean {
-  return best === null || e.f1 > best.f1 || (e.f1 === best.f1 && e.bestF1 > best.bestF1);
+  return best === null || e.chosen.f1 > best.f1 || (e.chosen.f1 === best.f1 && e.bestF1 > best.bestF1);
 }
 
 export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
@@ -163,14 +164,21 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
   const perEpoch = batchesPerEpoch(opts.train, cfg.patches, cfg.train.batchSize);
   const optimizer = new Adam(0.9, 0.999, 1e-8, cfg.optimizer.kind === 'adamw' ? cfg.optimizer.weightDecay : 0);
   const inference = cfg.inference;
-  const info = (step: number, valF1: number | null) =>
-    segmenter.info({ threshold: inference.threshold, inference: inferenceOptions(inference), step, valF1, mlflowRunId: opts.mlflowRunId ?? null });
+  // A model is saved with the threshold validation chose for it (inference.threshold if not validated).
+  const info = (step: number, chosen: { f1: number; threshold: number } | null) =>
+    segmenter.info({
+      threshold: chosen?.threshold ?? inference.threshold,
+      inference: inferenceOptions(inference),
+      step,
+      valF1: chosen?.f1 ?? null,
+      mlflowRunId: opts.mlflowRunId ?? null,
+    });
 
   let frozen: EncoderFreeze = cfg.model.freezeEncoder;
   let lastEvaluation: Evaluation | null = null;
   let lastEvaluatedStep = -1;
-  // The validation F1 of the current weights, if they were validated at this step.
-  const validatedF1 = (step: number): number | null => (lastEvaluatedStep === step ? (lastEvaluation?.f1 ?? null) : null);
+  // The validation of the current weights (chosen threshold and its F1), if they were validated at this step.
+  const validated = (step: number) => (lastEvaluatedStep === step ? (lastEvaluation?.chosen ?? null) : null);
 
   const task: TrainingTask<PatchBatch, { loss: number; lr: number; frozen: EncoderFreeze }, CheckpointState, BestScore> = {
     batches: (epoch) =>
@@ -211,7 +219,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
       for (const [name, t] of Object.entries(optimizer.state().slots)) tensors[`optimizer/${name}`] = t;
       return {
         tensors,
-        state: { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model: info(step, validatedF1(step)) },
+        state: { step, optimizerIterations: optimizer.iterations, architecture: segmenter.architecture, best, model: info(step, validated(step)) },
       };
     },
     restore: (ck) => restore(segmenter, optimizer, ck, cfg),
@@ -223,6 +231,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
               task: opts.task,
               inference: inferenceOptions(inference),
               threshold: inference.threshold,
+              candidates: cfg.validation.thresholds,
               overlays:
                 overlayCount > 0
                   ? { count: overlayCount, size: cfg.validation.overlaySize, dir: join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`) }
@@ -231,9 +240,10 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
             lastEvaluation = evaluation;
             lastEvaluatedStep = step;
             const better = improves(evaluation, best);
-            if (better) await segmenter.save(bestRoot, info(step, evaluation.f1));
+            const { chosen } = evaluation;
+            if (better) await segmenter.save(bestRoot, info(step, chosen));
             await opts.listener?.evaluation?.(step, evaluation, better);
-            return { score: { f1: evaluation.f1, bestF1: evaluation.bestF1 }, better };
+            return { score: { f1: chosen.f1, bestF1: evaluation.bestF1, threshold: chosen.threshold }, better };
           }
         : undefined,
   };
@@ -254,7 +264,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
         checkpoint: opts.listener?.checkpoint,
       },
     });
-    const finalInfo = info(run.steps, validatedF1(run.steps));
+    const finalInfo = info(run.steps, validated(run.steps));
     const finalModelDir = await segmenter.save(finalRoot, finalInfo);
     // Nothing validated (no validation images, or stopped first): the current weights are the model.
     if (latestCheckpoint(bestRoot) === null) await segmenter.save(bestRoot, finalInfo);

@@ -1,7 +1,7 @@
 export { schemaParts, segmentationConfigProblems, segmentationSchemaSections } from './config.js';
 export type { SegmentationConfig } from './config.js';
-export { evaluateSegmenter } from './evaluate.js';
-export type { EvaluateOptions, Evaluation, ImageEvaluation } from './evaluate.js';
+export { chooseThreshold, evaluateSegmenter } from './evaluate.js';
+export type { EvaluateOptions, Evaluation, ImageEvaluation, ThresholdScore } from './evaluate.js';
 export { batchesPerEpoch, finetune, inferenceOptions, learningRateSchedule } from './finetune.js';
 export type { BestModel, FinetuneListener, FinetuneOptions, FinetuneResult, StepMetrics } from './finetune.js';
 export { checkTileFits, fittingTiling, inferenceProblem, predictImage, PredictionStopped, TILE_MULTIPLE, tileCount, toProbability16 } from './inference.js';

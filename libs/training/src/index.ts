@@ -16,6 +16,6 @@ export type { ConfigChange } from './run-lineage.js';
 export { withRunDir } from './run-session.js';
 export type { RunSession, RunSessionOptions, StartRunOptions } from './run-session.js';
 export { runTraining } from './runner.js';
-export type { Best, Evaluated, RunnerState, StepTiming, TrainingListener, TrainingOptions, TrainingResult, TrainingTask } from './runner.js';
+export type { Best, Evaluated, LoopListener, RunnerState, StepTiming, TrainingListener, TrainingOptions, TrainingResult, TrainingTask } from './runner.js';
 export { checkpointsLine, superviseRun } from './supervise.js';
 export type { RunOutcome, SuperviseOptions } from './supervise.js';

@@ -67,6 +67,14 @@ export interface TrainingListener<M> {
   checkpoint?(dir: string, step: number): void | Promise<void>;
 }
 
+/** What a training loop built on the runner reports to its caller (a CLI, MLflow): pretrain and finetune extend it. */
+export interface LoopListener<Start, M> {
+  /** Called once the data are ready, before the first step. */
+  start?(info: Start & { totalSteps: number; startStep: number }): void | Promise<void>;
+  step?(step: number, metrics: M): void;
+  checkpoint?(dir: string, step: number): void | Promise<void>;
+}
+
 export interface TrainingOptions<B, M extends { readonly loss: number }, S extends RunnerState<R>, R extends object> {
   task: TrainingTask<B, M, S, R>;
   totalSteps: number;

@@ -119,7 +119,7 @@ const RECIPE_NOTES = [
   'Threads: emseg runs on TensorFlow thread pools over both cores; the twin is pinned with torch.set_num_threads(--threads).',
   'Validation overlays are switched off on the emseg side (validation.overlays=0); they do not touch training or model selection.',
   "The twin needs a val split (both tasks have one); emseg's random hold-out split is not ported.",
-  "Selection metric is emseg's for both tasks: the official U-RISC F1 at inference.threshold on the validation images (ties: threshold-sweep F1). For mitochondria that is foreground F1 on the inverted labels, with the U-RISC format rule (a prediction with more than 1/6 foreground scores 0), not IoU.",
+  "Selection metric is emseg's for both tasks: the official U-RISC F1 on the validation images at the threshold chosen from inference.threshold and validation.thresholds (best mean F1; ties: threshold-sweep F1), and the test images are predicted at that threshold. For mitochondria that is foreground F1 on the inverted labels, with the U-RISC format rule (a prediction with more than 1/6 foreground scores 0), not IoU.",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -498,7 +498,7 @@ function recipeOf(cfg) {
     inference: cfg.inference,
     polarity: cfg.data.polarity,
     selection:
-      'best official U-RISC F1 on the val split at inference.threshold (ties: threshold-sweep F1), validated every validationEvery steps and at the last step',
+      'best official U-RISC F1 on the val split at the chosen threshold (inference.threshold and validation.thresholds; ties: threshold-sweep F1), validated every validationEvery steps and at the last step',
   };
 }
 

@@ -16,10 +16,12 @@ focal + dice loss, following a resolved emseg fine-tuning config (the same JSON 
 - Adam (0.9, 0.999, 1e-8) at the config's constant lr, input (x - mean) / std;
 - validation every `validation.every` steps and at the end, by full-image tiled inference
   (reflect padding overlap / 2, Gaussian blending sigma = tile / 8), binarised at
-  `inference.threshold` (membrane where p >= t), scored with the official U-RISC F1 (with its
-  5x background rule) and a threshold sweep; the best model is the highest official F1, ties
-  broken by the sweep F1, exactly as apps/finetune/src/finetune.ts selects it;
-- the best model predicts the test images into binary submissions (foreground black 0 on white
+  `inference.threshold` and at each of `validation.thresholds` (membrane where p >= t), scored
+  with the official U-RISC F1 (with its 5x background rule) and a threshold sweep; the chosen
+  threshold is the one with the best mean official F1 (ties: nearest inference.threshold, then the
+  lower), and the best model is the highest official F1 at its chosen threshold, ties broken by the
+  sweep F1, exactly as libs/segmentation/src/finetune.ts and evaluate.ts select them;
+- the best model predicts the test images at its chosen threshold into binary submissions (foreground black 0 on white
   255) that the benchmark scores with emseg's scorer.
 
   python torch_quality.py train --config cfg.json --data ROOT --seed 0 --pred-out DIR [--threads 2]
@@ -495,10 +497,36 @@ def pixel_prf(pred, truth):
 THRESHOLDS = [(k + 1) / 20 for k in range(19)]
 
 
+def official_prf(pred, s, white):
+    """Official U-RISC (P, R, F1, rejected) of a binary prediction; format rule: background >= 5x membrane."""
+    membrane = int(np.count_nonzero(pred))
+    background = pred.size - membrane
+    if membrane > 0 and background / membrane < 5:
+        p, r, _ = pixel_prf(pred, s.mask.astype(bool))
+        return p, r, 0.0, True
+    # competition convention: label read membrane-black (white-foreground labels inverted first), then v' = 255 - v
+    gt_inv = s.label.astype(np.float64) if white else 255.0 - s.label.astype(np.float64)
+    pred_match = 255.0 * float(np.count_nonzero(pred & (gt_inv != 0)))
+    p, r, f1 = urisc_prf(pred_match, 255.0 * membrane, float(gt_inv[pred].sum()), float(gt_inv.sum()))
+    return p, r, f1, False
+
+
+def choose_threshold(scores, preferred):
+    """Best mean F1; ties: nearest `preferred` (1e-9 slack), then the lower threshold (scores ascending)."""
+    best = scores[0]
+    for sc in scores[1:]:
+        nearer = abs(sc["threshold"] - preferred) < abs(best["threshold"] - preferred) - 1e-9
+        if sc["f1"] > best["f1"] or (sc["f1"] == best["f1"] and nearer):
+            best = sc
+    return best
+
+
 def evaluate(model, samples, cfg, norm):
-    """Official U-RISC F1 at the threshold (format rule: background >= 5x membrane) + sweep F1, per image means."""
+    """Official U-RISC F1 at the threshold and the candidates (chosen: the best) + sweep F1, per image means."""
     inf = cfg["inference"]
     white = cfg["data"]["polarity"] == "white-foreground"
+    tried = sorted(set([inf["threshold"], *cfg["validation"].get("thresholds", [(k + 1) / 10 for k in range(9)])]))
+    sums = {t: np.zeros(3) for t in tried}
     t0 = time.perf_counter()
     rows = []
     curve = np.zeros(len(THRESHOLDS))
@@ -506,27 +534,20 @@ def evaluate(model, samples, cfg, norm):
         prob = predict_image(model, s.image, inf, norm)
         pred = prob >= inf["threshold"]
         membrane = int(np.count_nonzero(pred))
-        background = pred.size - membrane
         truth_mask = s.mask.astype(bool)
-        rejected = membrane > 0 and background / membrane < 5
-        if rejected:
-            p, r, _ = pixel_prf(pred, truth_mask)
-            f1 = 0.0
-        else:
-            # competition convention: label read membrane-black (white-foreground labels inverted first), then v' = 255 - v
-            gt_inv = s.label.astype(np.float64) if white else 255.0 - s.label.astype(np.float64)
-            pred_sum = 255.0 * membrane
-            gt_sum = float(gt_inv.sum())
-            pred_match = 255.0 * float(np.count_nonzero(pred & (gt_inv != 0)))
-            gt_match = float(gt_inv[pred].sum())
-            p, r, f1 = urisc_prf(pred_match, pred_sum, gt_match, gt_sum)
+        p, r, f1, rejected = official_prf(pred, s, white)
+        for t in tried:
+            tp_, tr_, tf1, _ = official_prf(prob >= t, s, white)
+            sums[t] += (tf1, tp_, tr_)
         p64 = prob.astype(np.float64)
         for k, t in enumerate(THRESHOLDS):
             curve[k] += pixel_prf(p64 >= t, truth_mask)[2]
         rows.append({"name": s.name, "f1": f1, "precision": p, "recall": r, "rejected": bool(rejected), "predictedMembrane": membrane / pred.size})
     best = int(np.argmax(curve))  # first maximum, as evaluate.ts
     n = max(1, len(rows))
+    by_threshold = [{"threshold": t, "f1": v[0] / n, "precision": v[1] / n, "recall": v[2] / n} for t, v in sums.items()]
     return {
+        "chosen": choose_threshold(by_threshold, inf["threshold"]),
         "f1": sum(r["f1"] for r in rows) / n,
         "precision": sum(r["precision"] for r in rows) / n,
         "recall": sum(r["recall"] for r in rows) / n,
@@ -600,13 +621,14 @@ def cmd_train(a):
     def validate():
         nonlocal best, best_state, last_eval
         e = evaluate(model, val, cfg, norm)
-        better = best is None or e["f1"] > best["f1"] or (e["f1"] == best["f1"] and e["bestF1"] > best["bestF1"])
+        c = e["chosen"]
+        better = best is None or c["f1"] > best["f1"] or (c["f1"] == best["f1"] and e["bestF1"] > best["bestF1"])
         if better:
-            best = {"step": step, "f1": e["f1"], "bestF1": e["bestF1"]}
+            best = {"step": step, "f1": c["f1"], "bestF1": e["bestF1"], "threshold": c["threshold"]}
             best_state = copy.deepcopy(model.state_dict())
-        last_eval = {"step": step, **{k: e[k] for k in ("f1", "precision", "recall", "bestF1", "bestThreshold")}}
+        last_eval = {"step": step, **{k: e[k] for k in ("f1", "precision", "recall", "bestF1", "bestThreshold", "chosen")}}
         history.append({**last_eval, "best": better, "seconds": round(e["seconds"], 2)})
-        log(f"torch step {step}: validation F1 {e['f1']:.4f} (P {e['precision']:.3f}, R {e['recall']:.3f}; best-threshold F1 {e['bestF1']:.4f} at {e['bestThreshold']}){' - best so far' if better else ''}")
+        log(f"torch step {step}: validation F1 {e['f1']:.4f} (P {e['precision']:.3f}, R {e['recall']:.3f}; best-threshold F1 {e['bestF1']:.4f} at {e['bestThreshold']}); chosen threshold {c['threshold']}: F1 {c['f1']:.4f}{' - best so far' if better else ''}")
         model.train()
 
     model.train()
@@ -641,7 +663,7 @@ def cmd_train(a):
     for stem, path in sorted(list_stems(test_dir).items()):
         image = read_grey8(path)
         prob = predict_image(model, image, cfg["inference"], norm)
-        sub = np.where(prob >= cfg["inference"]["threshold"], 0, 255).astype(np.uint8)
+        sub = np.where(prob >= best["threshold"], 0, 255).astype(np.uint8)
         Image.fromarray(sub).save(os.path.join(a.pred_out, f"{stem}.png"))
         predicted.append(stem)
     if a.save_model:

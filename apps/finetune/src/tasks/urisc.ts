@@ -229,6 +229,16 @@ const invert = (grey: EvalGreyImage): EvalGreyImage => ({ ...grey, data: grey.da
  * with precision and recall from plain pixel counts for information.
  */
 export function uriscTask(options: { maxMembraneFraction: number }): SegmentationTask {
+  // The label as the scorer reads it, of the last image: validation scores each image at several thresholds.
+  let cached: { key: string; truth: EvalGreyImage } | null = null;
+  const truthOf = async (label: string, polarity: string): Promise<EvalGreyImage> => {
+    const key = `${polarity}\0${label}`;
+    if (cached?.key !== key) {
+      const grey = await readGrey8(label);
+      cached = { key, truth: polarity === 'black-foreground' ? grey : invert(grey) };
+    }
+    return cached.truth;
+  };
   return {
     name: 'urisc',
     checkSample: (pair, sample, images) => checkMembraneFraction(pair, sample, images.polarity, options.maxMembraneFraction),
@@ -241,8 +251,7 @@ export function uriscTask(options: { maxMembraneFraction: number }): Segmentatio
         const scores = pixelScores({ width, height, data: binary }, sample.mask);
         return { f1: 0, precision: scores.precision, recall: scores.recall, rejected };
       }
-      const labelGrey = await readGrey8(pair.label);
-      const truth = images.polarity === 'black-foreground' ? labelGrey : invert(labelGrey);
+      const truth = await truthOf(pair.label, images.polarity);
       const official = uriscF1(submission, truth, { prediction: name, groundTruth: pair.label });
       return { f1: official.f1, precision: official.precision, recall: official.recall, rejected: null };
     },
