@@ -545,7 +545,7 @@ def evaluate(model, samples, cfg, norm):
         rows.append({"name": s.name, "f1": f1, "precision": p, "recall": r, "rejected": bool(rejected), "predictedMembrane": membrane / pred.size})
     best = int(np.argmax(curve))  # first maximum, as evaluate.ts
     n = max(1, len(rows))
-    by_threshold = [{"threshold": t, "f1": v[0] / n, "precision": v[1] / n, "recall": v[2] / n} for t, v in sums.items()]
+    by_threshold = [{"threshold": t, "f1": float(v[0] / n), "precision": float(v[1] / n), "recall": float(v[2] / n)} for t, v in sums.items()]
     return {
         "chosen": choose_threshold(by_threshold, inf["threshold"]),
         "f1": sum(r["f1"] for r in rows) / n,
@@ -627,7 +627,7 @@ def cmd_train(a):
             best = {"step": step, "f1": c["f1"], "bestF1": e["bestF1"], "threshold": c["threshold"]}
             best_state = copy.deepcopy(model.state_dict())
         last_eval = {"step": step, **{k: e[k] for k in ("f1", "precision", "recall", "bestF1", "bestThreshold", "chosen")}}
-        history.append({**last_eval, "best": better, "seconds": round(e["seconds"], 2)})
+        history.append({**last_eval, "best": bool(better), "seconds": round(e["seconds"], 2)})
         log(f"torch step {step}: validation F1 {e['f1']:.4f} (P {e['precision']:.3f}, R {e['recall']:.3f}; best-threshold F1 {e['bestF1']:.4f} at {e['bestThreshold']}); chosen threshold {c['threshold']}: F1 {c['f1']:.4f}{' - best so far' if better else ''}")
         model.train()
 
