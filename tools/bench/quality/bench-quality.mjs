@@ -339,8 +339,9 @@ async function runEmseg(ctx, task, data, seed) {
     test: scores,
     validation: {
       best: { step: bestState.step, f1: bestState.valF1 },
-      last: { step: lastStep, f1: lastEval.f1, precision: lastEval.precision, recall: lastEval.recall, bestF1: lastEval.bestF1 },
-      lastMinusBest: lastEval.f1 - bestState.valF1,
+      // best and last both at their chosen threshold (what selection compares); f1AtConfigured: at inference.threshold
+      last: { step: lastStep, f1: lastEval.chosen.f1, threshold: lastEval.chosen.threshold, f1AtConfigured: lastEval.f1, bestF1: lastEval.bestF1 },
+      lastMinusBest: lastEval.chosen.f1 - bestState.valF1,
       history,
     },
     config: usedConfig,
@@ -377,8 +378,8 @@ async function runTorch(ctx, task, data, seed) {
     test: scores,
     validation: {
       best: out.best,
-      last: out.last,
-      lastMinusBest: out.last.f1 - out.best.f1,
+      last: { step: out.last.step, f1: out.last.chosen.f1, threshold: out.last.chosen.threshold, f1AtConfigured: out.last.f1, bestF1: out.last.bestF1 },
+      lastMinusBest: out.last.chosen.f1 - out.best.f1,
       history: out.validation,
     },
     config: cfg,
