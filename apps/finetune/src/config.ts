@@ -43,9 +43,48 @@ export const finetuneSchema: Schema<FinetuneConfig> = {
 
 /** Cross-field checks JSON Schema cannot express; messages name the fields. */
 export function checkFinetuneConfig(cfg: FinetuneConfig, source: string): void {
+  checkWithHoldout(cfg, source);
+}
+
+/** The generic checks plus data.holdout's (a count or a fraction); throws listing every problem. */
+function checkWithHoldout(cfg: SegmentationConfig & { data: { holdout: number } }, source: string): void {
   const problems = segmentationConfigProblems(cfg);
   if (cfg.data.holdout >= 1 && !Number.isInteger(cfg.data.holdout)) {
     problems.push(`data.holdout must be a count of images (an integer >= 1) or a fraction in (0, 1), got ${cfg.data.holdout}`);
   }
   if (problems.length) throw new Error(`${source}: invalid configuration\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+}
+
+/** Fine-tuning on a generic labelled layout (`segment`): the generic sections plus how to read the masks. */
+export interface SegmentConfig extends SegmentationConfig {
+  data: {
+    /** Which side of labelThreshold is foreground: 'white-foreground' (mitochondria masks) or 'black-foreground'. */
+    polarity: LabelPolarity;
+    /** Mask values at or above it are white. */
+    labelThreshold: number;
+    /** Validation images held out of train when the data has no val split (count, or fraction < 1). */
+    holdout: number;
+    /** A training mask with more foreground than this fraction is read with the wrong polarity or threshold. */
+    maxForegroundFraction: number;
+  };
+}
+
+export const segmentSchema: Schema<SegmentConfig> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['model', 'data', 'patches', 'loss', 'optimizer', 'train', 'validation', 'inference'],
+  properties: {
+    ...segmentationSchemaSections,
+    data: section(['polarity', 'labelThreshold', 'holdout', 'maxForegroundFraction'], {
+      polarity: { type: 'string', enum: ['black-foreground', 'white-foreground'] },
+      labelThreshold: int(1, { maximum: 255 }),
+      holdout: positive,
+      maxForegroundFraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    }),
+  },
+};
+
+/** Cross-field checks of a `segment` config; messages name the fields. */
+export function checkSegmentConfig(cfg: SegmentConfig, source: string): void {
+  checkWithHoldout(cfg, source);
 }

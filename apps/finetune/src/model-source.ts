@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MlflowClient } from '@emseg/tracking';
-import { runsUriResolver } from './urisc-run.js';
+import { runsUriResolver } from './train-run.js';
 import { LATEST_FINETUNE, WORKSPACE } from './workspace.js';
 
 /** The local model path for `model` (the value of `flag`), else the latest finished fine-tuning. */

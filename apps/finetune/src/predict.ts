@@ -21,8 +21,13 @@ export interface PredictOptions {
   inputs: readonly string[];
   outDir: string;
   inference: InferenceOptions;
-  /** Membrane where p >= threshold in the submission. */
+  /** Membrane (foreground) where p >= threshold in the submission. */
   threshold: number;
+  /**
+   * The binary output: 'urisc' (default) a U-RISC submission, membrane black 0 on white 255, checked
+   * against the competition's rules; 'mask' a plain mask, foreground white 255 on black 0.
+   */
+  format?: 'urisc' | 'mask';
   /** Probability map format, or 'none' to write only the submission. */
   probability: 'png' | 'tiff' | 'none';
   /** Progress: tiles done of this image's total. */
@@ -45,9 +50,9 @@ export interface PredictedImage {
   height: number;
   submission: string;
   probability: string | null;
-  /** Fraction of pixels drawn as membrane in the submission. */
+  /** Fraction of pixels drawn as membrane (foreground) in the submission. */
   membraneFraction: number;
-  /** Why the official scorer would reject the submission, or null. */
+  /** Why the official scorer would reject the submission (format 'urisc'), or null. */
   problem: string | null;
   seconds: number;
 }
@@ -196,7 +201,10 @@ async function predictFile(segmenter: Segmenter, input: string, options: Predict
   const total = tileCount(image.width, image.height, options.inference);
   const probability = await predictImage(segmenter, image, options.inference, input, (done) => options.onTiles?.(input, done, total), options.stop);
   const { width, height } = image;
+  const urisc = (options.format ?? 'urisc') === 'urisc';
   const submission = toSubmission(probability, width, height, options.threshold);
+  const foreground = membraneFraction(submission);
+  if (!urisc) for (let i = 0; i < submission.data.length; i++) submission.data[i] = 255 - submission.data[i];
   const submissionFile = join(options.outDir, `${name}.png`);
   let probabilityFile: string | null = null;
   if (options.probability !== 'none') {
@@ -216,8 +224,8 @@ async function predictFile(segmenter: Segmenter, input: string, options: Predict
     height,
     submission: submissionFile,
     probability: probabilityFile,
-    membraneFraction: membraneFraction(submission),
-    problem: submissionProblem(submission, submissionFile),
+    membraneFraction: foreground,
+    problem: urisc ? submissionProblem(submission, submissionFile) : null,
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -24,5 +24,8 @@ export const LATEST_FINETUNE = join(FINETUNE_RUNS, 'latest.json');
 /** The default run configuration of `urisc`. */
 export const DEFAULT_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
 
+/** The preset `segment` runs with no --config: mitochondria-like data, IoU. */
+export const DEFAULT_SEGMENT_CONFIG = join(WORKSPACE, 'configs', 'segment', 'mito.json');
+
 /** Where `predict` writes by default (and `score` reads). */
 export const DEFAULT_PREDICTIONS = join(WORKSPACE, '.emseg', 'predictions', 'latest');

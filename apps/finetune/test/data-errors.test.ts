@@ -50,7 +50,7 @@ describe('U-RISC data checks', () => {
     const data = await openUriscData(ds.root, { ...options, polarity: 'white-foreground' });
     await expect(loadTrainingSamples(data.train, 64, 0.5)).rejects.toThrow(
       new RegExp(
-        `${join(ds.splits.train.labels, 'train-000.tiff')}: \\d+\\.\\d% of the pixels are membrane when read as white-foreground with data.labelThreshold 128 \\(values \\d+\\.\\.\\d+\\), more than 50%: the label polarity looks inverted; .*--set data.polarity=black-foreground`,
+        `${join(ds.splits.train.labels, 'train-000.tiff')}: \\d+\\.\\d% of the pixels are membrane when read as white-foreground with data.labelThreshold 128 \\(values \\d+\\.\\.\\d+\\), more than 50% \\(data\\.maxMembraneFraction\\): the label polarity looks inverted; .*--set data.polarity=black-foreground`,
       ),
     );
   });

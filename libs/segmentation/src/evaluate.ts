@@ -28,6 +28,8 @@ export interface ImageEvaluation extends BinaryScore {
 /** The task's scores of a set of images binarised at one threshold (means over the images). */
 export interface ThresholdScore {
   threshold: number;
+  /** The task's metric (mean over the images), which the choice compares. */
+  score: number;
   f1: number;
   precision: number;
   recall: number;
@@ -37,12 +39,15 @@ export interface ThresholdScore {
 
 /** Scores of a set of images: means of per-image values (the U-RISC folder score is the mean F1). */
 export interface Evaluation {
-  /** The task's scores at the configured threshold (EvaluateOptions.threshold). */
+  /** Which metric `score` is (SegmentationTask.metric). */
+  metric: string;
+  /** The task's scores at the configured threshold (EvaluateOptions.threshold); `score` is its metric. */
+  score: number;
   f1: number;
   precision: number;
   recall: number;
   /**
-   * The best of the candidate thresholds and the configured one by the task's mean F1 (ties: the
+   * The best of the candidate thresholds and the configured one by the task's mean score (ties: the
    * one nearest the configured threshold); the configured threshold's scores without candidates.
    */
   chosen: ThresholdScore;
@@ -80,7 +85,7 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
   const t0 = performance.now();
   const { task, threshold } = options;
   const tried = [...new Set([threshold, ...(options.candidates ?? [])])].sort((a, b) => a - b);
-  const sums = tried.map((t) => ({ threshold: t, f1: 0, precision: 0, recall: 0, rejected: 0 }));
+  const sums = tried.map((t) => ({ threshold: t, score: 0, f1: 0, precision: 0, recall: 0, rejected: 0 }));
   const thresholds = defaultThresholds();
   const curveSum = new Float64Array(thresholds.length);
   const results: ImageEvaluation[] = [];
@@ -102,6 +107,7 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
         for (let k = 0; k < scratch.length; k++) scratch[k] = probability[k] >= sum.threshold ? 1 : 0;
         s = await task.scoreImage({ images, pair, sample, probability, binary: scratch, threshold: sum.threshold });
       }
+      sum.score += s.score;
       sum.f1 += s.f1;
       sum.precision += s.precision;
       sum.recall += s.recall;
@@ -111,6 +117,7 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
     sweep.curve.forEach((point, k) => (curveSum[k] += point.f1));
     const result: ImageEvaluation = {
       name: pair.name,
+      score: score.score,
       f1: score.f1,
       precision: score.precision,
       recall: score.recall,
@@ -130,8 +137,10 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
   let best = 0;
   for (let k = 1; k < thresholds.length; k++) if (curveSum[k] > curveSum[best]) best = k;
   const n = Math.max(1, results.length);
-  const byThreshold = sums.map((t) => ({ ...t, f1: t.f1 / n, precision: t.precision / n, recall: t.recall / n }));
+  const byThreshold = sums.map((t) => ({ ...t, score: t.score / n, f1: t.f1 / n, precision: t.precision / n, recall: t.recall / n }));
   return {
+    metric: task.metric,
+    score: mean(results.map((r) => r.score)),
     f1: mean(results.map((r) => r.f1)),
     precision: mean(results.map((r) => r.precision)),
     recall: mean(results.map((r) => r.recall)),
@@ -145,13 +154,13 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
   };
 }
 
-/** The best threshold by mean F1; ties go to the one nearest `preferred`, then to the lower one. */
+/** The best threshold by the task's mean score; ties go to the one nearest `preferred`, then to the lower one. */
 export function chooseThreshold(scores: readonly ThresholdScore[], preferred: number): ThresholdScore {
   let best = scores[0];
   for (const s of scores.slice(1)) {
     // 1e-9: 0.3 and 0.7 are equally near 0.5 although their float distances differ in the last bit
     const nearer = Math.abs(s.threshold - preferred) < Math.abs(best.threshold - preferred) - 1e-9;
-    if (s.f1 > best.f1 || (s.f1 === best.f1 && nearer)) best = s;
+    if (s.score > best.score || (s.score === best.score && nearer)) best = s;
   }
   return best;
 }

@@ -72,10 +72,12 @@ export interface FinetuneOptions {
 }
 
 /**
- * What best-model selection compares: the task's F1 at the chosen threshold (Evaluation.chosen),
- * then the threshold-sweep F1; `threshold` is the one the model was saved with.
+ * What best-model selection compares: the task's score at the chosen threshold (Evaluation.chosen),
+ * then the threshold-sweep F1; `threshold` is the one the model was saved with. Checkpoints written
+ * before tasks had a metric hold no `score`: their `f1` was the score.
  */
 interface BestScore {
+  score?: number;
   f1: number;
   bestF1: number;
   threshold?: number;
@@ -148,9 +150,11 @@ function freezingAt(cfg: SegmentationConfig, step: number): EncoderFreeze {
   return unfreezeAfter !== null && step >= unfreezeAfter ? 'none' : freezeEncoder;
 }
 
-/** Is `e` better than the best so far? The task's F1 at the chosen threshold first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
+/** Is `e` better than the best so far? The task's score at the chosen threshold first, the threshold-sweep F1 breaks ties (e.g. both rejected). */
 function improves(e: Evaluation, best: BestModel | null): boolean {
-  return best === null || e.chosen.f1 > best.f1 || (e.chosen.f1 === best.f1 && e.bestF1 > best.bestF1);
+  if (best === null) return true;
+  const bestScore = best.score ?? best.f1;
+  return e.chosen.score > bestScore || (e.chosen.score === bestScore && e.bestF1 > best.bestF1);
 }
 
 export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
@@ -243,7 +247,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
             const { chosen } = evaluation;
             if (better) await segmenter.save(bestRoot, info(step, chosen));
             await opts.listener?.evaluation?.(step, evaluation, better);
-            return { score: { f1: chosen.f1, bestF1: evaluation.bestF1, threshold: chosen.threshold }, better };
+            return { score: { score: chosen.score, f1: chosen.f1, bestF1: evaluation.bestF1, threshold: chosen.threshold }, better };
           }
         : undefined,
   };

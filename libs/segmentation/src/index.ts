@@ -9,5 +9,5 @@ export type { InferenceOptions } from './inference.js';
 export { centreCrop, overlayPng } from './overlay.js';
 export { resolveModelDir, Segmenter } from './segmenter.js';
 export type { SegmenterInfo, SegmenterSource } from './segmenter.js';
-export { pixelTask } from './task.js';
+export { iouTask, pixelTask } from './task.js';
 export type { BinaryScore, PredictedSample, SegmentationTask } from './task.js';

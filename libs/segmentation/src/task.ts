@@ -3,13 +3,15 @@
  * validation) cannot know: which validation data it can score, and how one binary prediction is
  * scored. Validation reports that score and best-model selection compares it (then the
  * threshold-sweep F1). U-RISC (its official F1 and submission rules) is one task module of
- * apps/finetune; {@link pixelTask} is the plain pixel F1 any binary task starts from.
+ * apps/finetune; {@link pixelTask} (pixel F1) and {@link iouTask} (foreground IoU) are the plain scores any binary task starts from.
  */
 import type { LabeledImages, LabeledPair, LabeledSample } from '@emseg/data';
 import { pixelScores } from '@emseg/evaluation';
 
 /** The task's score of one binary prediction. */
 export interface BinaryScore {
+  /** The task's metric (SegmentationTask.metric), which threshold choice and best-model selection compare. */
+  score: number;
   f1: number;
   precision: number;
   recall: number;
@@ -33,6 +35,8 @@ export interface PredictedSample {
 export interface SegmentationTask {
   /** A short id for logs and run tags ('urisc', 'pixel'). */
   readonly name: string;
+  /** What BinaryScore.score is, for logs and metric names: 'f1' (U-RISC's official F1, pixel F1) or 'iou'. */
+  readonly metric: 'f1' | 'iou';
   /** Refuses a validation sample the task cannot score, naming its file; called before it is predicted. */
   checkSample?(pair: LabeledPair, sample: LabeledSample, images: LabeledImages): void;
   /** The score of the binary prediction at the validation threshold. */
@@ -42,8 +46,19 @@ export interface SegmentationTask {
 /** Pixel F1 / precision / recall of the foreground, with no format rules. */
 export const pixelTask: SegmentationTask = {
   name: 'pixel',
+  metric: 'f1',
   scoreImage: ({ binary, sample }) => {
     const s = pixelScores({ width: sample.mask.width, height: sample.mask.height, data: binary }, sample.mask);
-    return { f1: s.f1, precision: s.precision, recall: s.recall, rejected: null };
+    return { score: s.f1, f1: s.f1, precision: s.precision, recall: s.recall, rejected: null };
+  },
+};
+
+/** Foreground IoU (Jaccard), the metric of CEM500K's benchmarks; F1 (Dice), precision and recall beside it. */
+export const iouTask: SegmentationTask = {
+  name: 'iou',
+  metric: 'iou',
+  scoreImage: ({ binary, sample }) => {
+    const s = pixelScores({ width: sample.mask.width, height: sample.mask.height, data: binary }, sample.mask);
+    return { score: s.iou, f1: s.f1, precision: s.precision, recall: s.recall, rejected: null };
   },
 };

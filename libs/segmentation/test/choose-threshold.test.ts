@@ -6,11 +6,15 @@ import { describe, expect, it } from 'vitest';
 import { chooseThreshold, type ThresholdScore } from '@emseg/segmentation';
 import { DEFAULT_VALIDATION_THRESHOLDS } from '../src/config.js';
 
-const at = (threshold: number, f1: number): ThresholdScore => ({ threshold, f1, precision: f1, recall: f1, rejected: 0 });
+const at = (threshold: number, score: number, f1 = score): ThresholdScore => ({ threshold, score, f1, precision: f1, recall: f1, rejected: 0 });
 
 describe('chooseThreshold', () => {
   it('takes the threshold with the best mean F1', () => {
     expect(chooseThreshold([at(0.3, 0.61), at(0.4, 0.72), at(0.5, 0.7), at(0.6, 0.5)], 0.5).threshold).toBe(0.4);
+  });
+
+  it("compares the task's metric (score), not F1, when they differ", () => {
+    expect(chooseThreshold([at(0.3, 0.6, 0.9), at(0.5, 0.7, 0.5)], 0.5).threshold).toBe(0.5);
   });
 
   it('breaks ties by nearness to the configured threshold, then by the lower threshold', () => {

@@ -139,16 +139,20 @@ describe('evaluateSegmenter with a task', () => {
       threshold: 0.4,
       task: {
         name: 'probe',
+        metric: 'iou',
         checkSample: (pair) => calls.push(`check ${pair.name}`),
         scoreImage: (p) => {
           calls.push(`score ${p.pair.name}`);
           seen.push(p);
-          return { f1: p.pair.name.endsWith('0') ? 0.2 : 0.6, precision: 0.5, recall: 0.25, rejected: null };
+          return { score: p.pair.name.endsWith('0') ? 0.1 : 0.3, f1: p.pair.name.endsWith('0') ? 0.2 : 0.6, precision: 0.5, recall: 0.25, rejected: null };
         },
       },
     });
     expect(calls).toEqual(['check train-000', 'score train-000', 'check train-001', 'score train-001']);
     expect(result.f1).toBeCloseTo(0.4, 12);
+    // the task's own metric is averaged beside F1 and named
+    expect(result.metric).toBe('iou');
+    expect(result.score).toBeCloseTo(0.2, 12);
     expect([result.precision, result.recall]).toEqual([0.5, 0.25]);
     for (const p of seen) {
       expect(p.threshold).toBe(0.4);

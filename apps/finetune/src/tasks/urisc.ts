@@ -105,6 +105,16 @@ export function foregroundFraction(sample: LabeledSample): number {
 
 const percent = (f: number) => `${(f * 100).toFixed(f > 0 && f < 0.001 ? 3 : 1)}%`;
 
+/** How a fraction check names the foreground: the noun, the fields to fix, and what is typical. */
+export interface ForegroundWords {
+  noun: string;
+  plural: string;
+  maxField: string;
+  typical: string;
+}
+
+const URISC_WORDS: ForegroundWords = { noun: 'membrane', plural: 'membranes', maxField: 'data.maxMembraneFraction', typical: 'U-RISC: ~5%, black on white' };
+
 /**
  * Membranes are a minority of pixels (U-RISC ~5%), but not none. A label with no membrane, all
  * membrane, or most pixels membrane was read with the wrong polarity or threshold, or is the wrong
@@ -112,7 +122,13 @@ const percent = (f: number) => `${(f * 100).toFixed(f > 0 && f < 0.001 ? 3 : 1)}
  * sample's threshold) and a fix that gives a plausible fraction (one is searched for, see
  * plausibleReading); "inverted polarity" only when flipping it is that fix.
  */
-export function checkMembraneFraction(pair: LabeledPair, sample: Pick<LabeledSample, 'label'>, polarity: LabelPolarity, maxFraction: number): void {
+export function checkMembraneFraction(
+  pair: LabeledPair,
+  sample: Pick<LabeledSample, 'label'>,
+  polarity: LabelPolarity,
+  maxFraction: number,
+  words: ForegroundWords = URISC_WORDS,
+): void {
   const { threshold, histogram } = sample.label;
   const fraction = foregroundShare(histogram, polarity, threshold);
   if (fraction > 0 && fraction <= maxFraction) return;
@@ -122,11 +138,12 @@ export function checkMembraneFraction(pair: LabeledPair, sample: Pick<LabeledSam
   const fix = plausibleReading(histogram, polarity, threshold, maxFraction);
   const inverted = fix !== null && fix.threshold === threshold;
   let problem: string;
-  if (fraction === 0) problem = `no pixel is membrane (0% foreground) ${reading}`;
-  else if (fraction === 1) problem = `every pixel is membrane (100% foreground) ${reading}`;
+  const { noun } = words;
+  if (fraction === 0) problem = `no pixel is ${noun} (0% foreground) ${reading}`;
+  else if (fraction === 1) problem = `every pixel is ${noun} (100% foreground) ${reading}`;
   else
-    problem = `${percent(fraction)} of the pixels are membrane ${reading}, more than ${(maxFraction * 100).toFixed(0)}%${inverted ? ': the label polarity looks inverted' : ''}`;
-  const minority = `membranes on some but at most ${(maxFraction * 100).toFixed(0)}% of the pixels (U-RISC: ~5%, black on white)`;
+    problem = `${percent(fraction)} of the pixels are ${noun} ${reading}, more than ${(maxFraction * 100).toFixed(0)}% (${words.maxField})${inverted ? ': the label polarity looks inverted' : ''}`;
+  const minority = `${words.plural} on some but at most ${(maxFraction * 100).toFixed(0)}% of the pixels (${words.typical})`;
   if (fix === null) {
     throw new DataError(pair.label, problem, `${minority}; no polarity or threshold gives that, so check that this is the right label file for ${pair.image}`);
   }
@@ -134,13 +151,13 @@ export function checkMembraneFraction(pair: LabeledPair, sample: Pick<LabeledSam
     ...(fix.polarity !== polarity ? [`--set data.polarity=${fix.polarity}`] : []),
     ...(fix.threshold !== threshold ? [`--set data.labelThreshold=${fix.threshold}`] : []),
   ].join(' ');
-  const then = `${percent(foregroundShare(histogram, fix.polarity, fix.threshold))} membrane`;
+  const then = `${percent(foregroundShare(histogram, fix.polarity, fix.threshold))} ${noun}`;
   const lighter = fix.polarity === 'white-foreground';
   const why = inverted
-    ? `if this dataset draws membranes ${lighter ? 'white' : 'black'}, run with ${flags}`
+    ? `if this dataset draws ${words.plural} ${lighter ? 'white' : 'black'}, run with ${flags}`
     : fix.polarity === polarity
       ? `its values all lie on one side of data.labelThreshold ${threshold}: run with ${flags}`
-      : `if membranes are the ${lighter ? 'lighter' : 'darker'} values, run with ${flags}`;
+      : `if ${words.plural} are the ${lighter ? 'lighter' : 'darker'} values, run with ${flags}`;
   throw new DataError(pair.label, problem, `${minority}; ${why} (gives ${then}); or check that this is the right label file for ${pair.image}`);
 }
 
@@ -241,6 +258,7 @@ export function uriscTask(options: { maxMembraneFraction: number }): Segmentatio
   };
   return {
     name: 'urisc',
+    metric: 'f1',
     checkSample: (pair, sample, images) => checkMembraneFraction(pair, sample, images.polarity, options.maxMembraneFraction),
     scoreImage: async ({ images, pair, sample, probability, binary, threshold }) => {
       const { width, height } = sample.image;
@@ -249,11 +267,11 @@ export function uriscTask(options: { maxMembraneFraction: number }): Segmentatio
       const rejected = submissionProblem(submission, name);
       if (rejected !== null) {
         const scores = pixelScores({ width, height, data: binary }, sample.mask);
-        return { f1: 0, precision: scores.precision, recall: scores.recall, rejected };
+        return { score: 0, f1: 0, precision: scores.precision, recall: scores.recall, rejected };
       }
       const truth = await truthOf(pair.label, images.polarity);
       const official = uriscF1(submission, truth, { prediction: name, groundTruth: pair.label });
-      return { f1: official.f1, precision: official.precision, recall: official.recall, rejected: null };
+      return { score: official.f1, f1: official.f1, precision: official.precision, recall: official.recall, rejected: null };
     },
   };
 }

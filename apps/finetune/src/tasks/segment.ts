@@ -1,0 +1,203 @@
+/**
+ * The generic binary segmentation task (`segment`): any EM images with binary masks, in the
+ * layout most EM datasets ship (Lucchi++, Kasthuri++, ISBI 2012 once exported, ...):
+ *
+ *   DIR/images/*.png|tif   DIR/masks/*.png|tif                       one set, split here by image
+ *   DIR/images/{train,val,test}/   DIR/masks/{train,val,test}/     given splits
+ *   DIR/{train,val,test}/images/   DIR/{train,val,test}/masks/     given splits
+ *
+ * Images and masks pair by file stem. Masks are 8-bit; foreground is the `polarity` side of
+ * `labelThreshold` (white-foreground by default). Validation and test are scored by foreground
+ * IoU (CEM500K's benchmark metric), with F1 (Dice), precision and recall beside it.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DataError, foregroundShare, LabeledImages, readImage, type LabeledSample, type LabelPolarity } from '@emseg/data';
+import { pixelScores, scoresFromCounts, type PixelScores } from '@emseg/evaluation';
+import { checkImageSize, checkMembraneFraction, type ForegroundWords } from './urisc.js';
+
+export type SplitName = 'train' | 'val' | 'test';
+
+export interface SegmentDataOptions {
+  polarity: LabelPolarity;
+  labelThreshold: number;
+  /** Validation images held out of train when there is no val split (count, or fraction < 1). */
+  holdout: number;
+  seed: number;
+}
+
+export interface SegmentData {
+  root: string;
+  /** Which of the layouts the folder has. */
+  layout: 'flat' | 'images-masks-splits' | 'split-folders';
+  train: LabeledImages;
+  validation: LabeledImages;
+  validationSource: 'val' | 'holdout';
+  test: LabeledImages | null;
+}
+
+export const FOREGROUND_WORDS: ForegroundWords = {
+  noun: 'foreground',
+  plural: 'foreground objects',
+  maxField: 'data.maxForegroundFraction',
+  typical: 'mitochondria ~5-15%, white on black',
+};
+
+const isDir = (path: string) => existsSync(path) && statSync(path).isDirectory();
+
+/** The images and masks folders of `split` under `root` for `layout` (the whole set for 'flat'). */
+export function segmentDirectories(root: string, layout: SegmentData['layout'], split?: SplitName): { images: string; labels: string } {
+  if (layout === 'flat' || split === undefined) return { images: join(root, 'images'), labels: join(root, 'masks') };
+  if (layout === 'images-masks-splits') return { images: join(root, 'images', split), labels: join(root, 'masks', split) };
+  return { images: join(root, split, 'images'), labels: join(root, split, 'masks') };
+}
+
+function detectLayout(root: string): SegmentData['layout'] {
+  if (isDir(join(root, 'images')) && isDir(join(root, 'masks'))) return isDir(join(root, 'images', 'train')) ? 'images-masks-splits' : 'flat';
+  if (isDir(join(root, 'train', 'images'))) return 'split-folders';
+  throw new DataError(
+    root,
+    isDir(root) ? 'has neither images/ + masks/ nor train/images/' : 'does not exist',
+    'a labelled folder: images/ and masks/ paired by file stem, optionally with train/, val/, test/ inside each (or train/images, train/masks, ...)',
+  );
+}
+
+/**
+ * Opens train / validation / test of a labelled folder (see the module comment). Without a val
+ * split, `holdout` images of train are held out (seeded, by image); without a test split, none.
+ *
+ * @example const data = await openSegmentData('/data/lucchi', { polarity: 'white-foreground', labelThreshold: 128, holdout: 0.2, seed: 0 });
+ */
+export async function openSegmentData(rootDir: string, options: SegmentDataOptions): Promise<SegmentData> {
+  const root = resolve(rootDir);
+  const layout = detectLayout(root);
+  const open = async (split?: SplitName): Promise<LabeledImages | null> => {
+    const dirs = segmentDirectories(root, layout, split);
+    if (!isDir(dirs.images)) return null;
+    if (!isDir(dirs.labels)) throw new DataError(dirs.labels, 'does not exist', `the masks of ${dirs.images}, paired by file stem`);
+    return LabeledImages.open({ ...dirs, polarity: options.polarity, threshold: options.labelThreshold });
+  };
+  const all = await open(layout === 'flat' ? undefined : 'train');
+  const trainDir = segmentDirectories(root, layout, 'train').images;
+  if (all === null) throw new DataError(trainDir, 'does not exist', 'the training images (train/ beside val/ and test/)');
+  if (all.size === 0) throw new DataError(trainDir, 'holds no images', 'PNG/TIFF training images');
+  const val = layout === 'flat' ? null : await open('val');
+  const test = layout === 'flat' ? null : await open('test');
+  let train = all;
+  let validation: LabeledImages;
+  let validationSource: SegmentData['validationSource'];
+  if (val !== null && val.size > 0) {
+    validation = val;
+    validationSource = 'val';
+  } else {
+    if (all.size < 2) {
+      throw new DataError(
+        trainDir,
+        `holds ${all.size} image and there is no val split`,
+        'at least 2 training images (one is held out for validation), or a val/ split',
+      );
+    }
+    ({ train, validation } = all.split(options.holdout, options.seed));
+    validationSource = 'holdout';
+  }
+  return { root, layout, train, validation, validationSource, test: test !== null && test.size > 0 ? test : null };
+}
+
+/**
+ * Decodes the training images with their masks. Every image must hold a patch; a mask with more
+ * foreground than `maxFraction` (or all of it) is refused with the reading that fixes it. Masks
+ * without foreground are allowed (a slice without mitochondria), but not a training set without any.
+ */
+export async function loadSegmentTraining(images: LabeledImages, patchSize: number, maxFraction: number): Promise<LabeledSample[]> {
+  for (const pair of images.pairs) {
+    const fit = Math.floor(Math.min(pair.width, pair.height) / 32) * 32;
+    checkImageSize(
+      pair.image,
+      pair.width,
+      pair.height,
+      patchSize,
+      'training patch',
+      fit >= 32 ? `a smaller patches.size (--set patches.size=${fit})` : 'larger images',
+    );
+  }
+  const samples: LabeledSample[] = [];
+  let foreground = 0;
+  for (let i = 0; i < images.size; i++) {
+    const sample = await images.load(i);
+    const fraction = foregroundShare(sample.label.histogram, images.polarity, images.threshold);
+    if (fraction > 0) checkMembraneFraction(images.pairs[i], sample, images.polarity, maxFraction, FOREGROUND_WORDS);
+    foreground += fraction;
+    samples.push(sample);
+  }
+  // No mask has foreground: the first one's check names the reading and a fix.
+  if (foreground === 0) checkMembraneFraction(images.pairs[0], samples[0], images.polarity, maxFraction, FOREGROUND_WORDS);
+  return samples;
+}
+
+/** Scores of one written mask against its label. */
+export interface MaskScore extends PixelScores {
+  name: string;
+  prediction: string;
+  groundTruth: string;
+}
+
+/** Per-image scores, their means, and the scores of all pixels pooled (CEM500K reports pooled IoU). */
+export interface MaskFolderScore {
+  images: MaskScore[];
+  mean: { iou: number; f1: number; precision: number; recall: number };
+  pooled: PixelScores;
+}
+
+/**
+ * Scores the masks `predictions` (name -> file; foreground 255, as `predict --format mask` writes
+ * them) against the labels of `truth`, read with its polarity and threshold, one image at a time.
+ */
+export async function scoreMasks(predictions: ReadonlyMap<string, string>, truth: LabeledImages): Promise<MaskFolderScore> {
+  const images: MaskScore[] = [];
+  let tp = 0;
+  let fp = 0;
+  let fn = 0;
+  let tn = 0;
+  for (let i = 0; i < truth.size; i++) {
+    const pair = truth.pairs[i];
+    const file = predictions.get(pair.name);
+    if (file === undefined) throw new DataError(pair.label, 'has no prediction', `a predicted mask named ${pair.name}.png`);
+    const [predicted, sample] = await Promise.all([readImage(file), truth.load(i)]);
+    if (predicted.bitDepth !== 8) throw new DataError(file, `is ${predicted.bitDepth}-bit`, 'an 8-bit mask (foreground 255)');
+    const mask = { width: predicted.width, height: predicted.height, data: Uint8Array.from(predicted.data, (v) => (v >= 128 ? 1 : 0)) };
+    const s = pixelScores(mask, sample.mask);
+    tp += s.truePositives;
+    fp += s.falsePositives;
+    fn += s.falseNegatives;
+    tn += s.trueNegatives;
+    images.push({ name: pair.name, prediction: file, groundTruth: pair.label, ...s });
+  }
+  const mean = (key: 'iou' | 'f1' | 'precision' | 'recall') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
+  return { images, mean: { iou: mean('iou'), f1: mean('f1'), precision: mean('precision'), recall: mean('recall') }, pooled: scoresFromCounts(tp, fp, fn, tn) };
+}
+
+/** Per-image mask scores as CSV, with the mean and pooled rows. */
+export function maskScoresCsv(score: MaskFolderScore): string {
+  const head = 'name,iou,f1,precision,recall,true_positives,false_positives,false_negatives,prediction,ground_truth';
+  const row = (r: MaskScore) =>
+    [
+      r.name,
+      r.iou,
+      r.f1,
+      r.precision,
+      r.recall,
+      r.truePositives,
+      r.falsePositives,
+      r.falseNegatives,
+      JSON.stringify(r.prediction),
+      JSON.stringify(r.groundTruth),
+    ].join(',');
+  const p = score.pooled;
+  return [
+    head,
+    ...score.images.map(row),
+    `mean,${score.mean.iou},${score.mean.f1},${score.mean.precision},${score.mean.recall},,,,,`,
+    `pooled,${p.iou},${p.f1},${p.precision},${p.recall},${p.truePositives},${p.falsePositives},${p.falseNegatives},,`,
+    '',
+  ].join('\n');
+}
