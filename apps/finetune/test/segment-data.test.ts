@@ -21,7 +21,12 @@ const SIZE = 64;
 function pair(x0: number, y0: number, side = 16): { image: GreyImage; mask: GreyImage } {
   const image = new Uint8Array(SIZE * SIZE).fill(60);
   const mask = new Uint8Array(SIZE * SIZE);
-  for (let y = y0; y < y0 + side; y++) for (let x = x0; x < x0 + side; x++) ((image[y * SIZE + x] = 200), (mask[y * SIZE + x] = 255));
+  for (let y = y0; y < y0 + side; y++) {
+    for (let x = x0; x < x0 + side; x++) {
+      image[y * SIZE + x] = 200;
+      mask[y * SIZE + x] = 255;
+    }
+  }
   return { image: { width: SIZE, height: SIZE, bitDepth: 8, data: image }, mask: { width: SIZE, height: SIZE, bitDepth: 8, data: mask } };
 }
 
