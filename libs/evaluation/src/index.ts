@@ -46,3 +46,25 @@ export type { DefinitionCriteria } from './definition.js';
 export { METRICS, PROTOCOLS, scoreFiles } from './score-files.js';
 export type { ImageResult, MetricName, Protocol, ScoreFilesOptions, ScoreFilesResult, ScoreSummary } from './score-files.js';
 export { definitionTable, renderTable, scoreTable } from './report.js';
+
+export { classScores } from './class-metrics.js';
+export type { ClassMap, ClassScore, ClassScoreOptions, ClassScores } from './class-metrics.js';
+export {
+  assertInstanceLabels,
+  assertSameShape,
+  detectionScores,
+  instanceOverlaps,
+  instanceScores,
+  matchInstances,
+  panopticQuality,
+} from './instance-metrics.js';
+export type {
+  DetectionScores,
+  InstanceIdArray,
+  InstanceLabels,
+  InstanceOverlap,
+  InstanceOverlaps,
+  InstanceScoreOptions,
+  InstanceScores,
+  PanopticScores,
+} from './instance-metrics.js';
