@@ -11,8 +11,8 @@ state_dict() of a pickled module), and writes:
                             "tensors": [{"name", "shape", "offset"}], "skipped": [{"name", "dtype"}]}
     OUT_DIR/tensors.bin    the tensors as little-endian float32, C order, at their byte offsets
 
-`norms` is the input normalisation when the checkpoint carries one (CEM500K / empanada checkpoints
-have "norms": [mean, std] or {"mean", "std"}). Non-floating tensors (num_batches_tracked) are
+`norms` is the input normalisation when the checkpoint carries one (the CEM500K MoCoV2 and CEM1.5M SwAV
+checkpoints have "norms": [mean, std], empanada's {"mean", "std"}). Non-floating tensors (num_batches_tracked) are
 listed under "skipped". Keys are written unchanged; prefixes are handled by the importer.
 """
 from __future__ import annotations

@@ -88,16 +88,19 @@ def main() -> None:
 
     h, w = args.size
     x = torch.rand(args.batch, 1 if args.grey else args.in_channels, h, w, generator=generator)
-    input_shape = write_nhwc(x, os.path.join(args.out_dir, "input.bin"))
-    if args.grey:
-        x = x.repeat(1, args.in_channels, 1, 1)
     with torch.no_grad():
-        maps = model.features(x)
+        maps = model.features(x.repeat(1, args.in_channels, 1, 1) if args.grey else x)
+    write_reference(args.out_dir, x, maps)
+
+
+def write_reference(out_dir: str, x: torch.Tensor, maps: list[torch.Tensor]) -> None:
+    """input.bin, feature_<i>.bin and features.json (the format described above) in OUT_DIR."""
+    input_shape = write_nhwc(x, os.path.join(out_dir, "input.bin"))
     features = []
     for i, f in enumerate(maps):
         name = f"feature_{i}.bin"
-        features.append({"file": name, "shape": write_nhwc(f, os.path.join(args.out_dir, name))})
-    with open(os.path.join(args.out_dir, "features.json"), "w") as f:
+        features.append({"file": name, "shape": write_nhwc(f, os.path.join(out_dir, name))})
+    with open(os.path.join(out_dir, "features.json"), "w") as f:
         json.dump({"input": input_shape, "features": features}, f)
 
 

@@ -55,8 +55,11 @@ export async function readTorchExport(dir: string): Promise<TorchExport> {
 
 const STEM_KEY = 'conv1.weight';
 const ENCODER_MODULE = /^(conv1|bn1|layer[1-4])(\.|$)/;
-/** Heads that are dropped: the classifier (torchvision `fc`) or a MoCo projection MLP in its place. */
-const HEAD_MODULE = /^fc(\.|$)/;
+/**
+ * Heads that are dropped: the classifier (torchvision `fc`) or a MoCo projection MLP in its place, and
+ * SwAV's `projection_head` and `prototypes` (`prototypes0`, `prototypes1`, ... with several heads).
+ */
+const HEAD_MODULE = /^(fc|projection_head|prototypes\d*)(\.|$)/;
 
 /**
  * The key prefix in front of the ResNet (`module.encoder_q.`, `module.`, `encoder.`, or '').
@@ -109,7 +112,7 @@ export interface TorchImportOptions {
 export interface TorchImportResult {
   encoder: ResNetEncoder;
   prefix: string;
-  /** Keys that were not imported: other prefixes (key encoder, queue), fc/projection, counters. */
+  /** Keys that were not imported: other prefixes (MoCo key encoder, queue), heads (fc, SwAV projection_head / prototypes). */
   ignored: string[];
   /** Things a user should know, e.g. a summed RGB stem. */
   warnings: string[];
@@ -118,7 +121,7 @@ export interface TorchImportResult {
 /**
  * Builds an encoder whose weights are those of a torchvision-layout ResNet state_dict.
  * Every ResNet tensor must map to a weight of the built encoder and vice versa; anything else
- * under the prefix except `fc.*` is an error (it would mean a different architecture).
+ * under the prefix except a head (HEAD_MODULE) is an error (it would mean a different architecture).
  */
 export function encoderFromTorchStateDict(stateDict: Map<string, TorchTensor>, options: TorchImportOptions = {}): TorchImportResult {
   const shapeOf = (key: string) => stateDict.get(key)?.shape ?? [];
@@ -131,7 +134,11 @@ export function encoderFromTorchStateDict(stateDict: Map<string, TorchTensor>, o
     const local = key.startsWith(prefix) ? key.slice(prefix.length) : null;
     if (local === null || HEAD_MODULE.test(local)) ignored.push(key);
     else if (ENCODER_MODULE.test(local)) encoderKeys.push(local);
-    else throw new Error(`state_dict key "${key}" is not part of a torchvision ResNet encoder (expected conv1, bn1, layer1-4 or fc under "${prefix}")`);
+    else {
+      throw new Error(
+        `state_dict key "${key}" is not part of a torchvision ResNet encoder (expected conv1, bn1, layer1-4 or a head: fc, projection_head, prototypes under "${prefix}")`,
+      );
+    }
   }
   const modules = new Set(encoderKeys.map((k) => k.slice(0, k.lastIndexOf('.'))));
   const depth = inferDepth(modules);

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -36,8 +37,8 @@ function float32(file: string): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-/** Features of the bundle at `bundle` on the reference input, against PyTorch's, as max |difference| per stride. */
-async function compareWithTorch(reference: string, bundle: string): Promise<{ shapes: number[][]; diffs: number[] }> {
+/** Features of the bundle at `bundle` on the reference input, against PyTorch's: max |difference| and max |PyTorch feature| per stride. */
+async function compareWithTorch(reference: string, bundle: string): Promise<{ shapes: number[][]; diffs: number[]; scales: number[] }> {
   const spec = JSON.parse(readFileSync(join(reference, 'features.json'), 'utf8')) as {
     input: number[];
     features: Array<{ file: string; shape: number[] }>;
@@ -47,7 +48,11 @@ async function compareWithTorch(reference: string, bundle: string): Promise<{ sh
   const x = tf.tensor4d(float32(join(reference, 'input.bin')), [b, h, w, c]);
   const ours = encoder.features(x);
   const torch = spec.features.map((f) => tf.tensor(float32(join(reference, f.file)), f.shape));
-  const result = { shapes: ours.map((f) => f.shape), diffs: ours.map((f, i) => maxAbsDiff(f, torch[i])) };
+  const result = {
+    shapes: ours.map((f) => f.shape),
+    diffs: ours.map((f, i) => maxAbsDiff(f, torch[i])),
+    scales: torch.map((f) => tf.tidy(() => f.abs().max().dataSync()[0])),
+  };
   expect(result.shapes).toEqual(spec.features.map((f) => f.shape));
   tf.dispose([x, ours, torch]);
   encoder.dispose();
@@ -56,8 +61,14 @@ async function compareWithTorch(reference: string, bundle: string): Promise<{ sh
 
 const moco = join(work, 'moco18');
 const rgb = join(work, 'rgb18');
+// Stand-ins for the released CEM checkpoints, laid out as cem-dataset's pretraining scripts save them.
+const cemMoco = join(work, 'cem-mocov2');
+const cemSwav = join(work, 'cem-swav');
+const CEM_MOCO_FILE = 'cem500k_mocov2_resnet50_200ep.pth.tar';
+const CEM_SWAV_FILE = 'cem1.5m_swav_resnet50_200ep_balanced.pth.tar';
 let torchKeys: Record<string, Record<string, number[]>>;
 let rgbStateDict: Map<string, TorchTensor>;
+let swavStateDict: Map<string, TorchTensor>;
 
 // Python starts slowly (importing torch), so the fixtures are made once, in parallel.
 beforeAll(async () => {
@@ -68,9 +79,15 @@ beforeAll(async () => {
     py('reference_features.py', rgb, '--depth', '18', '--in-channels', '3', '--grey', '--size', '45', '37', '--batch', '1').then(() =>
       py('export_state_dict.py', join(rgb, 'checkpoint.pth'), join(rgb, 'export')),
     ),
+    // The MoCo one in torch's pre-1.6 (non-zip) format, the SwAV one in the zip format: both must load with weights_only.
+    py('cem_checkpoints.py', cemMoco, '--layout', 'mocov2', '--legacy-format', '--size', '64', '64'),
+    py('cem_checkpoints.py', cemSwav, '--layout', 'swav', '--size', '64', '64').then(() =>
+      py('export_state_dict.py', join(cemSwav, CEM_SWAV_FILE), join(cemSwav, 'export')),
+    ),
   ]);
   torchKeys = JSON.parse(keys) as typeof torchKeys;
   rgbStateDict = (await readTorchExport(join(rgb, 'export'))).stateDict;
+  swavStateDict = (await readTorchExport(join(cemSwav, 'export'))).stateDict;
 }, 180_000);
 
 describe('naming contract', () => {
@@ -144,6 +161,68 @@ describe('import-torch', () => {
     const junk = join(work, 'junk.pth');
     writeFileSync(junk, 'this is not a checkpoint');
     await expect(importTorchCheckpoint({ checkpoint: junk, out: join(work, 'y'), python })).rejects.toThrow(/export_state_dict: cannot read .*junk\.pth/);
+  });
+});
+
+describe('import-torch: the released CEM ResNet-50 checkpoints (layouts of cem-dataset pretraining/)', () => {
+  /** Float tensors of a torchvision ResNet-50 backbone (no fc, no counters): what must be imported. */
+  const backboneKeys = () => Object.keys(torchKeys[50]).filter((k) => !k.startsWith('fc.') && !k.endsWith('num_batches_tracked'));
+  const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+  it(`${CEM_MOCO_FILE}: the query encoder (module.encoder_q.), key encoder + MLP head + queue ignored, norms carried, features equal PyTorch's`, async () => {
+    const checkpoint = join(cemMoco, CEM_MOCO_FILE);
+    const result = await importTorchCheckpoint({ checkpoint, out: join(cemMoco, 'bundle'), python });
+    expect(result.prefix).toBe('module.encoder_q.');
+    expect(result.warnings).toEqual([]);
+    const head = ['fc.0.weight', 'fc.0.bias', 'fc.2.weight', 'fc.2.bias'];
+    const expectedIgnored = [
+      ...[...backboneKeys(), ...head].map((k) => `module.encoder_k.${k}`),
+      ...head.map((k) => `module.encoder_q.${k}`),
+      'module.queue', // module.queue_ptr and the num_batches_tracked counters are int64: not exported at all
+    ];
+    expect([...result.ignored].sort()).toEqual(expectedIgnored.sort());
+    expect(result.meta).toMatchObject({ architecture: 'resnet50', inputChannels: 1, normalization: { mean: [0.57287007], std: [0.12740536] } });
+    expect(result.meta.training).toMatchObject({
+      method: 'pytorch-import',
+      config: { prefix: 'module.encoder_q.', sha256: sha256(checkpoint), ignoredKeys: expectedIgnored.length },
+    });
+
+    const { shapes, diffs, scales } = await compareWithTorch(cemMoco, result.dir);
+    expect(shapes.map((s) => s.slice(1))).toEqual([
+      [32, 32, 64],
+      [16, 16, 256],
+      [8, 8, 512],
+      [4, 4, 1024],
+      [2, 2, 2048],
+    ]);
+    // ResNet-50's deep maps reach |x| ~ 70 here: float32 rounding bounds the difference relative to that scale.
+    diffs.forEach((d, i) => expect(d / scales[i]).toBeLessThan(1e-5));
+  });
+
+  it(`${CEM_SWAV_FILE}: the backbone under module., projection_head + prototypes ignored, norms carried, features equal SwAV's forward`, async () => {
+    const checkpoint = join(cemSwav, CEM_SWAV_FILE);
+    const result = await importTorchCheckpoint({ checkpoint, out: join(cemSwav, 'bundle'), python });
+    expect(result.prefix).toBe('module.');
+    expect(result.warnings).toEqual([]);
+    const heads = [
+      ...['0.weight', '0.bias', '1.weight', '1.bias', '1.running_mean', '1.running_var', '3.weight', '3.bias'].map((k) => `projection_head.${k}`),
+      'prototypes.weight',
+    ];
+    expect([...result.ignored].sort()).toEqual(heads.map((k) => `module.${k}`).sort());
+    expect(result.meta).toMatchObject({ architecture: 'resnet50', inputChannels: 1, normalization: { mean: [0.57571], std: [0.12765] } });
+    expect(result.meta.training).toMatchObject({ method: 'pytorch-import', config: { prefix: 'module.', sha256: sha256(checkpoint) } });
+    // The reference is SwAV's own stem (zero pad 1, conv1 with padding 2), which is torchvision's padding 3.
+    const { diffs, scales } = await compareWithTorch(cemSwav, result.dir);
+    expect(diffs).toHaveLength(5);
+    diffs.forEach((d, i) => expect(d / scales[i]).toBeLessThan(1e-5));
+
+    // The same state_dict with "module." stripped (the keys empanada's encoder_pretraining expects) imports the same way.
+    const stripped = new Map([...swavStateDict].map(([k, v]) => [k.replace(/^module\./, ''), v] as const));
+    const plain = encoderFromTorchStateDict(stripped);
+    expect(plain.prefix).toBe('');
+    expect([...plain.ignored].sort()).toEqual([...heads].sort());
+    expect(plain.encoder.model.weights).toHaveLength(backboneKeys().length);
+    plain.encoder.dispose();
   });
 });
 
