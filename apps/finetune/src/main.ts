@@ -5,6 +5,7 @@
  *
  *   nx run finetune:urisc                                   quick config on the embedded synthetic data
  *   nx run finetune:urisc -c track2 --data DIR --encoder REF   the paper setup on real U-RISC data
+ *   nx run finetune:segment -- --data DIR --encoder REF     any labelled EM folder (images/ + masks/), by IoU
  *   nx run finetune:predict -- IMAGES... --out DIR          probability maps + binary submissions
  *   nx run finetune:score -- --pred DIR --labels DIR        official U-RISC F1 of a folder
  *   nx run finetune:attribute -- --image IMG --label LBL    integrated gradients and S_k per class
@@ -14,12 +15,13 @@ import { commandLine, EXIT_CODES_HELP, lazyCommand, repeatedOption, withRunOptio
 import type { AttributeArgs } from './attribute-command.js';
 import type { PredictArgs } from './predict-command.js';
 import type { ScoreArgs } from './score-command.js';
+import type { SegmentArgs } from './segment-run.js';
 import type { UriscArgs } from './urisc-run.js';
-import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS, WORKSPACE } from './workspace.js';
+import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS, DEFAULT_SEGMENT_CONFIG, WORKSPACE } from './workspace.js';
 
 // Commands are imported when they run, so `--help` answers at once, without loading TensorFlow.
 
-commandLine('emseg-finetune', 'name a command: urisc, predict, score or attribute', (y) =>
+commandLine('emseg-finetune', 'name a command: urisc, segment, predict, score or attribute', (y) =>
   y
     .command(
       'urisc',
@@ -55,8 +57,42 @@ commandLine('emseg-finetune', 'name a command: urisc, predict, score or attribut
       lazyCommand<UriscArgs>(async () => (await import('./urisc-run.js')).runUrisc),
     )
     .command(
+      'segment',
+      'fine-tune a U-Net on any labelled EM folder (images/ + masks/ paired by name, optional train/val/test), validate and test by foreground IoU',
+      (y) =>
+        withRunOptions(y, {
+          config: { default: DEFAULT_SEGMENT_CONFIG, describe: 'run configuration (JSON; see configs/segment/: mito)' },
+          setExample: 'data.polarity=black-foreground',
+          out: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)',
+          latest: 'record the finished run here for `predict` (default: latest.json beside the run folder)',
+          experiment: 'emseg-segment',
+          runName: 'unet-<arch>-<time>',
+        })
+          .option('data', {
+            type: 'string',
+            describe:
+              'labelled folder: images/ and masks/ paired by file stem, optionally split into train/ val/ test/ (images/train/... or train/images/...); default: the embedded synthetic mitochondria',
+          })
+          .option('encoder', {
+            type: 'string',
+            describe:
+              'encoder bundle directory, runs:/<run_id>/encoder, the latest.json of a pretraining, "latest-pretrain" or "random" (default: model.encoder of the config)',
+          })
+          .option('test', { type: 'boolean', default: true, describe: 'predict and score the test split with the best model at the end (--no-test to skip)' })
+          .check((a) => {
+            const repeated = repeatedOption(a, ['data', 'encoder']);
+            if (repeated) throw new Error(repeated);
+            return true;
+          })
+          .example('$0 segment', 'the mito preset on the embedded synthetic data')
+          .example('$0 segment --data /data/lucchi --encoder runs:/4f2c.../encoder --set train.steps=2000', 'mitochondria from a pretrained encoder')
+          .example('$0 segment --data /data/isbi --set data.polarity=black-foreground --set data.maxForegroundFraction=0.4', 'membranes drawn black')
+          .epilogue(EXIT_CODES_HELP),
+      lazyCommand<SegmentArgs>(async () => (await import('./segment-run.js')).runSegment),
+    )
+    .command(
       'predict [inputs..]',
-      'predict whole images in blended tiles: 16-bit probability maps and binary U-RISC submissions (membrane black = 0)',
+      'predict whole images in blended tiles: 16-bit probability maps and binary outputs (U-RISC submissions with membrane black = 0, or masks with foreground white = 255)',
       (y) =>
         y
           .positional('inputs', {
@@ -86,6 +122,12 @@ commandLine('emseg-finetune', 'name a command: urisc, predict, score or attribut
             choices: ['png', 'tiff', 'none'] as const,
             default: 'png' as const,
             describe: 'probability map format (16-bit)',
+          })
+          .option('format', {
+            type: 'string',
+            choices: ['urisc', 'mask'] as const,
+            describe:
+              "binary output: urisc = U-RISC submission (membrane black 0), mask = foreground white 255 (default: urisc for a U-RISC model, mask for any other task's)",
           })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server for a runs:/ --model' })
           .example('$0 predict data/imgs/Track1/test --out out/test --tta', 'a submission folder for the test images')

@@ -28,6 +28,8 @@ export interface PredictArgs {
   tta?: boolean;
   threshold?: number;
   probability: 'png' | 'tiff' | 'none';
+  /** The binary output (default: 'urisc' for a U-RISC model, 'mask' for any other task's). */
+  format?: 'urisc' | 'mask';
   trackingUri?: string;
 }
 
@@ -78,12 +80,17 @@ export async function predict(args: PredictArgs): Promise<number> {
     const problem = inferenceProblem(inference);
     if (problem) throw new Error(problem);
     const threshold = args.threshold ?? info.threshold;
+    // models saved before tasks were recorded are U-RISC models
+    const format = args.format ?? ((info.task ?? 'urisc') === 'urisc' ? 'urisc' : 'mask');
+    const what = format === 'urisc' ? 'membrane' : 'foreground';
+    const validated =
+      info.metric && info.metric !== 'f1' && info.valScore != null ? `validation ${info.metric} ${info.valScore.toFixed(4)}, F1` : 'validation F1';
     if (!(threshold >= 0 && threshold <= 1)) throw new Error(`--threshold must be a probability in [0, 1], got ${threshold}`);
     // the smallest image decides whether (and which) tile fits all of them
     const smallest = headers.reduce((a, b) => (Math.min(b.width, b.height) < Math.min(a.width, a.height) ? b : a));
     checkTileFits(smallest.path, smallest.width, smallest.height, inference);
     process.stderr.write(
-      `model: ${info.architecture} U-Net (step ${info.step}, validation F1 ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}\n`,
+      `model: ${info.architecture} U-Net (${info.task ?? 'urisc'}; step ${info.step}, ${validated} ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}; ${format === 'urisc' ? 'U-RISC submissions (membrane black 0)' : 'masks (foreground white 255)'}\n`,
     );
     let bar: ProgressBar | undefined;
     let current = '';
@@ -108,6 +115,7 @@ export async function predict(args: PredictArgs): Promise<number> {
         inference,
         threshold,
         probability: args.probability,
+        format,
         stop,
         onTiles: (image, done, total) => {
           if (image !== current) {
@@ -120,7 +128,7 @@ export async function predict(args: PredictArgs): Promise<number> {
         onImage: (r) => {
           endBar();
           process.stdout.write(
-            `${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% membrane, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`,
+            `${r.name}: ${r.width} x ${r.height}, ${(r.membraneFraction * 100).toFixed(2)}% ${what}, ${r.seconds.toFixed(1)} s -> ${r.submission}${r.probability ? ` (+ ${r.probability})` : ''}\n`,
           );
           if (r.problem) process.stderr.write(`warning: ${r.problem}\n`);
         },

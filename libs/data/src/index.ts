@@ -15,6 +15,8 @@ export type { BitDepth, FloatImage, GreyImage, Mask, PixelArray, Rect } from './
 export { publishDirectory, writeFileAtomic } from '@emseg/fs';
 export { IMAGE_EXTENSIONS, isImageFileName, readImage, readImageInfo, writeImage } from './image-io.js';
 export type { ImageInfo, ReadImageOptions, WriteImageOptions } from './image-io.js';
+export { StackWriter, readStack, readStackInfo, readStackSlice, writeStack } from './stack-io.js';
+export type { GreyStack, StackInfo, StackWriterOptions, WriteStackOptions } from './stack-io.js';
 export { fileStem, listImageFiles } from './listing.js';
 export type { ListImagesOptions } from './listing.js';
 export { datasetDigest } from './digest.js';
@@ -46,5 +48,16 @@ export { renderEmScene } from './synthetic/em-scene.js';
 export type { EmScene, EmSceneOptions } from './synthetic/em-scene.js';
 export { SYNTHETIC_GENERATOR_VERSION, URISC_SPLITS, generateSyntheticCrops, generateSyntheticUrisc, syntheticUriscAt } from './synthetic/generate.js';
 export type { SyntheticCropsDataset, SyntheticCropsOptions, SyntheticUriscDataset, SyntheticUriscOptions, UriscSplit } from './synthetic/generate.js';
-export { QUICK_DATA, defaultDataCacheDir, defaultDataVersion, ensureDefaultData } from './synthetic/default-data.js';
-export type { DefaultData, DefaultDataSpec } from './synthetic/default-data.js';
+export { QUICK_DATA, QUICK_MITO, defaultDataCacheDir, defaultDataVersion, ensureDefaultData, ensureDefaultMito } from './synthetic/default-data.js';
+export type { DefaultData, DefaultDataSpec, DefaultMito, DefaultMitoSpec } from './synthetic/default-data.js';
+export { SYNTHETIC_MITO_VERSION, generateSyntheticMito, generateSyntheticMitoStack, renderMitoScene } from './synthetic/mito.js';
+export type {
+  MitoScene,
+  MitoSceneOptions,
+  SyntheticMitoDataset,
+  SyntheticMitoOptions,
+  SyntheticMitoSplit,
+  SyntheticMitoStack,
+  SyntheticMitoStackDataset,
+  SyntheticMitoStackOptions,
+} from './synthetic/mito.js';

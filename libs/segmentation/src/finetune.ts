@@ -169,13 +169,16 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
   const optimizer = new Adam(0.9, 0.999, 1e-8, cfg.optimizer.kind === 'adamw' ? cfg.optimizer.weightDecay : 0);
   const inference = cfg.inference;
   // A model is saved with the threshold validation chose for it (inference.threshold if not validated).
-  const info = (step: number, chosen: { f1: number; threshold: number } | null) =>
+  const info = (step: number, chosen: { score: number; f1: number; threshold: number } | null) =>
     segmenter.info({
       threshold: chosen?.threshold ?? inference.threshold,
       inference: inferenceOptions(inference),
       step,
       valF1: chosen?.f1 ?? null,
       mlflowRunId: opts.mlflowRunId ?? null,
+      task: opts.task.name,
+      metric: opts.task.metric,
+      valScore: chosen?.score ?? null,
     });
 
   let frozen: EncoderFreeze = cfg.model.freezeEncoder;

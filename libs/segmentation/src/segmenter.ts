@@ -32,6 +32,13 @@ export interface SegmenterInfo {
   valF1: number | null;
   /** MLflow run of the fine-tuning, if tracked. */
   mlflowRunId: string | null;
+  /**
+   * The task it was trained for (SegmentationTask.name: 'urisc', 'iou', ...) and the metric of
+   * `valScore`, its validation score; absent in models saved before tasks had their own metric.
+   */
+  task?: string;
+  metric?: string;
+  valScore?: number | null;
 }
 
 export type SegmenterSource = Pick<SegmenterInfo, 'encoderSource' | 'encoderRunId'>;
@@ -102,7 +109,7 @@ export class Segmenter {
   }
 
   /** The model description stored with the weights. */
-  info(extra: Pick<SegmenterInfo, 'threshold' | 'inference' | 'step' | 'valF1' | 'mlflowRunId'>): SegmenterInfo {
+  info(extra: Pick<SegmenterInfo, 'threshold' | 'inference' | 'step' | 'valF1' | 'mlflowRunId' | 'task' | 'metric' | 'valScore'>): SegmenterInfo {
     return {
       kind: 'emseg-unet',
       architecture: this.architecture,

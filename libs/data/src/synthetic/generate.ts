@@ -44,7 +44,8 @@ export interface SyntheticUriscDataset {
   readonly membraneFraction: Record<string, number>;
 }
 
-async function assertFreshDirectory(dir: string): Promise<void> {
+/** Refuses a directory that exists and holds anything (synthetic data never overwrites files); removes an empty one. */
+export async function assertFreshDirectory(dir: string): Promise<void> {
   let entries: string[];
   try {
     entries = await readdir(dir);
@@ -56,7 +57,8 @@ async function assertFreshDirectory(dir: string): Promise<void> {
   await rmdir(dir);
 }
 
-function imageSize(size: number | readonly [number, number]): [number, number] {
+/** A synthetic image size (an edge, or [width, height]) checked: integers >= 16. */
+export function imageSize(size: number | readonly [number, number]): [number, number] {
   const [w, h] = typeof size === 'number' ? [size, size] : size;
   if (!Number.isInteger(w) || !Number.isInteger(h) || w < 16 || h < 16) throw new Error(`synthetic image size must be integers >= 16, got ${w} x ${h}`);
   return [w, h];

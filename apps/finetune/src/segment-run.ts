@@ -1,0 +1,85 @@
+/**
+ * The `segment` command: fine-tuning on any labelled EM folder (tasks/segment.ts: images/ + masks/,
+ * optional splits), validated and tested by foreground IoU. The run itself is the shared one
+ * (train-run.ts), so resume, MLflow, best-model selection and the threshold choice are `urisc`'s.
+ */
+import { join } from 'node:path';
+import { ensureDefaultMito } from '@emseg/data';
+import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
+import { ProgressBar } from '@emseg/training';
+import { iouTask, inferenceOptions, Segmenter } from '@emseg/segmentation';
+import { checkSegmentConfig, segmentSchema, type SegmentConfig } from './config.js';
+import { predictFiles } from './predict.js';
+import type { FinetuneTaskModule } from './tasks/module.js';
+import { loadSegmentTraining, maskScoresCsv, openSegmentData, scoreMasks } from './tasks/segment.js';
+import { runTraining, type TrainArgs } from './train-run.js';
+
+export type SegmentArgs = TrainArgs;
+
+/** Binary segmentation of a generic labelled folder as a task module of the shared fine-tuning run. */
+export const segmentModule: FinetuneTaskModule<SegmentConfig> = {
+  name: 'segment',
+  schema: segmentSchema,
+  check: checkSegmentConfig,
+  embeddedData: async (cfg, log) => {
+    const embedded = await ensureDefaultMito();
+    cfg.data.polarity = 'white-foreground';
+    const { count: counts } = embedded;
+    log(
+      `data: embedded synthetic mitochondria (${embedded.size} px; ${counts.train} train, ${counts.val} val, ${counts.test} test; masks white-foreground) in ${embedded.root}${embedded.created ? ' (generated now)' : ''}`,
+    );
+    return embedded.root;
+  },
+  open: async (root, cfg) => {
+    const data = await openSegmentData(root, { ...cfg.data, seed: cfg.train.seed });
+    return { ...data, datasetName: 'segment', description: `${data.root} (${data.layout} layout, ${cfg.data.polarity} masks)` };
+  },
+  loadTraining: (data, cfg) => loadSegmentTraining(data.train, cfg.patches.size, cfg.data.maxForegroundFraction),
+  validationTask: () => iouTask,
+  test: async (modelDir, data, cfg, outDir) => {
+    const test = data.test;
+    if (test === null) return null;
+    const predDir = join(outDir, 'predictions', 'test');
+    const segmenter = Segmenter.load(modelDir);
+    const written = new Map<string, string>();
+    try {
+      const bar = new ProgressBar({ label: 'test', total: test.size, unit: 'img' });
+      const predicted = await predictFiles(segmenter, {
+        inputs: test.pairs.map((p) => p.image),
+        outDir: predDir,
+        inference: inferenceOptions(cfg.inference),
+        threshold: segmenter.loadedInfo?.threshold ?? cfg.inference.threshold,
+        probability: 'png',
+        format: 'mask',
+        onImage: (r) => bar.tick(1, { foreground: r.membraneFraction }),
+      });
+      bar.done();
+      for (const p of predicted) written.set(p.name, p.submission);
+    } finally {
+      segmenter.dispose();
+    }
+    const score = await scoreMasks(written, test);
+    const csv = join(outDir, 'scores', 'test.csv');
+    await writeJsonAtomic(join(outDir, 'scores', 'test.json'), { protocol: 'pixel', ...score });
+    await writeFileAtomic(csv, maskScoresCsv(score));
+    const { pooled, mean } = score;
+    return {
+      metrics: {
+        iou: pooled.iou,
+        f1: pooled.f1,
+        precision: pooled.precision,
+        recall: pooled.recall,
+        iou_mean: mean.iou,
+        f1_mean: mean.f1,
+      },
+      lines: [
+        `test IoU:       ${pooled.iou.toFixed(4)} (all ${score.images.length} images' pixels pooled; mean per image ${mean.iou.toFixed(4)}; per image in ${csv})`,
+        `test F1:        ${pooled.f1.toFixed(4)} (Dice; P ${pooled.precision.toFixed(3)}, R ${pooled.recall.toFixed(3)})`,
+      ],
+      warnings: [],
+    };
+  },
+};
+
+/** Runs `segment`; returns the exit code (0 finished, 130 stopped by a signal); bad input throws. */
+export const runSegment = (args: SegmentArgs): Promise<number> => runTraining(segmentModule, args);

@@ -1,0 +1,116 @@
+/**
+ * Issue 12, end to end through the built CLI against a real MLflow server: `segment` trains on a
+ * generic labelled folder (synthetic mitochondria, white masks), validates and selects by IoU,
+ * predicts the test split as masks and scores them, and logs it all; `predict` on the saved model
+ * writes masks (foreground 255) by default, which score as the run's test did.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateSyntheticMito, LabeledImages, readImage } from '@emseg/data';
+import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
+import { scoreMasks } from '../src/tasks/segment.js';
+import { DEFAULT_SEGMENT_CONFIG } from '../src/workspace.js';
+import { buildFinetune, runCli, tempDir, type CliResult } from './helpers.js';
+
+const tmp = tempDir('segment-cli');
+let server: MlflowServer;
+let client: MlflowClient;
+let dataRoot: string;
+
+const cli = (args: string[]) => runCli(args, { env: { EMSEG_FINETUNE_RUNS: join(tmp.dir, 'runs') } });
+
+beforeAll(async () => {
+  buildFinetune();
+  server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
+  client = new MlflowClient({ trackingUri: server.uri });
+  dataRoot = join(tmp.dir, 'mito');
+  await generateSyntheticMito({ dir: dataRoot, seed: 3, size: 128, count: { train: 3, val: 1, test: 2 } });
+  writeFileSync(
+    join(tmp.dir, 'tiny.json'),
+    JSON.stringify({
+      extends: DEFAULT_SEGMENT_CONFIG,
+      model: { encoder: 'random', decoderChannels: [32, 16, 16, 8, 8] },
+      patches: { size: 64, stride: 64, perEpoch: 8, augmentation: 'none' },
+      optimizer: { lr: 0.003 },
+      train: { batchSize: 4, steps: 30, checkpointEvery: 15, logEvery: 1 },
+      validation: { every: 15, overlays: 1, overlaySize: 96 },
+      inference: { tileSize: 128, overlap: 0 },
+    }),
+  );
+});
+
+afterAll(async () => {
+  await server?.stop();
+  tmp.cleanup();
+});
+
+describe('finetune segment', () => {
+  let result: CliResult;
+  let run: Run;
+
+  beforeAll(async () => {
+    result = await cli([
+      'segment',
+      '--config',
+      join(tmp.dir, 'tiny.json'),
+      '--data',
+      dataRoot,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'segment-e2e',
+      '--run-name',
+      'seg',
+      '--out',
+      join(tmp.dir, 'run'),
+    ]);
+    const experiment = await client.getExperimentByName('segment-e2e');
+    run = (experiment ? await client.searchRuns({ experimentIds: [experiment.experimentId] }) : [])[0];
+  });
+
+  it('trains, validates by IoU, scores the test masks and finishes its MLflow run', () => {
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/step 15: validation IoU 0\.\d{4} \(F1 0\.\d{4}, P /);
+    expect(result.stdout).toMatch(/best model: +step \d+, validation IoU 0\.\d{4} at threshold/);
+    const iou = Number(/test IoU: +(0\.\d{4}) \(all 2 images' pixels pooled/.exec(result.stdout)?.[1]);
+    expect(iou).toBeGreaterThan(0.3); // held-out images after 30 steps of a tiny model
+    expect(run.info.status).toBe('FINISHED');
+    expect(run.tags['emseg.task']).toBe('segment');
+    expect(run.tags['emseg.task.metric']).toBe('iou');
+    expect(run.inputs.map((i) => i.dataset.name).sort()).toEqual(['segment-test', 'segment-train', 'segment-validation']);
+    const metrics = new Map(run.metrics.map((m) => [m.key, m.value]));
+    for (const key of ['val_iou', 'val_iou_chosen', 'val_f1', 'val_threshold', 'test_iou', 'test_f1', 'test_iou_mean'])
+      expect(metrics.has(key), key).toBe(true);
+    expect(metrics.get('test_iou')).toBeCloseTo(iou, 4);
+  });
+
+  it('writes masks (foreground 255) whose scores are the logged test scores', async () => {
+    const predDir = join(tmp.dir, 'run', 'predictions', 'test');
+    const test = await LabeledImages.open({ images: join(dataRoot, 'test', 'images'), labels: join(dataRoot, 'test', 'masks'), polarity: 'white-foreground' });
+    const files = new Map(test.names.map((n) => [n, join(predDir, `${n}.png`)]));
+    const mask = await readImage(files.get(test.names[0])!);
+    expect(new Set(mask.data)).toEqual(new Set([0, 255]));
+    const score = await scoreMasks(files, test);
+    const logged = JSON.parse(readFileSync(join(tmp.dir, 'run', 'scores', 'test.json'), 'utf8')) as { pooled: { iou: number } };
+    expect(score.pooled.iou).toBe(logged.pooled.iou);
+  });
+
+  it('predict on the saved model writes masks by default, as the run did', async () => {
+    const out = join(tmp.dir, 'predicted');
+    const r = await cli(['predict', join(dataRoot, 'test', 'images'), '--model', join(tmp.dir, 'run'), '--out', out, '--probability', 'none']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/model: resnet18 U-Net \(iou; step \d+, validation iou 0\.\d{4}, F1 0\.\d{4}\).*masks \(foreground white 255\)/);
+    for (const name of ['test-000', 'test-001']) {
+      const a = await readImage(join(out, `${name}.png`));
+      const b = await readImage(join(tmp.dir, 'run', 'predictions', 'test', `${name}.png`));
+      expect(Buffer.from(a.data).equals(Buffer.from(b.data))).toBe(true);
+    }
+  });
+
+  it('names a folder in no known layout and exits 1', async () => {
+    const r = await cli(['segment', '--config', join(tmp.dir, 'tiny.json'), '--data', join(tmp.dir, 'nowhere'), '--out', join(tmp.dir, 'bad')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${join(tmp.dir, 'nowhere')}: does not exist`);
+  });
+});
