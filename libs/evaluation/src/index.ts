@@ -32,11 +32,13 @@ export { foregroundContingency, infoScores, randScores } from './contingency.js'
 export type { Contingency, InfoScores, RandScores } from './contingency.js';
 export { labelComponents4, runComponents } from './components.js';
 export type { RunComponents } from './components.js';
+export type { Connectivity, MaskVolume } from './components.js';
 export { skeletonize } from './skeletonize.js';
 export { adaptedRandError, variationOfInformation } from './label-metrics.js';
 export type { AdaptedRandResult, LabelImage, VariationOfInformationResult } from './label-metrics.js';
 
 export { edt, forEachRowSquaredDistance } from './edt.js';
+export { squaredEdt } from './edt.js';
 export { assd, surfaceMask } from './assd.js';
 export type { AssdOptions, AssdResult } from './assd.js';
 
@@ -68,3 +70,5 @@ export type {
   InstanceScores,
   PanopticScores,
 } from './instance-metrics.js';
+export { connectedInstances, watershedInstances } from './instances.js';
+export type { ConnectedInstanceOptions, ForegroundMap, InstanceIdType, Instances, WatershedInstanceOptions, WatershedInstances } from './instances.js';
