@@ -67,6 +67,21 @@ export interface SegmentConfig extends SegmentationConfig {
     /** A training mask with more foreground than this fraction is read with the wrong polarity or threshold. */
     maxForegroundFraction: number;
   };
+  /**
+   * An instance task (null: semantic): the binary prediction becomes instances, scored by panoptic
+   * quality against 16-bit instance labels in `instances/` beside `masks/` (0 = background); the
+   * model is selected by PQ. 'components': connected components; 'watershed': touching objects split
+   * by a seeded watershed on the distance transform (seeds at least minDistance apart).
+   */
+  instances: {
+    method: 'components' | 'watershed';
+    /** 4 or 8 (2D). */
+    connectivity: 4 | 8;
+    /** Instances of fewer pixels are dropped. */
+    minSize: number;
+    /** Watershed: the least distance between two seeds, in pixels. */
+    minDistance: number;
+  } | null;
 }
 
 export const segmentSchema: Schema<SegmentConfig> = {
@@ -81,6 +96,16 @@ export const segmentSchema: Schema<SegmentConfig> = {
       holdout: positive,
       maxForegroundFraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
     }),
+    instances: {
+      ...section(['method', 'connectivity', 'minSize', 'minDistance'], {
+        method: { type: 'string', enum: ['components', 'watershed'] },
+        connectivity: { type: 'integer', enum: [4, 8] },
+        minSize: int(1),
+        minDistance: int(1),
+      }),
+      nullable: true,
+      default: null,
+    },
   },
 };
 

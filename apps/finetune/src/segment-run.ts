@@ -10,14 +10,31 @@ import { ProgressBar } from '@emseg/training';
 import { iouTask, inferenceOptions, Segmenter } from '@emseg/segmentation';
 import { checkSegmentConfig, segmentSchema, type SegmentConfig } from './config.js';
 import { predictFiles } from './predict.js';
-import type { FinetuneTaskModule } from './tasks/module.js';
-import { loadSegmentTraining, maskScoresCsv, openSegmentData, scoreMasks } from './tasks/segment.js';
+import type { FinetuneTaskModule, TaskData } from './tasks/module.js';
+import {
+  instanceScoresCsv,
+  instanceTask,
+  loadSegmentTraining,
+  maskScoresCsv,
+  openSegmentData,
+  scoreInstanceMasks,
+  scoreMasks,
+  type SegmentData,
+} from './tasks/segment.js';
 import { runTraining, type TrainArgs } from './train-run.js';
 
 export type SegmentArgs = TrainArgs;
 
+/** The instance label files of an instance task's data (opened with instances: true). */
+function instanceFilesOf(data: SegmentTaskData): ReadonlyMap<string, string> {
+  if (!data.instanceFiles) throw new Error('internal: the data were opened without instance labels');
+  return data.instanceFiles;
+}
+
+type SegmentTaskData = TaskData & Pick<SegmentData, 'instanceFiles'>;
+
 /** Binary segmentation of a generic labelled folder as a task module of the shared fine-tuning run. */
-export const segmentModule: FinetuneTaskModule<SegmentConfig> = {
+export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> = {
   name: 'segment',
   schema: segmentSchema,
   check: checkSegmentConfig,
@@ -31,11 +48,12 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig> = {
     return embedded.root;
   },
   open: async (root, cfg) => {
-    const data = await openSegmentData(root, { ...cfg.data, seed: cfg.train.seed });
-    return { ...data, datasetName: 'segment', description: `${data.root} (${data.layout} layout, ${cfg.data.polarity} masks)` };
+    const data = await openSegmentData(root, { ...cfg.data, seed: cfg.train.seed, instances: cfg.instances !== null });
+    const kind = cfg.instances ? `instances by ${cfg.instances.method}` : `${cfg.data.polarity} masks`;
+    return { ...data, datasetName: 'segment', description: `${data.root} (${data.layout} layout, ${kind})` };
   },
   loadTraining: (data, cfg) => loadSegmentTraining(data.train, cfg.patches.size, cfg.data.maxForegroundFraction),
-  validationTask: () => iouTask,
+  validationTask: (cfg, data) => (cfg.instances ? instanceTask(cfg.instances, instanceFilesOf(data)) : iouTask),
   test: async (modelDir, data, cfg, outDir) => {
     const test = data.test;
     if (test === null) return null;
@@ -63,7 +81,7 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig> = {
     await writeJsonAtomic(join(outDir, 'scores', 'test.json'), { protocol: 'pixel', ...score });
     await writeFileAtomic(csv, maskScoresCsv(score));
     const { pooled, mean } = score;
-    return {
+    const report = {
       metrics: {
         iou: pooled.iou,
         f1: pooled.f1,
@@ -71,13 +89,25 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig> = {
         recall: pooled.recall,
         iou_mean: mean.iou,
         f1_mean: mean.f1,
-      },
+      } as Record<string, number>,
       lines: [
         `test IoU:       ${pooled.iou.toFixed(4)} (all ${score.images.length} images' pixels pooled; mean per image ${mean.iou.toFixed(4)}; per image in ${csv})`,
         `test F1:        ${pooled.f1.toFixed(4)} (Dice; P ${pooled.precision.toFixed(3)}, R ${pooled.recall.toFixed(3)})`,
       ],
       warnings: [],
     };
+    if (cfg.instances) {
+      const inst = await scoreInstanceMasks(written, test, instanceFilesOf(data), cfg.instances, join(predDir, 'instances'));
+      const instCsv = join(outDir, 'scores', 'test-instances.csv');
+      await writeJsonAtomic(join(outDir, 'scores', 'test-instances.json'), { protocol: 'instances', instances: cfg.instances, ...inst });
+      await writeFileAtomic(instCsv, instanceScoresCsv(inst));
+      const m = inst.mean;
+      Object.assign(report.metrics, { pq: m.pq, sq: m.sq, rq: m.rq, f1_at_50: m.f1At50, f1_at_75: m.f1At75 });
+      report.lines.unshift(
+        `test PQ:        ${m.pq.toFixed(4)} (SQ ${m.sq.toFixed(3)}, RQ ${m.rq.toFixed(3)}; F1 at IoU 0.5 ${m.f1At50.toFixed(4)}, at 0.75 ${m.f1At75.toFixed(4)}; mean over ${inst.images.length} images, instances by ${cfg.instances.method} in ${join(predDir, 'instances')}; per image in ${instCsv})`,
+      );
+    }
+    return report;
   },
 };
 

@@ -50,7 +50,7 @@ export function runsUriResolver(client: MlflowClient, dir: string): (uri: string
 }
 
 /** How a metric is written in log lines. */
-export const METRIC_LABEL: Record<string, string> = { f1: 'F1', iou: 'IoU' };
+export const METRIC_LABEL: Record<string, string> = { f1: 'F1', iou: 'IoU', pq: 'PQ' };
 
 /** Every validation image must hold one inference tile; the suggested tiling passes every check. */
 function checkValidationSizes(images: LabeledImages, inference: SegmentationConfig['inference']): void {
@@ -114,7 +114,7 @@ function evaluationCsv(e: Evaluation): string {
  * Runs one fine-tuning of `module` (the `urisc` and `segment` commands); returns the exit code
  * (0 finished, 130 stopped by a signal); bad input throws.
  */
-export async function runTraining<C extends SegmentationConfig>(module: FinetuneTaskModule<C>, args: TrainArgs): Promise<number> {
+export async function runTraining<C extends SegmentationConfig, D extends TaskData>(module: FinetuneTaskModule<C, D>, args: TrainArgs): Promise<number> {
   const cfg: C = loadConfig(module.schema, { file: args.config, overrides: args.set });
   module.check(cfg, args.config);
   const runName = args.runName ?? `unet-${cfg.model.architecture}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`;
@@ -124,13 +124,18 @@ export async function runTraining<C extends SegmentationConfig>(module: Finetune
   );
 }
 
-async function trainInRunDir<C extends SegmentationConfig>(module: FinetuneTaskModule<C>, args: TrainArgs, cfg: C, session: RunSession): Promise<number> {
+async function trainInRunDir<C extends SegmentationConfig, D extends TaskData>(
+  module: FinetuneTaskModule<C, D>,
+  args: TrainArgs,
+  cfg: C,
+  session: RunSession,
+): Promise<number> {
   const outDir = session.dir;
   const dataRoot = args.data ?? (await module.embeddedData(cfg, log));
   const data = await module.open(dataRoot, cfg);
   checkValidationSizes(data.validation, cfg.inference);
   const samples = await module.loadTraining(data, cfg);
-  const task = module.validationTask(cfg);
+  const task = module.validationTask(cfg, data);
   const metric = METRIC_LABEL[task.metric] ?? task.metric;
   log(
     `data: ${data.train.size} train, ${data.validation.size} validation (${data.validationSource === 'val' ? 'val split' : 'held out of train'}), ${data.test?.size ?? 0} test images`,

@@ -2,12 +2,14 @@
  * Issue 12, end to end through the built CLI against a real MLflow server: `segment` trains on a
  * generic labelled folder (synthetic mitochondria, white masks), validates and selects by IoU,
  * predicts the test split as masks and scores them, and logs it all; `predict` on the saved model
- * writes masks (foreground 255) by default, which score as the run's test did.
+ * writes masks (foreground 255) by default, which score as the run's test did; with an
+ * `instances` section the same run validates and selects by PQ and writes scored instance labels.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSyntheticMito, LabeledImages, readImage } from '@emseg/data';
+import { instanceScores } from '@emseg/evaluation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { scoreMasks } from '../src/tasks/segment.js';
 import { DEFAULT_SEGMENT_CONFIG } from '../src/workspace.js';
@@ -37,6 +39,10 @@ beforeAll(async () => {
       validation: { every: 15, overlays: 1, overlaySize: 96 },
       inference: { tileSize: 128, overlap: 0 },
     }),
+  );
+  writeFileSync(
+    join(tmp.dir, 'instances.json'),
+    JSON.stringify({ extends: join(tmp.dir, 'tiny.json'), instances: { method: 'watershed', connectivity: 4, minSize: 8, minDistance: 3 } }),
   );
 });
 
@@ -106,6 +112,48 @@ describe('finetune segment', () => {
       const b = await readImage(join(tmp.dir, 'run', 'predictions', 'test', `${name}.png`));
       expect(Buffer.from(a.data).equals(Buffer.from(b.data))).toBe(true);
     }
+  });
+
+  it('runs an instance task: validates and selects by PQ, writes 16-bit instance labels and scores them', async () => {
+    const r = await cli([
+      'segment',
+      '--config',
+      join(tmp.dir, 'instances.json'),
+      '--data',
+      dataRoot,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'segment-e2e',
+      '--run-name',
+      'inst',
+      '--out',
+      join(tmp.dir, 'inst'),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/step 15: validation PQ 0\.\d{4} \(F1 0\.\d{4}, P /);
+    expect(r.stdout).toMatch(/best model: +step \d+, validation PQ 0\.\d{4}/);
+    const pq = Number(/test PQ: +(0\.\d{4}) \(SQ /.exec(r.stdout)?.[1]);
+    expect(pq).toBeGreaterThan(0.2);
+    const scores = JSON.parse(readFileSync(join(tmp.dir, 'inst', 'scores', 'test-instances.json'), 'utf8')) as {
+      mean: { pq: number };
+      images: Array<{ prediction: string; groundTruth: string; pq: number }>;
+    };
+    expect(scores.mean.pq).toBeCloseTo(pq, 4);
+    // the written instance labels rescore to what the run logged
+    for (const image of scores.images) {
+      const predicted = await readImage(image.prediction);
+      const truth = await readImage(image.groundTruth);
+      expect(predicted.bitDepth).toBe(16);
+      const toLabels = (g: typeof predicted) => ({ width: g.width, height: g.height, data: Uint16Array.from(g.data) });
+      expect(instanceScores(toLabels(truth), toLabels(predicted)).pq).toBe(image.pq);
+    }
+    const experiment = await client.getExperimentByName('segment-e2e');
+    const runs = await client.searchRuns({ experimentIds: [experiment!.experimentId] });
+    const inst = runs.find((x) => x.info.runName === 'inst')!;
+    expect(inst.tags['emseg.task.metric']).toBe('pq');
+    const metrics = new Map(inst.metrics.map((m) => [m.key, m.value]));
+    for (const key of ['val_pq', 'val_pq_chosen', 'test_pq', 'test_f1_at_50', 'test_f1_at_75', 'test_iou']) expect(metrics.has(key), key).toBe(true);
   });
 
   it('names a folder in no known layout and exits 1', async () => {

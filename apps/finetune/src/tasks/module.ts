@@ -33,7 +33,8 @@ export interface TestReport {
   warnings: string[];
 }
 
-export interface FinetuneTaskModule<C extends SegmentationConfig> {
+/** `D`: what the module's data carry beyond TaskData (e.g. instance label files). */
+export interface FinetuneTaskModule<C extends SegmentationConfig, D extends TaskData = TaskData> {
   /** The command name and the run tag `emseg.task`. */
   readonly name: string;
   readonly schema: Schema<C>;
@@ -42,14 +43,14 @@ export interface FinetuneTaskModule<C extends SegmentationConfig> {
   /** The embedded synthetic data's root when --data is not given (may set the config's data keys to fit it). */
   embeddedData(cfg: C, log: (message: string) => void): Promise<string>;
   /** Opens and checks the data; every problem names its file. */
-  open(root: string, cfg: C): Promise<TaskData>;
+  open(root: string, cfg: C): Promise<D>;
   /** Decodes the training images (after the size and label checks). */
-  loadTraining(data: TaskData, cfg: C): Promise<LabeledSample[]>;
+  loadTraining(data: D, cfg: C): Promise<LabeledSample[]>;
   /** What validation checks and scores, and best-model selection compares. */
-  validationTask(cfg: C): SegmentationTask;
+  validationTask(cfg: C, data: D): SegmentationTask;
   /**
    * Predicts the test split with the model in `modelDir` at `threshold` into `outDir/predictions/test`,
    * scores it into `outDir/scores/test.*`; null (with a log line) when the split cannot be scored.
    */
-  test(modelDir: string, data: TaskData, cfg: C, outDir: string, log: (message: string) => void): Promise<TestReport | null>;
+  test(modelDir: string, data: D, cfg: C, outDir: string, log: (message: string) => void): Promise<TestReport | null>;
 }

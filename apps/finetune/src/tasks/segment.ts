@@ -9,11 +9,36 @@
  * Images and masks pair by file stem. Masks are 8-bit; foreground is the `polarity` side of
  * `labelThreshold` (white-foreground by default). Validation and test are scored by foreground
  * IoU (CEM500K's benchmark metric), with F1 (Dice), precision and recall beside it.
+ *
+ * An instance task also has `instances/` beside every `masks/` folder: 16-bit instance ids (0 =
+ * background) with the same stems. The binary prediction becomes instances (connected components
+ * or a seeded watershed) and is scored by panoptic quality (PQ) and F1 at IoU 0.5 and 0.75, as
+ * empanada reports them.
  */
 import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { DataError, foregroundShare, LabeledImages, readImage, type LabeledSample, type LabelPolarity } from '@emseg/data';
-import { pixelScores, scoresFromCounts, type PixelScores } from '@emseg/evaluation';
+import { basename, dirname, join, resolve } from 'node:path';
+import {
+  DataError,
+  fileStem,
+  foregroundShare,
+  LabeledImages,
+  listImageFiles,
+  readImage,
+  writeImage,
+  type LabeledSample,
+  type LabelPolarity,
+} from '@emseg/data';
+import {
+  connectedInstances,
+  instanceScores,
+  pixelScores,
+  scoresFromCounts,
+  watershedInstances,
+  type Instances,
+  type InstanceScores,
+  type PixelScores,
+} from '@emseg/evaluation';
+import type { SegmentationTask } from '@emseg/segmentation';
 import { checkImageSize, checkMembraneFraction, type ForegroundWords } from './urisc.js';
 
 export type SplitName = 'train' | 'val' | 'test';
@@ -24,6 +49,8 @@ export interface SegmentDataOptions {
   /** Validation images held out of train when there is no val split (count, or fraction < 1). */
   holdout: number;
   seed: number;
+  /** An instance task: every mask needs its instance labels in `instances/` beside `masks/`. */
+  instances?: boolean;
 }
 
 export interface SegmentData {
@@ -34,6 +61,8 @@ export interface SegmentData {
   validation: LabeledImages;
   validationSource: 'val' | 'holdout';
   test: LabeledImages | null;
+  /** Instance tasks: the instance label file of every pair, keyed by the pair's mask path. */
+  instanceFiles: ReadonlyMap<string, string> | null;
 }
 
 export const FOREGROUND_WORDS: ForegroundWords = {
@@ -100,7 +129,88 @@ export async function openSegmentData(rootDir: string, options: SegmentDataOptio
     ({ train, validation } = all.split(options.holdout, options.seed));
     validationSource = 'holdout';
   }
-  return { root, layout, train, validation, validationSource, test: test !== null && test.size > 0 ? test : null };
+  const testSet = test !== null && test.size > 0 ? test : null;
+  const instanceFiles = options.instances ? await pairInstances([all, ...(val ? [val] : []), ...(testSet ? [testSet] : [])]) : null;
+  return { root, layout, train, validation, validationSource, test: testSet, instanceFiles };
+}
+
+/** The instance label file of every mask of `sets` (`instances/<stem>.*` beside `masks/`), checked for size and bit depth. */
+async function pairInstances(sets: readonly LabeledImages[]): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const set of sets) {
+    const byDir = new Map<string, Map<string, string>>();
+    for (const pair of set.pairs) {
+      const masks = dirname(pair.label);
+      const dir = join(dirname(masks), basename(masks) === 'masks' ? 'instances' : `${basename(masks)}-instances`);
+      let stems = byDir.get(dir);
+      if (stems === undefined) {
+        if (!isDir(dir)) throw new DataError(dir, 'does not exist', `the instance labels of ${masks} (16-bit ids, 0 = background) for data.instances`);
+        stems = new Map((await listImageFiles(dir)).map((f) => [fileStem(f), join(dir, f)]));
+        byDir.set(dir, stems);
+      }
+      const file = stems.get(pair.name);
+      if (file === undefined) throw new DataError(pair.label, `has no instance labels named "${pair.name}.*" in ${dir}`, 'an instance label image per mask');
+      files.set(pair.label, file);
+    }
+  }
+  return files;
+}
+
+/** Reads instance labels: an 8- or 16-bit grey image of ids (0 = background) of the pair's size. */
+export async function readInstanceLabels(path: string, width: number, height: number): Promise<Instances<Uint16Array>> {
+  const image = await readImage(path);
+  if (image.width !== width || image.height !== height) {
+    throw new DataError(path, `is ${image.width}x${image.height} but its image is ${width}x${height}`, 'instance labels of the same size as the image');
+  }
+  const data = Uint16Array.from(image.data);
+  let count = 0;
+  for (const v of data) if (v > count) count = v;
+  return { width, height, data, count };
+}
+
+/** How a binary prediction becomes instances (the config's `instances` section). */
+export interface InstanceOptions {
+  method: 'components' | 'watershed';
+  connectivity: 4 | 8;
+  minSize: number;
+  minDistance: number;
+}
+
+/** Instances of a binary prediction (1 = foreground). */
+export function predictedInstances(binary: Uint8Array, width: number, height: number, o: InstanceOptions): Instances<Uint16Array> {
+  const mask = { width, height, data: binary };
+  return o.method === 'watershed'
+    ? watershedInstances(mask, { connectivity: o.connectivity, minSize: o.minSize, minDistance: o.minDistance, excludeBorder: false, ids: 'uint16' })
+    : connectedInstances(mask, { connectivity: o.connectivity, minSize: o.minSize, ids: 'uint16' });
+}
+
+/**
+ * Validation of an instance task: the thresholded prediction becomes instances and scores its PQ
+ * against the pair's instance labels (`instanceFiles`); pixel F1 / precision / recall beside it.
+ */
+export function instanceTask(options: InstanceOptions, instanceFiles: ReadonlyMap<string, string>): SegmentationTask {
+  // The truth of the last image: validation scores each image at several thresholds.
+  let cached: { path: string; truth: Instances<Uint16Array> } | null = null;
+  return {
+    name: 'instances',
+    metric: 'pq',
+    scoreImage: async ({ pair, sample, binary }) => {
+      const { width, height } = sample.image;
+      const path = instanceFiles.get(pair.label);
+      if (path === undefined) throw new DataError(pair.label, 'has no instance labels', 'an instance label image per mask');
+      if (cached?.path !== path) cached = { path, truth: await readInstanceLabels(path, width, height) };
+      const scores = instanceScores(cached.truth, predictedInstances(binary, width, height, options));
+      const px = pixelScores({ width, height, data: binary }, sample.mask);
+      return { score: scores.pq, f1: px.f1, precision: px.precision, recall: px.recall, rejected: null };
+    },
+  };
+}
+
+/** Instance scores of one predicted image. */
+export interface InstanceImageScore extends Omit<InstanceScores, 'matches'> {
+  name: string;
+  prediction: string;
+  groundTruth: string;
 }
 
 /**
@@ -200,4 +310,64 @@ export function maskScoresCsv(score: MaskFolderScore): string {
     `pooled,${p.iou},${p.f1},${p.precision},${p.recall},${p.truePositives},${p.falsePositives},${p.falseNegatives},,`,
     '',
   ].join('\n');
+}
+
+/** Per-image instance scores and their means (PQ is averaged over images, as per-volume PQ is in empanada). */
+export interface InstanceFolderScore {
+  images: InstanceImageScore[];
+  mean: { pq: number; sq: number; rq: number; f1At50: number; f1At75: number };
+}
+
+/**
+ * Turns the written masks `predictions` (name -> file, foreground 255) of `truth` into instances,
+ * writes them as 16-bit label images into `outDir` (`<name>.png`, atomically) and scores them
+ * against the instance labels.
+ */
+export async function scoreInstanceMasks(
+  predictions: ReadonlyMap<string, string>,
+  truth: LabeledImages,
+  instanceFiles: ReadonlyMap<string, string>,
+  options: InstanceOptions,
+  outDir: string,
+): Promise<InstanceFolderScore> {
+  const images: InstanceImageScore[] = [];
+  for (const pair of truth.pairs) {
+    const file = predictions.get(pair.name);
+    const truthFile = instanceFiles.get(pair.label);
+    if (file === undefined) throw new DataError(pair.label, 'has no prediction', `a predicted mask named ${pair.name}.png`);
+    if (truthFile === undefined) throw new DataError(pair.label, 'has no instance labels', 'an instance label image per mask');
+    const predicted = await readImage(file);
+    const binary = Uint8Array.from(predicted.data, (v) => (v >= 128 ? 1 : 0));
+    const instances = predictedInstances(binary, predicted.width, predicted.height, options);
+    const out = join(outDir, `${pair.name}.png`);
+    await writeImage(out, { width: instances.width, height: instances.height, bitDepth: 16, data: instances.data });
+    const { matches: _matches, ...scores } = instanceScores(await readInstanceLabels(truthFile, pair.width, pair.height), instances);
+    images.push({ name: pair.name, prediction: out, groundTruth: truthFile, ...scores });
+  }
+  const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
+  return { images, mean: { pq: mean('pq'), sq: mean('sq'), rq: mean('rq'), f1At50: mean('f1At50'), f1At75: mean('f1At75') } };
+}
+
+/** Per-image instance scores as CSV, with the mean row. */
+export function instanceScoresCsv(score: InstanceFolderScore): string {
+  const head = 'name,pq,sq,rq,f1_at_50,f1_at_75,true_instances,predicted_instances,true_positives,false_positives,false_negatives,prediction,ground_truth';
+  const rows = score.images.map((r) =>
+    [
+      r.name,
+      r.pq,
+      r.sq,
+      r.rq,
+      r.f1At50,
+      r.f1At75,
+      r.trueInstances,
+      r.predictedInstances,
+      r.truePositives,
+      r.falsePositives,
+      r.falseNegatives,
+      JSON.stringify(r.prediction),
+      JSON.stringify(r.groundTruth),
+    ].join(','),
+  );
+  const m = score.mean;
+  return [head, ...rows, `mean,${m.pq},${m.sq},${m.rq},${m.f1At50},${m.f1At75},,,,,,,`, ''].join('\n');
 }
