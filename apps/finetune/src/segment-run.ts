@@ -4,10 +4,10 @@
  * (train-run.ts), so resume, MLflow, best-model selection and the threshold choice are `urisc`'s.
  */
 import { join } from 'node:path';
-import { ensureDefaultMito } from '@emseg/data';
+import { ensureDefaultMito, writeImage } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { ProgressBar } from '@emseg/training';
-import { iouTask, inferenceOptions, Segmenter } from '@emseg/segmentation';
+import { iouTask, inferenceOptions, predictImage, Segmenter, toProbability16 } from '@emseg/segmentation';
 import { checkSegmentConfig, segmentSchema, type SegmentConfig } from './config.js';
 import { predictFiles } from './predict.js';
 import type { FinetuneTaskModule, TaskData } from './tasks/module.js';
@@ -61,18 +61,35 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
     const segmenter = Segmenter.load(modelDir);
     const written = new Map<string, string>();
     try {
-      const bar = new ProgressBar({ label: 'test', total: test.size, unit: 'img' });
-      const predicted = await predictFiles(segmenter, {
-        inputs: test.pairs.map((p) => p.image),
-        outDir: predDir,
-        inference: inferenceOptions(cfg.inference),
-        threshold: segmenter.loadedInfo?.threshold ?? cfg.inference.threshold,
-        probability: 'png',
-        format: 'mask',
-        onImage: (r) => bar.tick(1, { foreground: r.membraneFraction }),
-      });
+      const bar = new ProgressBar({ label: 'test', total: test.size, unit: test.pairs.some((p) => p.slice) ? 'slice' : 'img' });
+      const threshold = segmenter.loadedInfo?.threshold ?? cfg.inference.threshold;
+      const inference = inferenceOptions(cfg.inference);
+      if (test.pairs.some((p) => p.slice)) {
+        // stacks: every slice predicted as its own image, written as <stem>-z<z>.png
+        for (let i = 0; i < test.size; i++) {
+          const pair = test.pairs[i];
+          const { image } = await test.load(i);
+          const probability = await predictImage(segmenter, image, inference, pair.image);
+          const mask = Uint8Array.from(probability, (p) => (p >= threshold ? 255 : 0));
+          const file = join(predDir, `${pair.name}.png`);
+          await writeImage(join(predDir, 'probability', `${pair.name}.png`), toProbability16(probability, image.width, image.height), { compressionLevel: 3 });
+          await writeImage(file, { width: image.width, height: image.height, bitDepth: 8, data: mask });
+          written.set(pair.name, file);
+          bar.tick(1);
+        }
+      } else {
+        const predicted = await predictFiles(segmenter, {
+          inputs: test.pairs.map((p) => p.image),
+          outDir: predDir,
+          inference,
+          threshold,
+          probability: 'png',
+          format: 'mask',
+          onImage: (r) => bar.tick(1, { foreground: r.membraneFraction }),
+        });
+        for (const p of predicted) written.set(p.name, p.submission);
+      }
       bar.done();
-      for (const p of predicted) written.set(p.name, p.submission);
     } finally {
       segmenter.dispose();
     }

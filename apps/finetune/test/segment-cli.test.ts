@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSyntheticMito, LabeledImages, readImage } from '@emseg/data';
+import { generateSyntheticMito, generateSyntheticMitoStack, LabeledImages, readImage } from '@emseg/data';
 import { instanceScores } from '@emseg/evaluation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { scoreMasks } from '../src/tasks/segment.js';
@@ -154,6 +154,29 @@ describe('finetune segment', () => {
     expect(inst.tags['emseg.task.metric']).toBe('pq');
     const metrics = new Map(inst.metrics.map((m) => [m.key, m.value]));
     for (const key of ['val_pq', 'val_pq_chosen', 'test_pq', 'test_f1_at_50', 'test_f1_at_75', 'test_iou']) expect(metrics.has(key), key).toBe(true);
+  });
+
+  it('trains on 3D stacks slice by slice and scores every test slice', async () => {
+    const stacks = join(tmp.dir, 'mito3d');
+    await generateSyntheticMitoStack({ dir: stacks, seed: 4, size: 128, depth: 4, count: { train: 2, val: 1, test: 1 } });
+    const r = await cli([
+      'segment',
+      '--config',
+      join(tmp.dir, 'tiny.json'),
+      '--data',
+      stacks,
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'segment-e2e',
+      '--out',
+      join(tmp.dir, 'run3d'),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/data: 8 train, 4 validation \(val split\), 4 test images/);
+    expect(r.stdout).toMatch(/test IoU: +0\.\d{4} \(all 4 images' pixels pooled/);
+    const csv = readFileSync(join(tmp.dir, 'run3d', 'scores', 'test.csv'), 'utf8').split('\n');
+    expect(csv.slice(1, 5).map((l) => l.split(',')[0])).toEqual(['test-000-z000', 'test-000-z001', 'test-000-z002', 'test-000-z003']);
   });
 
   it('names a folder in no known layout and exits 1', async () => {

@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeImage, type GreyImage } from '@emseg/data';
+import { writeImage, writeStack, type GreyImage } from '@emseg/data';
 import { loadSegmentTraining, openSegmentData, scoreMasks, type SegmentDataOptions } from '../src/tasks/segment.js';
 import { tempDir } from './helpers.js';
 
@@ -130,6 +130,55 @@ describe('loadSegmentTraining', () => {
     await writePairs(join(root, 'images'), join(root, 'masks'), ['a', 'b']);
     const data = await openSegmentData(root, OPTIONS);
     await expect(loadSegmentTraining(data.train, 128, 0.6)).rejects.toThrow('--set patches.size=64');
+  });
+});
+
+describe('3D stacks', () => {
+  it('opens multi-page TIFF stacks as slices, holds a stack out whole, and loads each slice', async () => {
+    const root = join(tmp.dir, 'stacks');
+    mkdirSync(join(root, 'images'), { recursive: true });
+    mkdirSync(join(root, 'masks'), { recursive: true });
+    for (const [k, name] of ['s0', 's1', 's2'].entries()) {
+      const slices = [0, 1, 2, 3].map((z) => pair(4 + 4 * z, 8 + 8 * k));
+      await writeStack(
+        join(root, 'images', `${name}.tif`),
+        slices.map((p) => p.image),
+      );
+      await writeStack(
+        join(root, 'masks', `${name}.tif`),
+        slices.map((p) => p.mask),
+      );
+    }
+    const data = await openSegmentData(root, OPTIONS);
+    expect(data.train.size + data.validation.size).toBe(12);
+    // the held-out stack is whole, and no training slice comes from it
+    const stacksOf = (names: readonly string[]) => new Set(names.map((n) => n.replace(/-z\d+$/, '')));
+    expect(data.validation.names.length).toBe(4);
+    expect(stacksOf(data.validation.names).size).toBe(1);
+    expect([...stacksOf(data.train.names)].some((s) => stacksOf(data.validation.names).has(s))).toBe(false);
+    const samples = await loadSegmentTraining(data.train, 32, 0.6);
+    expect(samples.length).toBe(8);
+    for (const sample of samples) expect(sample.name).toMatch(/^s\d-z00[0-3]$/);
+    // slice z of a stack is page z: its square sits 4 px further right per slice
+    const first = data.train.pairs.findIndex((p) => p.slice?.z === 2);
+    const sample = await data.train.load(first);
+    const row = 8 + 8 * Number(data.train.pairs[first].slice!.stack.slice(1)) + 1;
+    expect(sample.mask.data[row * SIZE + 4 + 4 * 2]).toBe(1);
+    expect(sample.mask.data[row * SIZE + 4 + 4 * 2 - 1]).toBe(0);
+  });
+
+  it('names a mask stack whose depth differs from its image stack', async () => {
+    const root = join(tmp.dir, 'stack-depth');
+    mkdirSync(join(root, 'images'), { recursive: true });
+    mkdirSync(join(root, 'masks'), { recursive: true });
+    for (const name of ['a', 'b']) {
+      await writeStack(join(root, 'images', `${name}.tif`), [pair(0, 0).image, pair(1, 1).image, pair(2, 2).image]);
+      const masks = [pair(0, 0).mask, pair(1, 1).mask, pair(2, 2).mask];
+      await writeStack(join(root, 'masks', `${name}.tif`), name === 'b' ? masks.slice(0, 2) : masks);
+    }
+    await expect(openSegmentData(root, OPTIONS)).rejects.toThrow(
+      `${join(root, 'masks', 'b.tif')}: has 2 page(s) but its image ${join(root, 'images', 'b.tif')} has 3`,
+    );
   });
 });
 

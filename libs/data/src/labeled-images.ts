@@ -12,6 +12,7 @@ import type { BitDepth, GreyImage, Mask } from './image.js';
 import { fileStem, listImageFiles } from './listing.js';
 import { mapLimit } from './map-limit.js';
 import { Rng } from './random.js';
+import { readStackInfo, readStackSlice, type StackInfo } from './stack-io.js';
 
 /** Which label value is foreground: U-RISC draws membranes black ('black-foreground'). */
 export type LabelPolarity = 'black-foreground' | 'white-foreground';
@@ -25,6 +26,12 @@ export interface OpenLabeledOptions {
   readonly polarity?: LabelPolarity;
   /** Label values below it are black, at or above it white. Default 128 (mid-grey). */
   readonly threshold?: number;
+  /**
+   * Accept 3D multi-page TIFF stacks (with label stacks of the same depth): each z-slice becomes one
+   * pair named `<stem>-z<z>`, split and fingerprinted with its stack. Default false: a stack is
+   * refused, naming its page count, as every single-image reader does.
+   */
+  readonly stacks?: boolean;
 }
 
 /** One matched pair, checked for size when the dataset is opened. */
@@ -36,6 +43,8 @@ export interface LabeledPair {
   readonly width: number;
   readonly height: number;
   readonly imageBitDepth: BitDepth;
+  /** A slice of a stack: its page in `image` and `label`, and the stack's stem (splits keep a stack together). */
+  readonly slice?: { readonly z: number; readonly depth: number; readonly stack: string };
 }
 
 /** How a label was read into its mask, with the label's value histogram (to explain an odd mask). */
@@ -178,14 +187,13 @@ export class LabeledImages {
         throw new DataError(join(imagesDir, file), `image has no label named "${stem}.*" in ${labelsDir}`, 'every image to have a label with the same stem');
     }
     const stems = [...images.keys()].sort();
+    const read = options.stacks ? readStackInfo : readImageInfo;
     const pairs = await mapLimit(stems, 8, async (stem) => {
-      const [image, label] = await Promise.all([
-        readImageInfo(join(imagesDir, images.get(stem) as string)),
-        readImageInfo(join(labelsDir, labels.get(stem) as string)),
-      ]);
-      return checkPair(stem, image, label);
+      const [image, label] = await Promise.all([read(join(imagesDir, images.get(stem) as string)), read(join(labelsDir, labels.get(stem) as string))]);
+      const pair = checkPair(stem, image, label);
+      return options.stacks ? stackSlices(pair, image as StackInfo, label as StackInfo) : [pair];
     });
-    return new LabeledImages(pairs, polarity, threshold);
+    return new LabeledImages(pairs.flat(), polarity, threshold);
   }
 
   get size(): number {
@@ -196,10 +204,10 @@ export class LabeledImages {
     return this.pairs.map((p) => p.name);
   }
 
-  /** Decodes pair `i` (or the pair named `name`) into an image and a binary mask. */
+  /** Decodes pair `i` (or the pair named `name`) into an image and a binary mask (a stack slice: that page only). */
   async load(which: number | string): Promise<LabeledSample> {
     const pair = this.pair(which);
-    const [image, label] = await Promise.all([readImage(pair.image), readImage(pair.label)]);
+    const [image, label] = await Promise.all([decode(pair, pair.image), decode(pair, pair.label)]);
     if (label.bitDepth !== 8) throw new DataError(pair.label, `label is ${label.bitDepth}-bit`, 'an 8-bit label image');
     if (image.width !== label.width || image.height !== label.height) {
       throw new DataError(pair.label, `label is ${label.width}x${label.height} but the image is ${image.width}x${image.height}`, 'equal sizes');
@@ -210,7 +218,7 @@ export class LabeledImages {
   /** Decodes only the label of pair `which` (a check without the image's cost). */
   async readLabel(which: number | string): Promise<LabelReading> {
     const pair = this.pair(which);
-    const label = await readImage(pair.label);
+    const label = await decode(pair, pair.label);
     if (label.bitDepth !== 8) throw new DataError(pair.label, `label is ${label.bitDepth}-bit`, 'an 8-bit label image');
     return this.reading(label);
   }
@@ -249,13 +257,18 @@ export class LabeledImages {
    * image stays in training.
    */
   split(validation: number, seed: number): { train: LabeledImages; validation: LabeledImages } {
-    const n = this.pairs.length;
+    // the units held out: images, or whole stacks (adjacent slices are nearly the same image)
+    const units = [...new Set(this.pairs.map(unitOf))];
+    const n = units.length;
     const count = validation < 1 ? Math.round(validation * n) : validation;
     if (!(validation > 0) || !Number.isInteger(count) || count < 1 || count > n - 1) {
-      throw new Error(`cannot hold out ${validation} of ${n} images for validation; need 1 <= count <= ${n - 1} (or a fraction in (0, 1))`);
+      throw new Error(
+        `cannot hold out ${validation} of ${n} ${this.pairs.some((p) => p.slice) ? 'stacks' : 'images'} for validation; need 1 <= count <= ${n - 1} (or a fraction in (0, 1))`,
+      );
     }
     const order = new Rng(seed).permutation(n);
-    const held = new Set(Array.from(order.subarray(0, count), (i) => this.pairs[i].name));
+    const heldUnits = new Set(Array.from(order.subarray(0, count), (i) => units[i]));
+    const held = new Set(this.pairs.filter((p) => heldUnits.has(unitOf(p))).map((p) => p.name));
     return {
       train: new LabeledImages(
         this.pairs.filter((p) => !held.has(p.name)),
@@ -272,13 +285,37 @@ export class LabeledImages {
 
   /** Fingerprint of images and labels for MLflow `log-inputs`. */
   digest(): Promise<DatasetDigest> {
-    const files = this.pairs.flatMap((p) => [p.image, p.label]);
+    const files = [...new Set(this.pairs.flatMap((p) => [p.image, p.label]))];
     const root = commonDirectory(files);
     return datasetDigest(
       root,
       files.map((f) => relative(root, f)),
     );
   }
+}
+
+/** What a split holds out together: a whole stack, or one image. */
+const unitOf = (p: LabeledPair) => p.slice?.stack ?? p.name;
+
+/** A pair's image or label: the file, or its page for a stack slice. */
+const decode = (pair: LabeledPair, path: string) => (pair.slice ? readStackSlice(path, pair.slice.z) : readImage(path));
+
+/** The slices of a stack pair (one pair for a single-page file); image and label depths must agree. */
+function stackSlices(pair: LabeledPair, image: StackInfo, label: StackInfo): LabeledPair[] {
+  if (image.depth !== label.depth) {
+    throw new DataError(
+      label.path,
+      `has ${label.depth} page(s) but its image ${image.path} has ${image.depth}`,
+      'a label stack of the same depth as its image',
+    );
+  }
+  if (image.depth === 1) return [pair];
+  const digits = String(image.depth - 1).length;
+  return Array.from({ length: image.depth }, (_, z) => ({
+    ...pair,
+    name: `${pair.name}-z${String(z).padStart(Math.max(3, digits), '0')}`,
+    slice: { z, depth: image.depth, stack: pair.name },
+  }));
 }
 
 /** The deepest directory containing all `paths` (absolute). */

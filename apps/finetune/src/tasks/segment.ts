@@ -6,7 +6,8 @@
  *   DIR/images/{train,val,test}/   DIR/masks/{train,val,test}/     given splits
  *   DIR/{train,val,test}/images/   DIR/{train,val,test}/masks/     given splits
  *
- * Images and masks pair by file stem. Masks are 8-bit; foreground is the `polarity` side of
+ * Images and masks pair by file stem; 3D multi-page TIFF stacks (with mask stacks of the same
+ * depth) train and validate slice by slice, a stack held out whole. Masks are 8-bit; foreground is the `polarity` side of
  * `labelThreshold` (white-foreground by default). Validation and test are scored by foreground
  * IoU (CEM500K's benchmark metric), with F1 (Dice), precision and recall beside it.
  *
@@ -24,6 +25,7 @@ import {
   LabeledImages,
   listImageFiles,
   readImage,
+  readStackSlice,
   writeImage,
   type LabeledSample,
   type LabelPolarity,
@@ -104,7 +106,7 @@ export async function openSegmentData(rootDir: string, options: SegmentDataOptio
     const dirs = segmentDirectories(root, layout, split);
     if (!isDir(dirs.images)) return null;
     if (!isDir(dirs.labels)) throw new DataError(dirs.labels, 'does not exist', `the masks of ${dirs.images}, paired by file stem`);
-    return LabeledImages.open({ ...dirs, polarity: options.polarity, threshold: options.labelThreshold });
+    return LabeledImages.open({ ...dirs, polarity: options.polarity, threshold: options.labelThreshold, stacks: true });
   };
   const all = await open(layout === 'flat' ? undefined : 'train');
   const trainDir = segmentDirectories(root, layout, 'train').images;
@@ -156,9 +158,9 @@ async function pairInstances(sets: readonly LabeledImages[]): Promise<Map<string
   return files;
 }
 
-/** Reads instance labels: an 8- or 16-bit grey image of ids (0 = background) of the pair's size. */
-export async function readInstanceLabels(path: string, width: number, height: number): Promise<Instances<Uint16Array>> {
-  const image = await readImage(path);
+/** Reads instance labels: an 8- or 16-bit grey image of ids (0 = background) of the pair's size; page `z` of a stack. */
+export async function readInstanceLabels(path: string, width: number, height: number, z?: number): Promise<Instances<Uint16Array>> {
+  const image = z === undefined ? await readImage(path) : await readStackSlice(path, z);
   if (image.width !== width || image.height !== height) {
     throw new DataError(path, `is ${image.width}x${image.height} but its image is ${width}x${height}`, 'instance labels of the same size as the image');
   }
@@ -190,7 +192,7 @@ export function predictedInstances(binary: Uint8Array, width: number, height: nu
  */
 export function instanceTask(options: InstanceOptions, instanceFiles: ReadonlyMap<string, string>): SegmentationTask {
   // The truth of the last image: validation scores each image at several thresholds.
-  let cached: { path: string; truth: Instances<Uint16Array> } | null = null;
+  let cached: { key: string; truth: Instances<Uint16Array> } | null = null;
   return {
     name: 'instances',
     metric: 'pq',
@@ -198,7 +200,8 @@ export function instanceTask(options: InstanceOptions, instanceFiles: ReadonlyMa
       const { width, height } = sample.image;
       const path = instanceFiles.get(pair.label);
       if (path === undefined) throw new DataError(pair.label, 'has no instance labels', 'an instance label image per mask');
-      if (cached?.path !== path) cached = { path, truth: await readInstanceLabels(path, width, height) };
+      const key = `${path}\0${pair.slice?.z ?? ''}`;
+      if (cached?.key !== key) cached = { key, truth: await readInstanceLabels(path, width, height, pair.slice?.z) };
       const scores = instanceScores(cached.truth, predictedInstances(binary, width, height, options));
       const px = pixelScores({ width, height, data: binary }, sample.mask);
       return { score: scores.pq, f1: px.f1, precision: px.precision, recall: px.recall, rejected: null };
@@ -341,7 +344,7 @@ export async function scoreInstanceMasks(
     const instances = predictedInstances(binary, predicted.width, predicted.height, options);
     const out = join(outDir, `${pair.name}.png`);
     await writeImage(out, { width: instances.width, height: instances.height, bitDepth: 16, data: instances.data });
-    const { matches: _matches, ...scores } = instanceScores(await readInstanceLabels(truthFile, pair.width, pair.height), instances);
+    const { matches: _matches, ...scores } = instanceScores(await readInstanceLabels(truthFile, pair.width, pair.height, pair.slice?.z), instances);
     images.push({ name: pair.name, prediction: out, groundTruth: truthFile, ...scores });
   }
   const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
