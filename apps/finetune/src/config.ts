@@ -73,6 +73,12 @@ export interface SegmentConfig extends SegmentationConfig {
    * model is selected by PQ. 'components': connected components; 'watershed': touching objects split
    * by a seeded watershed on the distance transform (seeds at least minDistance apart).
    */
+  /**
+   * What validation and selection compare for a semantic task: 'iou' (foreground IoU, CEM500K's
+   * benchmarks) or 'vrand' (ISBI 2012's foreground-restricted Rand score of the cells the predicted
+   * membranes enclose; foreground must be the membrane). Instance tasks use PQ.
+   */
+  metric: 'iou' | 'vrand';
   instances: {
     method: 'components' | 'watershed';
     /** 4 or 8 (2D). */
@@ -96,6 +102,7 @@ export const segmentSchema: Schema<SegmentConfig> = {
       holdout: positive,
       maxForegroundFraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
     }),
+    metric: { type: 'string', enum: ['iou', 'vrand'], default: 'iou' },
     instances: {
       ...section(['method', 'connectivity', 'minSize', 'minDistance'], {
         method: { type: 'string', enum: ['components', 'watershed'] },

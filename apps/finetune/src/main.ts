@@ -61,7 +61,7 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, predict, score or
       'fine-tune a U-Net on any labelled EM folder (images/ + masks/ paired by name, optional train/val/test), validate and test by foreground IoU',
       (y) =>
         withRunOptions(y, {
-          config: { default: DEFAULT_SEGMENT_CONFIG, describe: 'run configuration (JSON; see configs/segment/: mito, instances)' },
+          config: { default: DEFAULT_SEGMENT_CONFIG, describe: 'run configuration (JSON; see configs/segment/: mito, instances, membrane)' },
           setExample: 'data.polarity=black-foreground',
           out: 'run directory for checkpoints, the best model and predictions (default .emseg/runs/finetune/<run name>)',
           latest: 'record the finished run here for `predict` (default: latest.json beside the run folder)',

@@ -4,7 +4,7 @@
  * (train-run.ts), so resume, MLflow, best-model selection and the threshold choice are `urisc`'s.
  */
 import { join } from 'node:path';
-import { ensureDefaultMito, writeImage } from '@emseg/data';
+import { ensureDefaultData, ensureDefaultMito, writeImage } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { ProgressBar } from '@emseg/training';
 import { iouTask, inferenceOptions, predictImage, Segmenter, toProbability16 } from '@emseg/segmentation';
@@ -19,6 +19,7 @@ import {
   openSegmentData,
   scoreInstanceMasks,
   scoreMasks,
+  vrandTask,
   type SegmentData,
 } from './tasks/segment.js';
 import { runTraining, type TrainArgs } from './train-run.js';
@@ -39,6 +40,16 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
   schema: segmentSchema,
   check: checkSegmentConfig,
   embeddedData: async (cfg, log) => {
+    if (cfg.metric === 'vrand') {
+      // membranes: the embedded synthetic U-RISC data (membrane black), which segment reads in its release layout
+      const embedded = await ensureDefaultData();
+      cfg.data.polarity = 'black-foreground';
+      const { splits } = embedded.urisc;
+      log(
+        `data: embedded synthetic membranes (U-RISC layout, ${embedded.spec.urisc.size} px; ${splits.train.names.length} train, ${splits.val.names.length} val, ${splits.test.names.length} test; membrane black) in ${embedded.urisc.root}`,
+      );
+      return embedded.urisc.root;
+    }
     const embedded = await ensureDefaultMito();
     cfg.data.polarity = 'white-foreground';
     const { count: counts } = embedded;
@@ -53,7 +64,7 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
     return { ...data, datasetName: 'segment', description: `${data.root} (${data.layout} layout, ${kind})` };
   },
   loadTraining: (data, cfg) => loadSegmentTraining(data.train, cfg.patches.size, cfg.data.maxForegroundFraction),
-  validationTask: (cfg, data) => (cfg.instances ? instanceTask(cfg.instances, instanceFilesOf(data)) : iouTask),
+  validationTask: (cfg, data) => (cfg.instances ? instanceTask(cfg.instances, instanceFilesOf(data)) : cfg.metric === 'vrand' ? vrandTask : iouTask),
   test: async (modelDir, data, cfg, outDir) => {
     const test = data.test;
     if (test === null) return null;
@@ -93,7 +104,7 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
     } finally {
       segmenter.dispose();
     }
-    const score = await scoreMasks(written, test);
+    const score = await scoreMasks(written, test, { membranes: cfg.metric === 'vrand' });
     const csv = join(outDir, 'scores', 'test.csv');
     await writeJsonAtomic(join(outDir, 'scores', 'test.json'), { protocol: 'pixel', ...score });
     await writeFileAtomic(csv, maskScoresCsv(score));
@@ -113,6 +124,12 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
       ],
       warnings: [],
     };
+    if (score.mean.vRand !== undefined && score.mean.vInfo !== undefined) {
+      Object.assign(report.metrics, { vrand: score.mean.vRand, vinfo: score.mean.vInfo });
+      report.lines.unshift(
+        `test V-Rand:    ${score.mean.vRand.toFixed(4)} (V-Info ${score.mean.vInfo.toFixed(4)}; ISBI 2012, foreground-restricted, mean over ${score.images.length} images)`,
+      );
+    }
     if (cfg.instances) {
       const inst = await scoreInstanceMasks(written, test, instanceFilesOf(data), cfg.instances, join(predDir, 'instances'));
       const instCsv = join(outDir, 'scores', 'test-instances.csv');

@@ -50,7 +50,7 @@ export function runsUriResolver(client: MlflowClient, dir: string): (uri: string
 }
 
 /** How a metric is written in log lines. */
-export const METRIC_LABEL: Record<string, string> = { f1: 'F1', iou: 'IoU', pq: 'PQ' };
+export const METRIC_LABEL: Record<string, string> = { f1: 'F1', iou: 'IoU', pq: 'PQ', vrand: 'V-Rand' };
 
 /** Every validation image must hold one inference tile; the suggested tiling passes every check. */
 function checkValidationSizes(images: LabeledImages, inference: SegmentationConfig['inference']): void {

@@ -13,7 +13,7 @@ import { instanceScores } from '@emseg/evaluation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { scoreMasks } from '../src/tasks/segment.js';
 import { DEFAULT_SEGMENT_CONFIG } from '../src/workspace.js';
-import { buildFinetune, runCli, tempDir, type CliResult } from './helpers.js';
+import { buildFinetune, runCli, tempDir, tinyUrisc, type CliResult } from './helpers.js';
 
 const tmp = tempDir('segment-cli');
 let server: MlflowServer;
@@ -177,6 +177,35 @@ describe('finetune segment', () => {
     expect(r.stdout).toMatch(/test IoU: +0\.\d{4} \(all 4 images' pixels pooled/);
     const csv = readFileSync(join(tmp.dir, 'run3d', 'scores', 'test.csv'), 'utf8').split('\n');
     expect(csv.slice(1, 5).map((l) => l.split(',')[0])).toEqual(['test-000-z000', 'test-000-z001', 'test-000-z002', 'test-000-z003']);
+  });
+
+  it('reads the U-RISC release layout and validates, selects and tests membranes by V-Rand', async () => {
+    const urisc = (await tinyUrisc(join(tmp.dir, 'urisc'), { count: { train: 2, val: 1, test: 1 } })).root;
+    const r = await cli([
+      'segment',
+      '--config',
+      join(tmp.dir, 'tiny.json'),
+      '--data',
+      urisc,
+      '--set',
+      'metric=vrand',
+      '--set',
+      'data.polarity=black-foreground',
+      '--set',
+      'data.maxForegroundFraction=0.5',
+      '--tracking-uri',
+      server.uri,
+      '--experiment',
+      'segment-e2e',
+      '--out',
+      join(tmp.dir, 'membranes'),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/step 15: validation V-Rand 0\.\d{4} \(F1 0\.\d{4}, P /);
+    const vrand = Number(/test V-Rand: +(0\.\d{4}) \(V-Info 0\.\d{4}; ISBI 2012/.exec(r.stdout)?.[1]);
+    expect(vrand).toBeGreaterThan(0);
+    const csv = readFileSync(join(tmp.dir, 'membranes', 'scores', 'test.csv'), 'utf8').split('\n');
+    expect(csv[0]).toContain('v_rand,v_info');
   });
 
   it('names a folder in no known layout and exits 1', async () => {

@@ -35,8 +35,8 @@ export interface PredictedSample {
 export interface SegmentationTask {
   /** A short id for logs and run tags ('urisc', 'pixel'). */
   readonly name: string;
-  /** What BinaryScore.score is, for logs and metric names: 'f1' (U-RISC's official F1, pixel F1), 'iou' or 'pq' (panoptic quality of instances). */
-  readonly metric: 'f1' | 'iou' | 'pq';
+  /** What BinaryScore.score is, for logs and metric names: 'f1' (U-RISC's official F1, pixel F1), 'iou', 'pq' (panoptic quality of instances) or 'vrand' (ISBI 2012 V-Rand). */
+  readonly metric: 'f1' | 'iou' | 'pq' | 'vrand';
   /** Refuses a validation sample the task cannot score, naming its file; called before it is predicted. */
   checkSample?(pair: LabeledPair, sample: LabeledSample, images: LabeledImages): void;
   /** The score of the binary prediction at the validation threshold. */

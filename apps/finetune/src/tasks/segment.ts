@@ -5,6 +5,7 @@
  *   DIR/images/*.png|tif   DIR/masks/*.png|tif                       one set, split here by image
  *   DIR/images/{train,val,test}/   DIR/masks/{train,val,test}/     given splits
  *   DIR/{train,val,test}/images/   DIR/{train,val,test}/masks/     given splits
+ *   DIR/imgs/<track>/{train,val,test}/   DIR/label/<track>/{...}     the U-RISC release (one track)
  *
  * Images and masks pair by file stem; 3D multi-page TIFF stacks (with mask stacks of the same
  * depth) train and validate slice by slice, a stack held out whole. Masks are 8-bit; foreground is the `polarity` side of
@@ -16,7 +17,7 @@
  * or a seeded watershed) and is scored by panoptic quality (PQ) and F1 at IoU 0.5 and 0.75, as
  * empanada reports them.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   DataError,
@@ -27,12 +28,15 @@ import {
   readImage,
   readStackSlice,
   writeImage,
+  uriscDirectories,
   type LabeledSample,
   type LabelPolarity,
 } from '@emseg/data';
 import {
   connectedInstances,
   instanceScores,
+  isbiBinaryScores,
+  type Mask,
   pixelScores,
   scoresFromCounts,
   watershedInstances,
@@ -58,7 +62,7 @@ export interface SegmentDataOptions {
 export interface SegmentData {
   root: string;
   /** Which of the layouts the folder has. */
-  layout: 'flat' | 'images-masks-splits' | 'split-folders';
+  layout: 'flat' | 'images-masks-splits' | 'split-folders' | 'urisc';
   train: LabeledImages;
   validation: LabeledImages;
   validationSource: 'val' | 'holdout';
@@ -76,19 +80,31 @@ export const FOREGROUND_WORDS: ForegroundWords = {
 
 const isDir = (path: string) => existsSync(path) && statSync(path).isDirectory();
 
-/** The images and masks folders of `split` under `root` for `layout` (the whole set for 'flat'). */
-export function segmentDirectories(root: string, layout: SegmentData['layout'], split?: SplitName): { images: string; labels: string } {
+/** The images and masks folders of `split` under `root` for `layout` (the whole set for 'flat'; `track` for 'urisc'). */
+export function segmentDirectories(root: string, layout: SegmentData['layout'], split?: SplitName, track = 'Track1'): { images: string; labels: string } {
+  if (layout === 'urisc') return uriscDirectories(root, split ?? 'train', track);
   if (layout === 'flat' || split === undefined) return { images: join(root, 'images'), labels: join(root, 'masks') };
   if (layout === 'images-masks-splits') return { images: join(root, 'images', split), labels: join(root, 'masks', split) };
   return { images: join(root, split, 'images'), labels: join(root, split, 'masks') };
 }
 
-function detectLayout(root: string): SegmentData['layout'] {
-  if (isDir(join(root, 'images')) && isDir(join(root, 'masks'))) return isDir(join(root, 'images', 'train')) ? 'images-masks-splits' : 'flat';
-  if (isDir(join(root, 'train', 'images'))) return 'split-folders';
+function detectLayout(root: string): { layout: SegmentData['layout']; track?: string } {
+  if (isDir(join(root, 'images')) && isDir(join(root, 'masks'))) return { layout: isDir(join(root, 'images', 'train')) ? 'images-masks-splits' : 'flat' };
+  if (isDir(join(root, 'train', 'images'))) return { layout: 'split-folders' };
+  if (isDir(join(root, 'imgs')) && isDir(join(root, 'label'))) {
+    const tracks = readdirSync(join(root, 'imgs')).filter((t) => isDir(join(root, 'imgs', t, 'train')));
+    if (tracks.length !== 1) {
+      throw new DataError(
+        join(root, 'imgs'),
+        `holds ${tracks.length === 0 ? 'no track with a train/ split' : `several tracks (${tracks.join(', ')})`}`,
+        'one U-RISC track (imgs/<track>/train)',
+      );
+    }
+    return { layout: 'urisc', track: tracks[0] };
+  }
   throw new DataError(
     root,
-    isDir(root) ? 'has neither images/ + masks/ nor train/images/' : 'does not exist',
+    isDir(root) ? 'has neither images/ + masks/ nor train/images/ (nor the U-RISC imgs/ + label/)' : 'does not exist',
     'a labelled folder: images/ and masks/ paired by file stem, optionally with train/, val/, test/ inside each (or train/images, train/masks, ...)',
   );
 }
@@ -101,15 +117,15 @@ function detectLayout(root: string): SegmentData['layout'] {
  */
 export async function openSegmentData(rootDir: string, options: SegmentDataOptions): Promise<SegmentData> {
   const root = resolve(rootDir);
-  const layout = detectLayout(root);
+  const { layout, track } = detectLayout(root);
   const open = async (split?: SplitName): Promise<LabeledImages | null> => {
-    const dirs = segmentDirectories(root, layout, split);
+    const dirs = segmentDirectories(root, layout, split, track);
     if (!isDir(dirs.images)) return null;
     if (!isDir(dirs.labels)) throw new DataError(dirs.labels, 'does not exist', `the masks of ${dirs.images}, paired by file stem`);
     return LabeledImages.open({ ...dirs, polarity: options.polarity, threshold: options.labelThreshold, stacks: true });
   };
   const all = await open(layout === 'flat' ? undefined : 'train');
-  const trainDir = segmentDirectories(root, layout, 'train').images;
+  const trainDir = segmentDirectories(root, layout, 'train', track).images;
   if (all === null) throw new DataError(trainDir, 'does not exist', 'the training images (train/ beside val/ and test/)');
   if (all.size === 0) throw new DataError(trainDir, 'holds no images', 'PNG/TIFF training images');
   const val = layout === 'flat' ? null : await open('val');
@@ -209,6 +225,28 @@ export function instanceTask(options: InstanceOptions, instanceFiles: ReadonlyMa
   };
 }
 
+/**
+ * ISBI 2012 scoring of membranes (foreground = membrane): the cells the predicted membrane encloses
+ * (after thinning, as Fiji's script does) against the true cells (the background of the mask),
+ * foreground-restricted V-Rand and V-Info.
+ */
+export function membraneScores(binary: Uint8Array, trueMembrane: Mask): { vRand: number; vInfo: number } {
+  const { width, height } = trueMembrane;
+  const trueCells = { width, height, data: Uint8Array.from(trueMembrane.data, (v) => (v ? 0 : 1)) };
+  const s = isbiBinaryScores({ width, height, data: Uint8Array.from(binary) }, trueCells, true);
+  return { vRand: s.rand.vRand, vInfo: s.info.vInfo };
+}
+
+/** Validation of membranes by V-Rand (see membraneScores); pixel F1 / precision / recall beside it. */
+export const vrandTask: SegmentationTask = {
+  name: 'membranes',
+  metric: 'vrand',
+  scoreImage: ({ binary, sample }) => {
+    const px = pixelScores({ width: sample.mask.width, height: sample.mask.height, data: binary }, sample.mask);
+    return { score: membraneScores(binary, sample.mask).vRand, f1: px.f1, precision: px.precision, recall: px.recall, rejected: null };
+  },
+};
+
 /** Instance scores of one predicted image. */
 export interface InstanceImageScore extends Omit<InstanceScores, 'matches'> {
   name: string;
@@ -250,6 +288,9 @@ export async function loadSegmentTraining(images: LabeledImages, patchSize: numb
 /** Scores of one written mask against its label. */
 export interface MaskScore extends PixelScores {
   name: string;
+  /** With `membranes`: ISBI 2012 V-Rand and V-Info (see membraneScores). */
+  vRand?: number;
+  vInfo?: number;
   prediction: string;
   groundTruth: string;
 }
@@ -257,7 +298,7 @@ export interface MaskScore extends PixelScores {
 /** Per-image scores, their means, and the scores of all pixels pooled (CEM500K reports pooled IoU). */
 export interface MaskFolderScore {
   images: MaskScore[];
-  mean: { iou: number; f1: number; precision: number; recall: number };
+  mean: { iou: number; f1: number; precision: number; recall: number; vRand?: number; vInfo?: number };
   pooled: PixelScores;
 }
 
@@ -265,7 +306,11 @@ export interface MaskFolderScore {
  * Scores the masks `predictions` (name -> file; foreground 255, as `predict --format mask` writes
  * them) against the labels of `truth`, read with its polarity and threshold, one image at a time.
  */
-export async function scoreMasks(predictions: ReadonlyMap<string, string>, truth: LabeledImages): Promise<MaskFolderScore> {
+export async function scoreMasks(
+  predictions: ReadonlyMap<string, string>,
+  truth: LabeledImages,
+  options: { membranes?: boolean } = {},
+): Promise<MaskFolderScore> {
   const images: MaskScore[] = [];
   let tp = 0;
   let fp = 0;
@@ -283,15 +328,21 @@ export async function scoreMasks(predictions: ReadonlyMap<string, string>, truth
     fp += s.falsePositives;
     fn += s.falseNegatives;
     tn += s.trueNegatives;
-    images.push({ name: pair.name, prediction: file, groundTruth: pair.label, ...s });
+    images.push({ name: pair.name, prediction: file, groundTruth: pair.label, ...s, ...(options.membranes ? membraneScores(mask.data, sample.mask) : {}) });
   }
-  const mean = (key: 'iou' | 'f1' | 'precision' | 'recall') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
-  return { images, mean: { iou: mean('iou'), f1: mean('f1'), precision: mean('precision'), recall: mean('recall') }, pooled: scoresFromCounts(tp, fp, fn, tn) };
+  const mean = (key: 'iou' | 'f1' | 'precision' | 'recall' | 'vRand' | 'vInfo') => images.reduce((a, r) => a + (r[key] ?? 0), 0) / Math.max(1, images.length);
+  const membranes = options.membranes ? { vRand: mean('vRand'), vInfo: mean('vInfo') } : {};
+  return {
+    images,
+    mean: { iou: mean('iou'), f1: mean('f1'), precision: mean('precision'), recall: mean('recall'), ...membranes },
+    pooled: scoresFromCounts(tp, fp, fn, tn),
+  };
 }
 
-/** Per-image mask scores as CSV, with the mean and pooled rows. */
+/** Per-image mask scores as CSV, with the mean and pooled rows (V-Rand / V-Info columns when scored). */
 export function maskScoresCsv(score: MaskFolderScore): string {
-  const head = 'name,iou,f1,precision,recall,true_positives,false_positives,false_negatives,prediction,ground_truth';
+  const isbi = score.mean.vRand !== undefined;
+  const head = `name,iou,f1,precision,recall,${isbi ? 'v_rand,v_info,' : ''}true_positives,false_positives,false_negatives,prediction,ground_truth`;
   const row = (r: MaskScore) =>
     [
       r.name,
@@ -299,18 +350,20 @@ export function maskScoresCsv(score: MaskFolderScore): string {
       r.f1,
       r.precision,
       r.recall,
+      ...(isbi ? [r.vRand, r.vInfo] : []),
       r.truePositives,
       r.falsePositives,
       r.falseNegatives,
       JSON.stringify(r.prediction),
       JSON.stringify(r.groundTruth),
     ].join(',');
+  const m = score.mean;
   const p = score.pooled;
   return [
     head,
     ...score.images.map(row),
-    `mean,${score.mean.iou},${score.mean.f1},${score.mean.precision},${score.mean.recall},,,,,`,
-    `pooled,${p.iou},${p.f1},${p.precision},${p.recall},${p.truePositives},${p.falsePositives},${p.falseNegatives},,`,
+    `mean,${m.iou},${m.f1},${m.precision},${m.recall},${isbi ? `${m.vRand},${m.vInfo},` : ''},,,,`,
+    `pooled,${p.iou},${p.f1},${p.precision},${p.recall},${isbi ? ',,' : ''}${p.truePositives},${p.falsePositives},${p.falseNegatives},,`,
     '',
   ].join('\n');
 }
