@@ -19,6 +19,7 @@
  *   a false positive of none.
  * Only pixel values matter, not geometry: a 3D class volume can be passed with height = rows * slices.
  */
+import { forEachPairRun } from './pair-runs.js';
 import { assertSameSize, EvaluationInputError, type Image2D } from './image.js';
 
 /** A class map: one integer class id per pixel. */
@@ -113,19 +114,7 @@ function countClasses(trueClasses: ClassMap, predictedClasses: ClassMap, ignoreV
     }
   };
   // Runs of equal (true, predicted) pairs are counted first and added once.
-  check(0);
-  let runA = t[0];
-  let runB = p[0];
-  let runStart = 0;
-  for (let i = 1; i < t.length; i++) {
-    if (t[i] === runA && p[i] === runB) continue;
-    check(i);
-    add(runA, runB, i - runStart);
-    runA = t[i];
-    runB = p[i];
-    runStart = i;
-  }
-  add(runA, runB, t.length - runStart);
+  forEachPairRun(t, p, check, add);
   return counts;
 }
 

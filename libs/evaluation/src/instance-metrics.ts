@@ -27,6 +27,7 @@
  * IoU = t, and in rare layouts where the assignment trades an IoU > 0.5 pair for two weaker
  * ones; the fixture generator (test/fixtures/make_instance_fixtures.py) records one such layout.
  */
+import { forEachPairRun } from './pair-runs.js';
 import { EvaluationInputError } from './image.js';
 
 /** Id storage accepted for instance label images. */
@@ -132,19 +133,7 @@ export function instanceOverlaps(truth: InstanceLabels, prediction: InstanceLabe
     if (!Number.isInteger(t[i]) || t[i] < 0) throw badId(truth, 'true instance labels', i, t[i]);
     if (!Number.isInteger(p[i]) || p[i] < 0) throw badId(prediction, 'predicted instance labels', i, p[i]);
   };
-  check(0);
-  let runA = t[0];
-  let runB = p[0];
-  let runStart = 0;
-  for (let i = 1; i < t.length; i++) {
-    if (t[i] === runA && p[i] === runB) continue;
-    check(i);
-    add(runA, runB, i - runStart);
-    runA = t[i];
-    runB = p[i];
-    runStart = i;
-  }
-  add(runA, runB, t.length - runStart);
+  forEachPairRun(t, p, check, add);
 
   const overlaps: InstanceOverlap[] = [];
   for (const a of [...table.keys()].sort((x, y) => x - y)) {

@@ -54,3 +54,16 @@ export function maskFromRows(rows: string[]): Mask {
   rows.forEach((r, y) => [...r].forEach((c, x) => (data[y * width + x] = c === '#' || c === '1' ? 1 : 0)));
   return { width, height, data };
 }
+
+/** Decodes a fixture's run-length encoded flat array ([v0, n0, v1, n1, ...], see the fixture scripts' `rle`). */
+export function decodeRuns<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float32Array>(runs: number[], make: (n: number) => T): T {
+  let n = 0;
+  for (let k = 1; k < runs.length; k += 2) n += runs[k];
+  const out = make(n);
+  let at = 0;
+  for (let k = 0; k < runs.length; k += 2) {
+    out.fill(runs[k], at, at + runs[k + 1]);
+    at += runs[k + 1];
+  }
+  return out;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { detectionScores, instanceOverlaps, instanceScores, type InstanceLabels, type LabelImage } from '@emseg/evaluation';
-import { loadFixture } from './helpers.js';
+import { decodeRuns, loadFixture } from './helpers.js';
 
 /** Expected values of one case, from make_instance_fixtures.py (Kirillov matching, IoU > t). */
 interface InstanceCase {
@@ -28,18 +28,6 @@ interface InstanceCase {
 }
 
 const fx = loadFixture<{ instances: InstanceCase[] }>('instances.json');
-
-function decodeRuns<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array>(runs: number[], make: (n: number) => T): T {
-  let n = 0;
-  for (let k = 1; k < runs.length; k += 2) n += runs[k];
-  const out = make(n);
-  let at = 0;
-  for (let k = 0; k < runs.length; k += 2) {
-    out.fill(runs[k], at, at + runs[k + 1]);
-    at += runs[k + 1];
-  }
-  return out;
-}
 
 function labels(c: InstanceCase, which: 'true' | 'pred'): InstanceLabels {
   const { width, height, depth } = c;

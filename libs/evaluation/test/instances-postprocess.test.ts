@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { adaptedRandError, connectedInstances, squaredEdt, watershedInstances, type ForegroundMap, type Instances } from '@emseg/evaluation';
-import { loadFixture } from './helpers.js';
+import { decodeRuns, loadFixture } from './helpers.js';
 
 /** A components case of make_postprocess_fixtures.py: skimage label after remove_small_objects. */
 interface ComponentCase {
@@ -36,18 +36,6 @@ interface WatershedCase {
 }
 
 const fx = loadFixture<{ components: ComponentCase[]; watershed: WatershedCase[] }>('postprocess.json');
-
-function decodeRuns<T extends Uint8Array | Int32Array | Float32Array>(runs: number[], make: (n: number) => T): T {
-  let n = 0;
-  for (let k = 1; k < runs.length; k += 2) n += runs[k];
-  const out = make(n);
-  let at = 0;
-  for (let k = 0; k < runs.length; k += 2) {
-    out.fill(runs[k], at, at + runs[k + 1]);
-    at += runs[k + 1];
-  }
-  return out;
-}
 
 function encodeRuns(data: ArrayLike<number>): number[] {
   const out: number[] = [];
