@@ -6,6 +6,7 @@
  *   nx run finetune:urisc                                   quick config on the embedded synthetic data
  *   nx run finetune:urisc -c track2 --data DIR --encoder REF   the paper setup on real U-RISC data
  *   nx run finetune:segment -- --data DIR --encoder REF     any labelled EM folder (images/ + masks/), by IoU
+ *   nx run finetune:benchmark -- --data DIR --encoders A,B  CEM500K protocol: frozen / fine-tuned / random init
  *   nx run finetune:predict -- IMAGES... --out DIR          probability maps + binary submissions
  *   nx run finetune:score -- --pred DIR --labels DIR        official U-RISC F1 of a folder
  *   nx run finetune:attribute -- --image IMG --label LBL    integrated gradients and S_k per class
@@ -13,6 +14,7 @@
 import { join } from 'node:path';
 import { commandLine, EXIT_CODES_HELP, lazyCommand, repeatedOption, withRunOptions } from '@emseg/config';
 import type { AttributeArgs } from './attribute-command.js';
+import type { BenchmarkArgs } from './benchmark-command.js';
 import type { PredictArgs } from './predict-command.js';
 import type { ScoreArgs } from './score-command.js';
 import type { SegmentArgs } from './segment-run.js';
@@ -21,7 +23,7 @@ import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS, DEFAULT_SEGMENT_CONFIG, WORKSPACE 
 
 // Commands are imported when they run, so `--help` answers at once, without loading TensorFlow.
 
-commandLine('emseg-finetune', 'name a command: urisc, segment, predict, score or attribute', (y) =>
+commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predict, score or attribute', (y) =>
   y
     .command(
       'urisc',
@@ -89,6 +91,57 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, predict, score or
           .example('$0 segment --data /data/isbi --set data.polarity=black-foreground --set data.maxForegroundFraction=0.4', 'membranes drawn black')
           .epilogue(EXIT_CODES_HELP),
       lazyCommand<SegmentArgs>(async () => (await import('./segment-run.js')).runSegment),
+    )
+    .command(
+      'benchmark',
+      "CEM500K's evaluation protocol on one labelled task: each encoder frozen and fine-tuned, plus random init, at equal config, budget and seed; one MLflow parent run with a child per arm, a results table (stdout, CSV, JSON) and a bar chart",
+      (y) =>
+        y
+          .option('encoders', {
+            type: 'string',
+            demandOption: true,
+            describe:
+              'comma-separated encoder references (bundle directories, runs:/<run_id>/encoder, latest.json files, latest-pretrain); random init is always added',
+          })
+          .option('data', { type: 'string', describe: 'labelled folder as for `segment` (default: the embedded synthetic mitochondria)' })
+          .option('config', {
+            type: 'string',
+            default: DEFAULT_SEGMENT_CONFIG,
+            describe: 'the `segment` configuration every arm runs (configs/segment/: mito, instances, membrane)',
+          })
+          .option('set', {
+            type: 'string',
+            array: true,
+            default: [] as string[],
+            describe: 'config override for every arm, e.g. --set train.steps=2000 (repeatable)',
+          })
+          .option('modes', {
+            type: 'string',
+            default: 'frozen,finetuned',
+            describe: 'encoder modes per encoder: frozen (model.freezeEncoder all) and/or finetuned (none)',
+          })
+          .option('out', {
+            type: 'string',
+            describe: 'benchmark folder: one run folder per arm plus results.* (default .emseg/runs/finetune/benchmark-<time>)',
+          })
+          .option('experiment', { type: 'string', default: process.env.MLFLOW_EXPERIMENT_NAME ?? 'emseg-benchmark', describe: 'MLflow experiment' })
+          .option('tracking-uri', { type: 'string', describe: 'MLflow server (default MLFLOW_TRACKING_URI, else the project store started on a free port)' })
+          .check((a) => {
+            const repeated = repeatedOption(a, ['encoders', 'data', 'config', 'modes', 'out', 'experiment', 'tracking-uri']);
+            if (repeated) throw new Error(repeated);
+            const modes = String(a.modes).split(',');
+            const bad = modes.filter((m) => m !== 'frozen' && m !== 'finetuned');
+            if (bad.length > 0 || modes.length === 0) throw new Error(`--modes takes frozen and/or finetuned, got ${JSON.stringify(a.modes)}`);
+            return true;
+          })
+          .example('$0 benchmark --encoders .emseg/runs/pretrain/latest.json', 'the quick pretraining against random init on the embedded mitochondria')
+          .example('$0 benchmark --data /data/lucchi --encoders encoders/cem500k,runs:/4f2c.../encoder --set train.steps=2000', 'two encoders on Lucchi++')
+          .epilogue(EXIT_CODES_HELP),
+      lazyCommand<BenchmarkArgs & { modes: string | string[]; encoders: string | string[] }>(async () => {
+        const { runBenchmark } = await import('./benchmark-command.js');
+        const list = (v: string | string[]) => (Array.isArray(v) ? v : v.split(',')).map((x) => x.trim()).filter(Boolean);
+        return (a) => runBenchmark({ ...a, encoders: list(a.encoders), modes: list(a.modes) as BenchmarkArgs['modes'] });
+      }),
     )
     .command(
       'predict [inputs..]',

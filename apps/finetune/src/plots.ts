@@ -162,8 +162,39 @@ export function areaBoxPlotSpec(points: readonly AreaPoint[], title: string): Re
 }
 
 /** Writes the box plot as `<path>.svg` and `<path>.png`; returns both paths. */
-export async function writeAreaBoxPlot(path: string, points: readonly AreaPoint[], title: string): Promise<{ svg: string; png: string }> {
-  const svg = await vegaLiteSvg(areaBoxPlotSpec(points, title));
+export function writeAreaBoxPlot(path: string, points: readonly AreaPoint[], title: string): Promise<{ svg: string; png: string }> {
+  return writeVegaLite(path, areaBoxPlotSpec(points, title));
+}
+
+/** One bar of a grouped bar chart (the benchmark's results). */
+export interface Bar {
+  group: string;
+  series: string;
+  value: number;
+}
+
+/** Grouped bars: one group per `group` (an encoder), one bar per `series` (frozen / fine-tuned), the metric on y. */
+export function barChartSpec(bars: readonly Bar[], title: string, metric: string): Record<string, unknown> {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values: bars },
+    mark: { type: 'bar' },
+    encoding: {
+      x: { field: 'group', type: 'nominal', title: null, axis: { labelAngle: 0 } },
+      xOffset: { field: 'series', type: 'nominal' },
+      y: { field: 'value', type: 'quantitative', title: metric, scale: { domain: [0, 1] } },
+      color: { field: 'series', type: 'nominal', title: null },
+    },
+    width: Math.max(240, 90 * new Set(bars.map((b) => b.group)).size),
+    height: 260,
+    config: { background: 'white', font: 'sans-serif' },
+  };
+}
+
+/** Renders a Vega-Lite spec to `<path>.svg` and `<path>.png` (atomically); returns both paths. */
+export async function writeVegaLite(path: string, spec: Record<string, unknown>): Promise<{ svg: string; png: string }> {
+  const svg = await vegaLiteSvg(spec);
   const svgPath = `${path}.svg`;
   const pngPath = `${path}.png`;
   await writeFileAtomic(svgPath, svg);

@@ -35,6 +35,8 @@ export interface TrainArgs {
   experiment: string;
   runName?: string;
   trackingUri?: string;
+  /** Extra MLflow tags (a benchmark's `mlflow.parentRunId`). */
+  tags?: Record<string, string>;
 }
 
 export { DEFAULT_CONFIG } from './workspace.js';
@@ -149,6 +151,7 @@ async function trainInRunDir<C extends SegmentationConfig, D extends TaskData>(
     configFile: args.config,
     description: `U-Net fine-tuning (${module.name}) on ${data.description}`,
     params: { 'data.root': data.root, 'encoder.ref': encoderRef ?? 'null' },
+    tags: args.tags,
   });
   let bar: ProgressBar | undefined;
   let choice: EncoderChoice | undefined;
