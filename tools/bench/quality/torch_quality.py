@@ -389,8 +389,9 @@ def read_grey8(path):
 
 def open_split(root, split, cfg):
     d = cfg["data"]
-    imgs = list_stems(os.path.join(root, "imgs", d["track"], split))
-    labels = list_stems(os.path.join(root, "label", d["track"], split))
+    track = d.get("track", "Track1")  # a `segment` config has no track: the U-RISC layout's one track
+    imgs = list_stems(os.path.join(root, "imgs", track, split))
+    labels = list_stems(os.path.join(root, "label", track, split))
     black = d["polarity"] == "black-foreground"
     out = []
     for stem in sorted(imgs):
@@ -512,21 +513,29 @@ def official_prf(pred, s, white):
 
 
 def choose_threshold(scores, preferred):
-    """Best mean F1; ties: nearest `preferred` (1e-9 slack), then the lower threshold (scores ascending)."""
+    """Best mean task score; ties: nearest `preferred` (1e-9 slack), then the lower threshold (scores ascending)."""
     best = scores[0]
     for sc in scores[1:]:
         nearer = abs(sc["threshold"] - preferred) < abs(best["threshold"] - preferred) - 1e-9
-        if sc["f1"] > best["f1"] or (sc["f1"] == best["f1"] and nearer):
+        if sc["score"] > best["score"] or (sc["score"] == best["score"] and nearer):
             best = sc
     return best
 
 
+def task_metric(cfg):
+    """What selection compares, as emseg's command does: `segment` configs (a "metric" key) pixel IoU, `urisc` the official F1."""
+    return cfg.get("metric", "f1")
+
+
 def evaluate(model, samples, cfg, norm):
-    """Official U-RISC F1 at the threshold and the candidates (chosen: the best) + sweep F1, per image means."""
+    """The task score (official U-RISC F1, or pixel IoU for `segment`) at the threshold and the candidates (chosen: the best) + sweep F1, per image means."""
     inf = cfg["inference"]
+    metric = task_metric(cfg)
+    if metric not in ("f1", "iou"):
+        raise SystemExit(f"torch_quality.py: metric {metric!r} is not ported (f1, iou)")
     white = cfg["data"]["polarity"] == "white-foreground"
     tried = sorted(set([inf["threshold"], *cfg["validation"].get("thresholds", [(k + 1) / 10 for k in range(9)])]))
-    sums = {t: np.zeros(3) for t in tried}
+    sums = {t: np.zeros(4) for t in tried}
     t0 = time.perf_counter()
     rows = []
     curve = np.zeros(len(THRESHOLDS))
@@ -535,19 +544,32 @@ def evaluate(model, samples, cfg, norm):
         pred = prob >= inf["threshold"]
         membrane = int(np.count_nonzero(pred))
         truth_mask = s.mask.astype(bool)
-        p, r, f1, rejected = official_prf(pred, s, white)
+
+        def task_prf(binary):
+            """(score, P, R, F1, rejected): the official U-RISC F1, or pixel IoU with pixel P/R/F1."""
+            if metric == "iou":
+                pp, rr, ff = pixel_prf(binary, truth_mask)
+                return ff / (2 - ff), pp, rr, ff, False  # IoU = F1 / (2 - F1) per image, as emseg's pixel scores
+            pp, rr, ff, rej = official_prf(binary, s, white)
+            return ff, pp, rr, ff, rej
+
+        score, p, r, f1, rejected = task_prf(pred)
         for t in tried:
-            tp_, tr_, tf1, _ = official_prf(prob >= t, s, white)
-            sums[t] += (tf1, tp_, tr_)
+            tsc, tp_, tr_, tf1, _ = task_prf(prob >= t)
+            sums[t] += (tsc, tf1, tp_, tr_)
         p64 = prob.astype(np.float64)
         for k, t in enumerate(THRESHOLDS):
             curve[k] += pixel_prf(p64 >= t, truth_mask)[2]
-        rows.append({"name": s.name, "f1": f1, "precision": p, "recall": r, "rejected": bool(rejected), "predictedMembrane": membrane / pred.size})
+        rows.append({"name": s.name, "score": score, "f1": f1, "precision": p, "recall": r, "rejected": bool(rejected), "predictedMembrane": membrane / pred.size})
     best = int(np.argmax(curve))  # first maximum, as evaluate.ts
     n = max(1, len(rows))
-    by_threshold = [{"threshold": t, "f1": float(v[0] / n), "precision": float(v[1] / n), "recall": float(v[2] / n)} for t, v in sums.items()]
+    by_threshold = [
+        {"threshold": t, "score": float(v[0] / n), "f1": float(v[1] / n), "precision": float(v[2] / n), "recall": float(v[3] / n)} for t, v in sums.items()
+    ]
     return {
         "chosen": choose_threshold(by_threshold, inf["threshold"]),
+        "metric": metric,
+        "score": sum(r["score"] for r in rows) / n,
         "f1": sum(r["f1"] for r in rows) / n,
         "precision": sum(r["precision"] for r in rows) / n,
         "recall": sum(r["recall"] for r in rows) / n,
@@ -601,7 +623,7 @@ def cmd_train(a):
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     train, val = load_data(a, cfg)
-    test_dir = os.path.join(a.data, "imgs", cfg["data"]["track"], "test")
+    test_dir = os.path.join(a.data, "imgs", cfg["data"].get("track", "Track1"), "test")
     norm = (cfg["model"]["normalization"]["mean"], cfg["model"]["normalization"]["std"])
     model = UNet(cfg["model"]["architecture"], tuple(cfg["model"]["decoderChannels"]))
     emseg_init(model)
@@ -622,13 +644,16 @@ def cmd_train(a):
         nonlocal best, best_state, last_eval
         e = evaluate(model, val, cfg, norm)
         c = e["chosen"]
-        better = best is None or c["f1"] > best["f1"] or (c["f1"] == best["f1"] and e["bestF1"] > best["bestF1"])
+        better = best is None or c["score"] > best["score"] or (c["score"] == best["score"] and e["bestF1"] > best["bestF1"])
         if better:
-            best = {"step": step, "f1": c["f1"], "bestF1": e["bestF1"], "threshold": c["threshold"]}
+            best = {"step": step, "score": c["score"], "f1": c["f1"], "bestF1": e["bestF1"], "threshold": c["threshold"]}
             best_state = copy.deepcopy(model.state_dict())
-        last_eval = {"step": step, **{k: e[k] for k in ("f1", "precision", "recall", "bestF1", "bestThreshold", "chosen")}}
+        last_eval = {"step": step, **{k: e[k] for k in ("metric", "score", "f1", "precision", "recall", "bestF1", "bestThreshold", "chosen")}}
         history.append({**last_eval, "best": bool(better), "seconds": round(e["seconds"], 2)})
-        log(f"torch step {step}: validation F1 {e['f1']:.4f} (P {e['precision']:.3f}, R {e['recall']:.3f}; best-threshold F1 {e['bestF1']:.4f} at {e['bestThreshold']}); chosen threshold {c['threshold']}: F1 {c['f1']:.4f}{' - best so far' if better else ''}")
+        name = {"f1": "F1", "iou": "IoU"}[e["metric"]]
+        log(
+            f"torch step {step}: validation {name} {e['score']:.4f} (F1 {e['f1']:.4f}, P {e['precision']:.3f}, R {e['recall']:.3f}; best-threshold F1 {e['bestF1']:.4f} at {e['bestThreshold']}); chosen threshold {c['threshold']}: {name} {c['score']:.4f}{' - best so far' if better else ''}"
+        )
         model.train()
 
     model.train()
