@@ -162,7 +162,7 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
             type: 'string',
             default: DEFAULT_PREDICTIONS,
             describe:
-              'output folder: <stem>.png submissions, probability/<stem>.png maps; must not hold any input, and is created and checked writable before predicting',
+              'output folder: <stem>.png submissions, probability/<stem>.png maps (a stack: <stem>.tif mask stack, probability/<stem>.tif); must not hold any input, and is created and checked writable before predicting',
           })
           .option('tile-size', { type: 'number', describe: 'tile edge, a multiple of 32 (default: as validated)' })
           .option('overlap', { type: 'number', describe: 'pixels shared by neighbouring tiles (default: as validated)' })
@@ -181,6 +181,13 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
             choices: ['urisc', 'mask'] as const,
             describe:
               "binary output: urisc = U-RISC submission (membrane black 0), mask = foreground white 255 (default: urisc for a U-RISC model, mask for any other task's)",
+          })
+          .option('stack', {
+            type: 'string',
+            choices: ['stack', 'orthoplane'] as const,
+            default: 'stack' as const,
+            describe:
+              'a multi-page TIFF input is a 3D stack, written as an 8-bit mask stack (foreground 255) and a 16-bit probability stack: stack = slice by slice, orthoplane = mean of the xy, xz and yz plane predictions',
           })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server for a runs:/ --model' })
           .example('$0 predict data/imgs/Track1/test --out out/test --tta', 'a submission folder for the test images')

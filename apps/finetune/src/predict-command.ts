@@ -6,12 +6,17 @@
  * reported and the rest predicted. The end is a summary of what was written and what was not:
  * exit 0 all written, 1 some image failed, 130 stopped by SIGINT/SIGTERM (after the current tile
  * batch).
+ *
+ * A multi-page TIFF (more than one page) is a 3D stack: it is predicted after the 2D images, in
+ * `--stack` mode ('stack': slice by slice; 'orthoplane': the mean of the xy, xz and yz planes),
+ * into `<out>/<stem>.tif` (8-bit mask stack, foreground 255) and `<out>/probability/<stem>.tif`
+ * (16-bit), with memory bounded by a few slices (see @emseg/segmentation's stack-inference).
  */
 import { join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
-import { ensureDefaultData } from '@emseg/data';
+import { ensureDefaultData, fileStem, readStackInfo, type StackInfo } from '@emseg/data';
 import { gracefulStop, ProgressBar } from '@emseg/training';
-import { checkTileFits, inferenceProblem, Segmenter, type InferenceOptions } from '@emseg/segmentation';
+import { checkTileFits, inferenceProblem, predictStack, PredictionStopped, Segmenter, type InferenceOptions, type StackMode } from '@emseg/segmentation';
 import { checkOutputOutsideInputs, checkWritableFolder, listInputs, predictFiles, readInputHeaders, type PredictedImage } from './predict.js';
 import { locateModel } from './model-source.js';
 
@@ -30,14 +35,26 @@ export interface PredictArgs {
   probability: 'png' | 'tiff' | 'none';
   /** The binary output (default: 'urisc' for a U-RISC model, 'mask' for any other task's). */
   format?: 'urisc' | 'mask';
+  /** How a multi-page TIFF input is predicted (default 'stack'). */
+  stack?: StackMode;
   trackingUri?: string;
+}
+
+/** The inputs that are multi-page stacks (a file whose header does not read is left to readInputHeaders, which names it). */
+async function stackInputs(files: readonly string[]): Promise<Map<string, StackInfo>> {
+  const stacks = new Map<string, StackInfo>();
+  for (const file of files) {
+    const info = await readStackInfo(file).catch(() => null);
+    if (info && info.depth > 1) stacks.set(file, info);
+  }
+  return stacks;
 }
 
 /** What was written and what was not, and why: the last thing predict prints. */
 function summary(
   out: string,
   files: readonly string[],
-  written: readonly PredictedImage[],
+  written: readonly Pick<PredictedImage, 'input' | 'submission'>[],
   failed: ReadonlyMap<string, string>,
   stopped: string | null,
 ): string {
@@ -64,7 +81,8 @@ export async function predict(args: PredictArgs): Promise<number> {
   const files = await listInputs(inputs);
   const out = resolve(args.out);
   await checkOutputOutsideInputs(out, files);
-  const headers = await readInputHeaders(files);
+  const stacks = await stackInputs(files);
+  const headers = [...(await readInputHeaders(files.filter((f) => !stacks.has(f)))), ...stacks.values()];
   await checkWritableFolder(out);
   if (args.probability !== 'none') await checkWritableFolder(join(out, 'probability'));
   const segmenter = Segmenter.load(await locateModel(args.model, args.trackingUri));
@@ -90,7 +108,7 @@ export async function predict(args: PredictArgs): Promise<number> {
     const smallest = headers.reduce((a, b) => (Math.min(b.width, b.height) < Math.min(a.width, a.height) ? b : a));
     checkTileFits(smallest.path, smallest.width, smallest.height, inference);
     process.stderr.write(
-      `model: ${info.architecture} U-Net (${info.task ?? 'urisc'}; step ${info.step}, ${validated} ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}; ${format === 'urisc' ? 'U-RISC submissions (membrane black 0)' : 'masks (foreground white 255)'}\n`,
+      `model: ${info.architecture} U-Net (${info.task ?? 'urisc'}; step ${info.step}, ${validated} ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}; ${format === 'urisc' ? 'U-RISC submissions (membrane black 0)' : 'masks (foreground white 255)'}${stacks.size > 0 ? `; ${stacks.size} stack(s) in ${args.stack ?? 'stack'} mode, as mask stacks (foreground white 255)` : ''}\n`,
     );
     let bar: ProgressBar | undefined;
     let current = '';
@@ -108,9 +126,10 @@ export async function predict(args: PredictArgs): Promise<number> {
         ),
     });
     let results: PredictedImage[];
+    const stackResults: Pick<PredictedImage, 'input' | 'submission'>[] = [];
     try {
       results = await predictFiles(segmenter, {
-        inputs: files,
+        inputs: files.filter((f) => !stacks.has(f)),
         outDir: out,
         inference,
         threshold,
@@ -138,11 +157,44 @@ export async function predict(args: PredictArgs): Promise<number> {
           process.stderr.write(`error: ${err.message}; not written, going on with the next image\n`);
         },
       });
+      const mode = args.stack ?? 'stack';
+      for (const [input, info] of stacks) {
+        if (stop.requested) break;
+        const name = fileStem(input);
+        try {
+          const r = await predictStack(segmenter, input, {
+            mode,
+            inference,
+            threshold,
+            maskOut: join(out, `${name}.tif`),
+            probabilityOut: args.probability === 'none' ? undefined : join(out, 'probability', `${name}.tif`),
+            stop,
+            onSlice: (axis, done, total) => {
+              if (current !== `${input} ${axis}`) {
+                endBar();
+                current = `${input} ${axis}`;
+                bar = new ProgressBar({ label: `${name} ${axis}`, total, unit: 'plane' });
+              }
+              bar?.tick(1);
+            },
+          });
+          endBar();
+          stackResults.push({ input, submission: r.mask });
+          process.stdout.write(
+            `${name}: ${info.width} x ${info.height} x ${info.depth} stack (${mode}), ${(r.foregroundFraction * 100).toFixed(2)}% foreground, ${r.seconds.toFixed(1)} s (${r.slicesPerSecond.toFixed(2)} slices/s) -> ${r.mask}${r.probability ? ` (+ ${r.probability})` : ''}\n`,
+          );
+        } catch (err) {
+          endBar();
+          if (err instanceof PredictionStopped) break;
+          failed.set(input, (err as Error).message);
+          process.stderr.write(`error: ${(err as Error).message}; not written, going on with the next image\n`);
+        }
+      }
     } finally {
       endBar();
       stop.dispose();
     }
-    process.stdout.write(`${summary(out, files, results, failed, stop.signal)}\n`);
+    process.stdout.write(`${summary(out, files, [...results, ...stackResults], failed, stop.signal)}\n`);
     if (stop.requested) return EXIT.interrupted;
     return failed.size > 0 ? EXIT.failed : EXIT.ok;
   } finally {

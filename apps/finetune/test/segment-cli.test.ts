@@ -22,6 +22,23 @@ let dataRoot: string;
 
 const cli = (args: string[]) => runCli(args, { env: { EMSEG_FINETUNE_RUNS: join(tmp.dir, 'runs') } });
 
+/** `segment` with `config` on `data` into `out`, tracked in the test server's experiment segment-e2e. */
+const segment = (config: string, data: string, out: string, extra: string[] = []) =>
+  cli([
+    'segment',
+    '--config',
+    join(tmp.dir, config),
+    '--data',
+    data,
+    '--tracking-uri',
+    server.uri,
+    '--experiment',
+    'segment-e2e',
+    '--out',
+    join(tmp.dir, out),
+    ...extra,
+  ]);
+
 beforeAll(async () => {
   buildFinetune();
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
@@ -56,21 +73,7 @@ describe('finetune segment', () => {
   let run: Run;
 
   beforeAll(async () => {
-    result = await cli([
-      'segment',
-      '--config',
-      join(tmp.dir, 'tiny.json'),
-      '--data',
-      dataRoot,
-      '--tracking-uri',
-      server.uri,
-      '--experiment',
-      'segment-e2e',
-      '--run-name',
-      'seg',
-      '--out',
-      join(tmp.dir, 'run'),
-    ]);
+    result = await segment('tiny.json', dataRoot, 'run', ['--run-name', 'seg']);
     const experiment = await client.getExperimentByName('segment-e2e');
     run = (experiment ? await client.searchRuns({ experimentIds: [experiment.experimentId] }) : [])[0];
   });
@@ -115,21 +118,7 @@ describe('finetune segment', () => {
   });
 
   it('runs an instance task: validates and selects by PQ, writes 16-bit instance labels and scores them', async () => {
-    const r = await cli([
-      'segment',
-      '--config',
-      join(tmp.dir, 'instances.json'),
-      '--data',
-      dataRoot,
-      '--tracking-uri',
-      server.uri,
-      '--experiment',
-      'segment-e2e',
-      '--run-name',
-      'inst',
-      '--out',
-      join(tmp.dir, 'inst'),
-    ]);
+    const r = await segment('instances.json', dataRoot, 'inst', ['--run-name', 'inst']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/step 15: validation PQ 0\.\d{4} \(F1 0\.\d{4}, P /);
     expect(r.stdout).toMatch(/best model: +step \d+, validation PQ 0\.\d{4}/);
@@ -159,19 +148,7 @@ describe('finetune segment', () => {
   it('trains on 3D stacks slice by slice and scores every test slice', async () => {
     const stacks = join(tmp.dir, 'mito3d');
     await generateSyntheticMitoStack({ dir: stacks, seed: 4, size: 128, depth: 4, count: { train: 2, val: 1, test: 1 } });
-    const r = await cli([
-      'segment',
-      '--config',
-      join(tmp.dir, 'tiny.json'),
-      '--data',
-      stacks,
-      '--tracking-uri',
-      server.uri,
-      '--experiment',
-      'segment-e2e',
-      '--out',
-      join(tmp.dir, 'run3d'),
-    ]);
+    const r = await segment('tiny.json', stacks, 'run3d');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/data: 8 train, 4 validation \(val split\), 4 test images/);
     expect(r.stdout).toMatch(/test IoU: +0\.\d{4} \(all 4 images' pixels pooled/);
@@ -181,24 +158,13 @@ describe('finetune segment', () => {
 
   it('reads the U-RISC release layout and validates, selects and tests membranes by V-Rand', async () => {
     const urisc = (await tinyUrisc(join(tmp.dir, 'urisc'), { count: { train: 2, val: 1, test: 1 } })).root;
-    const r = await cli([
-      'segment',
-      '--config',
-      join(tmp.dir, 'tiny.json'),
-      '--data',
-      urisc,
+    const r = await segment('tiny.json', urisc, 'membranes', [
       '--set',
       'metric=vrand',
       '--set',
       'data.polarity=black-foreground',
       '--set',
       'data.maxForegroundFraction=0.5',
-      '--tracking-uri',
-      server.uri,
-      '--experiment',
-      'segment-e2e',
-      '--out',
-      join(tmp.dir, 'membranes'),
     ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/step 15: validation V-Rand 0\.\d{4} \(F1 0\.\d{4}, P /);

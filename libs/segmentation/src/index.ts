@@ -11,3 +11,5 @@ export { resolveModelDir, Segmenter } from './segmenter.js';
 export type { SegmenterInfo, SegmenterSource } from './segmenter.js';
 export { iouTask, pixelTask } from './task.js';
 export type { BinaryScore, PredictedSample, SegmentationTask } from './task.js';
+export { predictPlane, predictStack, stripHeight } from './stack-inference.js';
+export type { PlaneAxis, StackMode, StackPrediction, StackPredictOptions } from './stack-inference.js';
