@@ -78,14 +78,15 @@ export class Segmenter {
   }
 
   /**
-   * Foreground probabilities of `count` square tiles of `size` pixels (row-major floats in [0, 1],
-   * tile after tile), in the same layout. `flipTta` averages the four flips (identity, horizontal,
-   * vertical, both), each prediction flipped back first.
+   * Foreground probabilities of `count` tiles of `size` pixels (square) or `[height, width]`
+   * (row-major floats in [0, 1], tile after tile), in the same layout. `flipTta` averages the four
+   * flips (identity, horizontal, vertical, both), each prediction flipped back first.
    */
-  probabilities(tiles: Float32Array, count: number, size: number, flipTta: boolean): Float32Array {
-    if (tiles.length !== count * size * size) throw new Error(`probabilities: ${tiles.length} values are not ${count} tiles of ${size} x ${size}`);
+  probabilities(tiles: Float32Array, count: number, size: number | readonly [number, number], flipTta: boolean): Float32Array {
+    const [height, width] = typeof size === 'number' ? [size, size] : size;
+    if (tiles.length !== count * height * width) throw new Error(`probabilities: ${tiles.length} values are not ${count} tiles of ${height} x ${width}`);
     const out = tf.tidy(() => {
-      const x = tf.tensor4d(tiles, [count, size, size, 1]);
+      const x = tf.tensor4d(tiles, [count, height, width, 1]);
       const flips = flipTta ? FLIPS : FLIPS.slice(0, 1);
       let sum: Tensor | null = null;
       for (const axes of flips) {

@@ -33,7 +33,6 @@ import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { blendWeights, cutRegion, maxValue, readStackInfo, readStackSlice, StackWriter, tilePlan, type GreyImage, type PixelArray } from '@emseg/data';
 import { temporarySibling } from '@emseg/fs';
-import { tf, type Tensor } from '@emseg/tf';
 import { checkTileFits, inferenceProblem, predictImage, PredictionStopped, TILE_MULTIPLE, toProbability16, type InferenceOptions } from './inference.js';
 import type { Segmenter } from './segmenter.js';
 
@@ -72,33 +71,6 @@ export interface StackPrediction {
   seconds: number;
   /** z-slices of the volume per second (the whole volume's depth over the whole time). */
   slicesPerSecond: number;
-}
-
-/** Flip sets of test-time augmentation: axes of [n, h, w, c] reversed (as Segmenter.probabilities). */
-const FLIPS: readonly (readonly number[])[] = [[], [2], [1], [1, 2]];
-
-/**
- * Foreground probabilities of `count` rectangular tiles of `height` x `width` (row-major floats in
- * [0, 1], tile after tile; both sides multiples of 32), as `Segmenter.probabilities` for squares.
- */
-function rectProbabilities(segmenter: Segmenter, tiles: Float32Array, count: number, height: number, width: number, flipTta: boolean): Float32Array {
-  const out = tf.tidy(() => {
-    const x = tf.tensor4d(tiles, [count, height, width, 1]);
-    const flips = flipTta ? FLIPS : FLIPS.slice(0, 1);
-    let sum: Tensor | null = null;
-    for (const axes of flips) {
-      const input = axes.length ? tf.reverse(x, [...axes]) : x;
-      let p: Tensor = tf.sigmoid(segmenter.forward(input, false));
-      if (axes.length) p = tf.reverse(p, [...axes]);
-      sum = sum === null ? p : sum.add(p);
-    }
-    return (sum as Tensor).div(flips.length);
-  });
-  try {
-    return out.dataSync() as Float32Array;
-  } finally {
-    out.dispose();
-  }
 }
 
 /** Rows of a strip for a plane `height` rows tall: a multiple of 32, at most the tile. */
@@ -143,7 +115,7 @@ export async function predictPlane(
       const o = i * area;
       for (let k = 0; k < area; k++) input[o + k] = raw[k] * scale;
     });
-    const out = rectProbabilities(segmenter, input, group.length, rows, tileSize, options.flipTta);
+    const out = segmenter.probabilities(input, group.length, [rows, tileSize], options.flipTta);
     group.forEach((x, i) => {
       const c0 = Math.max(0, -x);
       const c1 = Math.min(tileSize, width - x);
