@@ -5,7 +5,7 @@
  */
 import type { Schema } from '@emseg/config';
 import type { LabelPolarity } from '@emseg/data';
-import { schemaParts, segmentationConfigProblems, segmentationSchemaSections, type SegmentationConfig } from '@emseg/segmentation';
+import { schemaParts, segmentationConfigProblems, segmentationSchemaSections, type ClassEntry, type SegmentationConfig } from '@emseg/segmentation';
 
 const { int, positive, section } = schemaParts;
 
@@ -43,6 +43,11 @@ export const finetuneSchema: Schema<FinetuneConfig> = {
 
 /** Cross-field checks JSON Schema cannot express; messages name the fields. */
 export function checkFinetuneConfig(cfg: FinetuneConfig, source: string): void {
+  if (cfg.loss.kind === 'ce-dice') {
+    throw new Error(
+      `${source}: invalid configuration\n  - loss.kind "ce-dice" is the multi-class loss; U-RISC membranes are binary: use "focal-dice" (the paper's) or "bce"`,
+    );
+  }
   checkWithHoldout(cfg, source);
 }
 
@@ -66,6 +71,13 @@ export interface SegmentConfig extends SegmentationConfig {
     holdout: number;
     /** A training mask with more foreground than this fraction is read with the wrong polarity or threshold. */
     maxForegroundFraction: number;
+    /**
+     * A multi-class task (null: binary): the class of each mask value, `{"0": "background", "128":
+     * "mitochondria", "255": "membrane"}`. The lowest value is the background; the others are the
+     * classes scored (mean IoU of them selects the model). Polarity and labelThreshold do not apply;
+     * a mask value outside the map is an error. Needs loss.kind "ce-dice".
+     */
+    classes: Record<string, string> | null;
   };
   /**
    * An instance task (null: semantic): the binary prediction becomes instances, scored by panoptic
@@ -101,6 +113,14 @@ export const segmentSchema: Schema<SegmentConfig> = {
       labelThreshold: int(1, { maximum: 255 }),
       holdout: positive,
       maxForegroundFraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      classes: {
+        type: 'object',
+        nullable: true,
+        default: null,
+        minProperties: 2,
+        propertyNames: { pattern: '^(0|[1-9][0-9]?|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$' },
+        additionalProperties: { type: 'string', minLength: 1 },
+      },
     }),
     metric: { type: 'string', enum: ['iou', 'vrand'], default: 'iou' },
     instances: {
@@ -118,5 +138,29 @@ export const segmentSchema: Schema<SegmentConfig> = {
 
 /** Cross-field checks of a `segment` config; messages name the fields. */
 export function checkSegmentConfig(cfg: SegmentConfig, source: string): void {
+  if (cfg.data.classes !== null) {
+    const problems: string[] = [];
+    const names = Object.values(cfg.data.classes);
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined) problems.push(`data.classes names "${twice}" twice; every class needs its own name`);
+    if (cfg.loss.kind !== 'ce-dice')
+      problems.push(`data.classes makes a multi-class task, which needs loss.kind "ce-dice" (softmax cross-entropy + Dice), not "${cfg.loss.kind}"`);
+    if (cfg.instances !== null) problems.push('instances needs a binary task (data.classes null): instances are cut from one foreground');
+    if (cfg.metric !== 'iou')
+      problems.push(`metric "${cfg.metric}" needs a binary task; a multi-class one is scored by the mean IoU of its classes (metric "iou")`);
+    if (problems.length) throw new Error(`${source}: invalid configuration\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  } else if (cfg.loss.kind === 'ce-dice') {
+    throw new Error(
+      `${source}: invalid configuration\n  - loss.kind "ce-dice" is the multi-class loss; set data.classes (a class map {value: name}) or use "focal-dice"`,
+    );
+  }
   checkWithHoldout(cfg, source);
+}
+
+/** The classes of a multi-class config by class index (ascending label value; the lowest is the background), or null. */
+export function classEntries(cfg: SegmentConfig): ClassEntry[] | null {
+  if (cfg.data.classes === null) return null;
+  return Object.entries(cfg.data.classes)
+    .map(([value, name]) => ({ value: Number(value), name }))
+    .sort((a, b) => a.value - b.value);
 }

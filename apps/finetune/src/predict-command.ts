@@ -107,8 +107,22 @@ export async function predict(args: PredictArgs): Promise<number> {
     // the smallest image decides whether (and which) tile fits all of them
     const smallest = headers.reduce((a, b) => (Math.min(b.width, b.height) < Math.min(a.width, a.height) ? b : a));
     checkTileFits(smallest.path, smallest.width, smallest.height, inference);
+    const classes = info.classes ?? null;
+    if (classes !== null && args.format !== undefined)
+      throw new Error(`--format ${args.format} is for binary models; this one has ${classes.length} classes and writes class maps`);
+    if (classes !== null && stacks.size > 0) {
+      throw new Error(
+        `${[...stacks.keys()][0]} is a stack: 3D prediction is binary only so far; predict a multi-class model on 2D images (or the stack's slices as images)`,
+      );
+    }
+    const output =
+      classes !== null
+        ? `class maps (${classes.map((c) => `${c.name} ${c.value}`).join(', ')})`
+        : format === 'urisc'
+          ? 'U-RISC submissions (membrane black 0)'
+          : 'masks (foreground white 255)';
     process.stderr.write(
-      `model: ${info.architecture} U-Net (${info.task ?? 'urisc'}; step ${info.step}, ${validated} ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; threshold ${threshold}; ${format === 'urisc' ? 'U-RISC submissions (membrane black 0)' : 'masks (foreground white 255)'}${stacks.size > 0 ? `; ${stacks.size} stack(s) in ${args.stack ?? 'stack'} mode, as mask stacks (foreground white 255)` : ''}\n`,
+      `model: ${info.architecture} U-Net (${info.task ?? 'urisc'}; step ${info.step}, ${validated} ${info.valF1?.toFixed(4) ?? 'n/a'}); tiles ${inference.tileSize} overlap ${inference.overlap} ${inference.window}${inference.flipTta ? ' + flip TTA' : ''}; ${classes !== null ? 'most probable class' : `threshold ${threshold}`}; ${output}${stacks.size > 0 ? `; ${stacks.size} stack(s) in ${args.stack ?? 'stack'} mode, as mask stacks (foreground white 255)` : ''}\n`,
     );
     let bar: ProgressBar | undefined;
     let current = '';

@@ -5,15 +5,17 @@
  *   <out>/<stem>.png               submission: membrane black 0, background white 255 (8-bit)
  *   <out>/probability/<stem>.png   membrane probability * 65535 (16-bit PNG, or .tif)
  *
- * so `<out>` can be handed to `score` (or the competition) as it is.
+ * so `<out>` can be handed to `score` (or the competition) as it is. A multi-class model writes its
+ * class map instead (each pixel the label value of its most probable class, as its masks draw it)
+ * and the probability of any foreground class (1 - p(background)).
  *
  * Before any pixel is predicted: the output folder must not hold an input (realpaths compared) and
  * must be writable (created, probe file written and removed), and every input's header must read.
  */
 import { mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { DataError, fileStem, listImageFiles, readImage, readImageInfo, writeImage, type ImageInfo } from '@emseg/data';
-import { predictImage, PredictionStopped, tileCount, toProbability16, type InferenceOptions, type Segmenter } from '@emseg/segmentation';
+import { DataError, fileStem, listImageFiles, readImage, readImageInfo, writeImage, type GreyImage, type ImageInfo } from '@emseg/data';
+import { argmaxClasses, predictImage, PredictionStopped, tileCount, toProbability16, type InferenceOptions, type Segmenter } from '@emseg/segmentation';
 import { membraneFraction, submissionProblem, toSubmission } from './tasks/urisc.js';
 
 export interface PredictOptions {
@@ -201,15 +203,28 @@ async function predictFile(segmenter: Segmenter, input: string, options: Predict
   const total = tileCount(image.width, image.height, options.inference);
   const probability = await predictImage(segmenter, image, options.inference, input, (done) => options.onTiles?.(input, done, total), options.stop);
   const { width, height } = image;
-  const urisc = (options.format ?? 'urisc') === 'urisc';
-  const submission = toSubmission(probability, width, height, options.threshold);
-  const foreground = membraneFraction(submission);
-  if (!urisc) for (let i = 0; i < submission.data.length; i++) submission.data[i] = 255 - submission.data[i];
+  const classMap = segmenter.classMap;
+  const urisc = classMap === null && (options.format ?? 'urisc') === 'urisc';
+  let submission: GreyImage & { data: Uint8Array };
+  let foreground: number;
+  let map = probability;
+  if (classMap !== null) {
+    const classes = argmaxClasses(probability, classMap.length);
+    const values = classMap.map((c) => c.value);
+    submission = { width, height, bitDepth: 8, data: Uint8Array.from(classes, (c) => values[c]) };
+    foreground = classes.reduce((n, c) => n + (c === 0 ? 0 : 1), 0) / Math.max(1, classes.length);
+    map = new Float32Array(width * height);
+    for (let i = 0; i < map.length; i++) map[i] = 1 - probability[i * classMap.length];
+  } else {
+    submission = toSubmission(probability, width, height, options.threshold);
+    foreground = membraneFraction(submission);
+    if (!urisc) for (let i = 0; i < submission.data.length; i++) submission.data[i] = 255 - submission.data[i];
+  }
   const submissionFile = join(options.outDir, `${name}.png`);
   let probabilityFile: string | null = null;
   if (options.probability !== 'none') {
     probabilityFile = join(options.outDir, 'probability', `${name}.${options.probability === 'tiff' ? 'tif' : 'png'}`);
-    await writeImage(probabilityFile, toProbability16(probability, width, height), { compressionLevel: 3 });
+    await writeImage(probabilityFile, toProbability16(map, width, height), { compressionLevel: 3 });
   }
   try {
     await writeImage(submissionFile, submission);

@@ -4,19 +4,21 @@
  * (train-run.ts), so resume, MLflow, best-model selection and the threshold choice are `urisc`'s.
  */
 import { join } from 'node:path';
-import { ensureDefaultData, ensureDefaultMito, writeImage } from '@emseg/data';
+import { ensureDefaultData, ensureDefaultMito, MITO_CLASS_VALUES, QUICK_MITO, writeImage, type LabeledImages } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { ProgressBar } from '@emseg/training';
-import { iouTask, inferenceOptions, predictImage, Segmenter, toProbability16 } from '@emseg/segmentation';
-import { checkSegmentConfig, segmentSchema, type SegmentConfig } from './config.js';
+import { argmaxClasses, classesTask, iouTask, inferenceOptions, predictImage, Segmenter, toProbability16, type ClassEntry } from '@emseg/segmentation';
+import { checkSegmentConfig, classEntries, segmentSchema, type SegmentConfig } from './config.js';
 import { predictFiles } from './predict.js';
-import type { FinetuneTaskModule, TaskData } from './tasks/module.js';
+import type { FinetuneTaskModule, TaskData, TestReport } from './tasks/module.js';
 import {
+  classScoresCsv,
   instanceScoresCsv,
   instanceTask,
   loadSegmentTraining,
   maskScoresCsv,
   openSegmentData,
+  scoreClassMasks,
   scoreInstanceMasks,
   scoreMasks,
   vrandTask,
@@ -50,21 +52,41 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
       );
       return embedded.urisc.root;
     }
-    const embedded = await ensureDefaultMito();
+    const classes = cfg.data.classes !== null;
+    if (classes)
+      cfg.data.classes = {
+        [MITO_CLASS_VALUES.background]: 'background',
+        [MITO_CLASS_VALUES.granule]: 'granule',
+        [MITO_CLASS_VALUES.mitochondrion]: 'mitochondrion',
+      };
+    const embedded = await ensureDefaultMito({ ...QUICK_MITO, classes });
     cfg.data.polarity = 'white-foreground';
     const { count: counts } = embedded;
+    const masks = classes ? `class maps: ${JSON.stringify(cfg.data.classes)}` : 'masks white-foreground';
     log(
-      `data: embedded synthetic mitochondria (${embedded.size} px; ${counts.train} train, ${counts.val} val, ${counts.test} test; masks white-foreground) in ${embedded.root}${embedded.created ? ' (generated now)' : ''}`,
+      `data: embedded synthetic mitochondria (${embedded.size} px; ${counts.train} train, ${counts.val} val, ${counts.test} test; ${masks}) in ${embedded.root}${embedded.created ? ' (generated now)' : ''}`,
     );
     return embedded.root;
   },
   open: async (root, cfg) => {
-    const data = await openSegmentData(root, { ...cfg.data, seed: cfg.train.seed, instances: cfg.instances !== null });
-    const kind = cfg.instances ? `instances by ${cfg.instances.method}` : `${cfg.data.polarity} masks`;
+    const classes = classEntries(cfg);
+    const data = await openSegmentData(root, {
+      ...cfg.data,
+      seed: cfg.train.seed,
+      instances: cfg.instances !== null,
+      classes: classes?.map((c) => c.value) ?? null,
+    });
+    const kind = cfg.instances
+      ? `instances by ${cfg.instances.method}`
+      : classes
+        ? `${classes.length} classes (${classes.map((c) => `${c.value} ${c.name}`).join(', ')})`
+        : `${cfg.data.polarity} masks`;
     return { ...data, datasetName: 'segment', description: `${data.root} (${data.layout} layout, ${kind})` };
   },
   loadTraining: (data, cfg) => loadSegmentTraining(data.train, cfg.patches.size, cfg.data.maxForegroundFraction),
-  validationTask: (cfg, data) => (cfg.instances ? instanceTask(cfg.instances, instanceFilesOf(data)) : cfg.metric === 'vrand' ? vrandTask : iouTask),
+  classes: classEntries,
+  validationTask: (cfg, data) =>
+    cfg.data.classes !== null ? classesTask : cfg.instances ? instanceTask(cfg.instances, instanceFilesOf(data)) : cfg.metric === 'vrand' ? vrandTask : iouTask,
   test: async (modelDir, data, cfg, outDir) => {
     const test = data.test;
     if (test === null) return null;
@@ -80,8 +102,8 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
         for (let i = 0; i < test.size; i++) {
           const pair = test.pairs[i];
           const { image } = await test.load(i);
-          const probability = await predictImage(segmenter, image, inference, pair.image);
-          const mask = Uint8Array.from(probability, (p) => (p >= threshold ? 255 : 0));
+          const predicted = await predictImage(segmenter, image, inference, pair.image);
+          const { mask, probability } = sliceOutputs(predicted, segmenter.classMap, threshold);
           const file = join(predDir, `${pair.name}.png`);
           await writeImage(join(predDir, 'probability', `${pair.name}.png`), toProbability16(probability, image.width, image.height), { compressionLevel: 3 });
           await writeImage(file, { width: image.width, height: image.height, bitDepth: 8, data: mask });
@@ -104,6 +126,8 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
     } finally {
       segmenter.dispose();
     }
+    const classes = classEntries(cfg);
+    if (classes !== null) return testClasses(written, test, classes, outDir);
     const score = await scoreMasks(written, test, { membranes: cfg.metric === 'vrand' });
     const csv = join(outDir, 'scores', 'test.csv');
     await writeJsonAtomic(join(outDir, 'scores', 'test.json'), { protocol: 'pixel', ...score });
@@ -144,6 +168,38 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
     return report;
   },
 };
+
+/** A predicted slice's mask (binary: foreground 255 at `threshold`; classes: each class's value) and its foreground probability. */
+function sliceOutputs(predicted: Float32Array, classMap: readonly ClassEntry[] | null, threshold: number): { mask: Uint8Array; probability: Float32Array } {
+  if (classMap === null) return { mask: Uint8Array.from(predicted, (p) => (p >= threshold ? 255 : 0)), probability: predicted };
+  const k = classMap.length;
+  const mask = Uint8Array.from(argmaxClasses(predicted, k), (c) => classMap[c].value);
+  return { mask, probability: Float32Array.from({ length: mask.length }, (_, i) => 1 - predicted[i * k]) };
+}
+
+/** Scores a multi-class test split's class maps: mean IoU of the foreground classes, pooled and per image, and every class's IoU. */
+async function testClasses(written: ReadonlyMap<string, string>, test: LabeledImages, classes: readonly ClassEntry[], outDir: string): Promise<TestReport> {
+  const score = await scoreClassMasks(written, test, classes);
+  const csv = join(outDir, 'scores', 'test.csv');
+  await writeJsonAtomic(join(outDir, 'scores', 'test.json'), { protocol: 'classes', ...score });
+  await writeFileAtomic(csv, classScoresCsv(score));
+  const slug = (n: string) => n.replace(/[^A-Za-z0-9]+/g, '_').toLowerCase();
+  const { pooled, mean } = score;
+  const perClass = pooled.perClass.map((c) => `${c.name} ${c.iou.toFixed(4)}`).join(', ');
+  return {
+    metrics: {
+      miou: pooled.meanIoU,
+      mdice: pooled.meanDice,
+      miou_mean: mean.meanIoU,
+      ...Object.fromEntries(pooled.perClass.flatMap((c) => [[`iou_${slug(c.name)}`, c.iou] as const, [`dice_${slug(c.name)}`, c.dice] as const])),
+    },
+    lines: [
+      `test mIoU:      ${pooled.meanIoU.toFixed(4)} (mean IoU of the ${classes.length - 1} foreground classes, all ${score.images.length} images' pixels pooled; mean per image ${mean.meanIoU.toFixed(4)}; per image in ${csv})`,
+      `test IoU:       ${perClass} (per class, pooled; Dice mean ${pooled.meanDice.toFixed(4)})`,
+    ],
+    warnings: [],
+  };
+}
 
 /** Runs `segment`; returns the exit code (0 finished, 130 stopped by a signal); bad input throws. */
 export const runSegment = (args: SegmentArgs): Promise<number> => runTraining(segmentModule, args);

@@ -52,7 +52,7 @@ export function runsUriResolver(client: MlflowClient, dir: string): (uri: string
 }
 
 /** How a metric is written in log lines. */
-export const METRIC_LABEL: Record<string, string> = { f1: 'F1', iou: 'IoU', pq: 'PQ', vrand: 'V-Rand' };
+export const METRIC_LABEL: Record<string, string> = { f1: 'F1', iou: 'IoU', pq: 'PQ', vrand: 'V-Rand', miou: 'mIoU' };
 
 /** Every validation image must hold one inference tile; the suggested tiling passes every check. */
 function checkValidationSizes(images: LabeledImages, inference: SegmentationConfig['inference']): void {
@@ -90,6 +90,8 @@ function evaluationMetrics(prefix: string, e: Evaluation): Record<string, number
     [`${prefix}_recall_chosen`]: e.chosen.recall,
     [`${prefix}_threshold`]: e.chosen.threshold,
     [`${prefix}_seconds`]: e.seconds,
+    // multi-class: every class's IoU over the validation pixels
+    ...Object.fromEntries((e.classes ?? []).map((c) => [`${prefix}_iou_${c.name.replace(/[^A-Za-z0-9]+/g, '_').toLowerCase()}`, c.iou])),
   };
 }
 
@@ -191,7 +193,7 @@ async function trainInRunDir<C extends SegmentationConfig, D extends TaskData>(
       choice.encoder,
       choice.normalization,
       { encoderSource: choice.source, encoderRunId: choice.runId },
-      { decoderChannels: cfg.model.decoderChannels, seed: cfg.model.seed },
+      { decoderChannels: cfg.model.decoderChannels, seed: cfg.model.seed, classes: module.classes?.(cfg) ?? null },
     );
 
     const result = await finetune({
@@ -218,7 +220,7 @@ async function trainInRunDir<C extends SegmentationConfig, D extends TaskData>(
           run.logMetrics(evaluationMetrics('val', e), step);
           const f1 = task.metric === 'f1' ? '' : `F1 ${e.f1.toFixed(4)}, `;
           log(
-            `\nstep ${step}: validation ${metric} ${e.score.toFixed(4)} (${f1}P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold})${e.chosen.threshold !== cfg.inference.threshold ? `; chosen threshold ${e.chosen.threshold}: ${metric} ${e.chosen.score.toFixed(4)}` : ''}${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ` [some predictions fail the ${module.name} format check: scored 0]` : ''}`,
+            `\nstep ${step}: validation ${metric} ${e.score.toFixed(4)} (${f1}P ${e.precision.toFixed(3)}, R ${e.recall.toFixed(3)}; ${e.classes ? `IoU ${e.classes.map((c) => `${c.name} ${c.iou.toFixed(3)}`).join(', ')}` : `best-threshold F1 ${e.bestF1.toFixed(4)} at ${e.bestThreshold}`})${e.chosen.threshold !== cfg.inference.threshold ? `; chosen threshold ${e.chosen.threshold}: ${metric} ${e.chosen.score.toFixed(4)}` : ''}${best ? ' - best so far, saved' : ''}${e.images.some((r) => r.rejected) ? ` [some predictions fail the ${module.name} format check: scored 0]` : ''}`,
           );
           if (e.overlays.length)
             await run.logArtifacts(join(outDir, 'overlays', `step-${String(step).padStart(6, '0')}`), `overlays/step-${String(step).padStart(6, '0')}`);
@@ -260,7 +262,7 @@ async function trainInRunDir<C extends SegmentationConfig, D extends TaskData>(
         `fine-tuning ${result.status.toLowerCase()} after ${result.steps}/${result.totalSteps} steps (last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'})`,
         `encoder:        ${choice.description}`,
         best
-          ? `best model:     step ${best.step}, validation ${metric} ${(best.score ?? best.f1).toFixed(4)} at threshold ${best.threshold ?? cfg.inference.threshold} (best-threshold F1 ${best.bestF1.toFixed(4)})`
+          ? `best model:     step ${best.step}, validation ${metric} ${(best.score ?? best.f1).toFixed(4)} ${task.metric === 'miou' ? '(most probable class)' : `at threshold ${best.threshold ?? cfg.inference.threshold} (best-threshold F1 ${best.bestF1.toFixed(4)})`}`
           : 'best model:     not validated (the final weights)',
         ...(test?.lines ?? []),
         `model:          ${result.modelDir}  (MLflow: runs:/${run.id}/model)`,

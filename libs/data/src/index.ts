@@ -38,7 +38,7 @@ export { CEM500K_NORMALISATION, estimateNormalisation, normalise } from './norma
 export type { Normalisation } from './normalisation.js';
 export { BadCropsError, CropStream, UnlabeledCrops, checkCrop } from './unlabeled-crops.js';
 export type { BadCrop, CropCheck, CropStreamOptions, LoaderStats, OpenCropsOptions, ViewBatch } from './unlabeled-crops.js';
-export { LabeledImages, foregroundShare, labelHistogram, labelToMask, plausibleReading, uriscDirectories } from './labeled-images.js';
+export { LabeledImages, foregroundShare, labelHistogram, labelToClasses, labelToMask, plausibleReading, uriscDirectories } from './labeled-images.js';
 export type { LabelPolarity, LabelReading, LabeledPair, LabeledSample, OpenLabeledOptions } from './labeled-images.js';
 export { patchBatches } from './labeled-patches.js';
 export type { PatchBatch, PatchBatchOptions } from './labeled-patches.js';
@@ -50,7 +50,7 @@ export { SYNTHETIC_GENERATOR_VERSION, URISC_SPLITS, generateSyntheticCrops, gene
 export type { SyntheticCropsDataset, SyntheticCropsOptions, SyntheticUriscDataset, SyntheticUriscOptions, UriscSplit } from './synthetic/generate.js';
 export { QUICK_DATA, QUICK_MITO, defaultDataCacheDir, defaultDataVersion, ensureDefaultData, ensureDefaultMito } from './synthetic/default-data.js';
 export type { DefaultData, DefaultDataSpec, DefaultMito, DefaultMitoSpec } from './synthetic/default-data.js';
-export { SYNTHETIC_MITO_VERSION, generateSyntheticMito, generateSyntheticMitoStack, renderMitoScene } from './synthetic/mito.js';
+export { MITO_CLASS_VALUES, SYNTHETIC_MITO_VERSION, generateSyntheticMito, generateSyntheticMitoStack, renderMitoScene } from './synthetic/mito.js';
 export type {
   MitoScene,
   MitoSceneOptions,

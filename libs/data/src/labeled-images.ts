@@ -32,6 +32,12 @@ export interface OpenLabeledOptions {
    * refused, naming its page count, as every single-image reader does.
    */
   readonly stacks?: boolean;
+  /**
+   * A multi-class task: the label value of each class, by class index (index 0 is the background).
+   * Masks then hold class indices instead of 0/1, and a label value outside the list is refused,
+   * naming the file, the value and where it is. Polarity and threshold do not apply.
+   */
+  readonly classes?: readonly number[];
 }
 
 /** One matched pair, checked for size when the dataset is opened. */
@@ -55,7 +61,7 @@ export interface LabelReading {
   readonly histogram: Float64Array;
 }
 
-/** A loaded pair: the image at its native depth and the binary mask (1 = foreground). */
+/** A loaded pair: the image at its native depth and the mask (1 = foreground; a multi-class task: class indices). */
 export interface LabeledSample {
   readonly name: string;
   readonly image: GreyImage;
@@ -77,6 +83,41 @@ export function labelToMask(label: GreyImage, polarity: LabelPolarity, threshold
   const out = new Uint8Array(label.data.length);
   const black = polarity === 'black-foreground';
   for (let i = 0; i < out.length; i++) out[i] = label.data[i] < threshold === black ? 1 : 0;
+  return { width: label.width, height: label.height, data: out };
+}
+
+/** Refuses a class list that is not distinct 8-bit values, at least two of them. */
+function checkClassValues(values: readonly number[]): void {
+  if (values.length < 2 || values.length > 255) throw new Error(`classes must list 2 to 255 label values (background first), got ${values.length}`);
+  for (const v of values) if (!Number.isInteger(v) || v < 0 || v > 255) throw new Error(`class label values must be integers in 0..255, got ${v}`);
+  if (new Set(values).size !== values.length) throw new Error(`class label values must be distinct, got ${values.join(', ')}`);
+}
+
+/**
+ * Label values -> class indices (`values[i]` is class i). A value outside the list is refused,
+ * naming `path`, the value, its first pixel and how many pixels hold it.
+ *
+ * @example labelToClasses(label, [0, 128, 255], 'masks/a.png') // 0 -> 0, 128 -> 1, 255 -> 2
+ */
+export function labelToClasses(label: GreyImage, values: readonly number[], path: string): Mask {
+  checkClassValues(values);
+  const index = new Int16Array(256).fill(-1);
+  values.forEach((v, i) => (index[v] = i));
+  const out = new Uint8Array(label.data.length);
+  for (let i = 0; i < out.length; i++) {
+    const c = index[label.data[i]];
+    if (c < 0) {
+      const v = label.data[i];
+      let count = 0;
+      for (let k = i; k < label.data.length; k++) if (label.data[k] === v) count++;
+      throw new DataError(
+        path,
+        `has label value ${v} at x ${i % label.width}, y ${Math.floor(i / label.width)} (${count} pixel(s)), which is not in the class map`,
+        `only the class map's values (${values.join(', ')}); add ${v} to data.classes or fix the mask`,
+      );
+    }
+    out[i] = c;
+  }
   return { width: label.width, height: label.height, data: out };
 }
 
@@ -159,6 +200,8 @@ export class LabeledImages {
     readonly pairs: readonly LabeledPair[],
     readonly polarity: LabelPolarity,
     readonly threshold: number,
+    /** Label value of each class index, or null for a binary task (see OpenLabeledOptions.classes). */
+    readonly classes: readonly number[] | null = null,
   ) {}
 
   /**
@@ -176,6 +219,8 @@ export class LabeledImages {
       throw new Error(`label polarity must be 'black-foreground' or 'white-foreground', got ${JSON.stringify(polarity)}`);
     }
     if (!(threshold > 0 && threshold <= 255)) throw new Error(`label threshold must be in (0, 255], got ${threshold}`);
+    const classes = options.classes ?? null;
+    if (classes !== null) checkClassValues(classes);
     const images = stemMap(imagesDir, await listImageFiles(imagesDir));
     const labels = stemMap(labelsDir, await listImageFiles(labelsDir));
     for (const [stem, file] of labels) {
@@ -193,7 +238,7 @@ export class LabeledImages {
       const pair = checkPair(stem, image, label);
       return options.stacks ? stackSlices(pair, image as StackInfo, label as StackInfo) : [pair];
     });
-    return new LabeledImages(pairs.flat(), polarity, threshold);
+    return new LabeledImages(pairs.flat(), polarity, threshold, classes);
   }
 
   get size(): number {
@@ -212,7 +257,8 @@ export class LabeledImages {
     if (image.width !== label.width || image.height !== label.height) {
       throw new DataError(pair.label, `label is ${label.width}x${label.height} but the image is ${image.width}x${image.height}`, 'equal sizes');
     }
-    return { name: pair.name, image, mask: labelToMask(label, this.polarity, this.threshold), label: this.reading(label) };
+    const mask = this.classes ? labelToClasses(label, this.classes, pair.label) : labelToMask(label, this.polarity, this.threshold);
+    return { name: pair.name, image, mask, label: this.reading(label) };
   }
 
   /** Decodes only the label of pair `which` (a check without the image's cost). */
@@ -248,6 +294,7 @@ export class LabeledImages {
       this.pairs.filter((p) => names.includes(p.name)),
       this.polarity,
       this.threshold,
+      this.classes,
     );
   }
 
@@ -274,11 +321,13 @@ export class LabeledImages {
         this.pairs.filter((p) => !held.has(p.name)),
         this.polarity,
         this.threshold,
+        this.classes,
       ),
       validation: new LabeledImages(
         this.pairs.filter((p) => held.has(p.name)),
         this.polarity,
         this.threshold,
+        this.classes,
       ),
     };
   }

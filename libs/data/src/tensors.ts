@@ -18,7 +18,14 @@ export function imageBatchToTensor(batch: ImageBatch, normalisation: Normalisati
   return tf.tensor4d(normalise(batch.data, normalisation), [batch.size, batch.height, batch.width, 1], 'float32');
 }
 
-/** Masks as a float32 tensor [size, height, width, 1] of 0 and 1 (targets for focal/dice losses). */
-export function maskBatchToTensor(batch: MaskBatch): Tensor4D {
-  return tf.tensor4d(Float32Array.from(batch.data), [batch.size, batch.height, batch.width, 1], 'float32');
+/**
+ * Masks as a float32 tensor: [size, height, width, 1] of 0 and 1 (targets for focal/dice losses),
+ * or with `classes` > 1 the masks' class indices one-hot, [size, height, width, classes].
+ */
+export function maskBatchToTensor(batch: MaskBatch, classes = 1): Tensor4D {
+  if (classes <= 1) return tf.tensor4d(Float32Array.from(batch.data), [batch.size, batch.height, batch.width, 1], 'float32');
+  return tf.tidy(() => {
+    const ids = tf.tensor3d(Int32Array.from(batch.data), [batch.size, batch.height, batch.width], 'int32');
+    return tf.oneHot(ids, classes, 1, 0, 'float32') as Tensor4D;
+  });
 }

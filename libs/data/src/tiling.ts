@@ -109,7 +109,8 @@ export function blendWeights(size: number, overlap: number, window: BlendWindow)
 }
 
 /**
- * Accumulates tile predictions (each tileSize^2 floats, row-major) into a full-size blended image.
+ * Accumulates tile predictions (each tileSize^2 floats, row-major; with `channels` > 1, that many
+ * interleaved values per pixel) into a full-size blended image of the same layout.
  *
  * @example
  * const stitcher = new TileStitcher(plan, 'gaussian');
@@ -126,22 +127,27 @@ export class TileStitcher {
   constructor(
     readonly plan: TilePlan,
     readonly window: BlendWindow = 'gaussian',
+    readonly channels = 1,
   ) {
-    this.sum = new Float32Array(plan.width * plan.height);
+    if (!(Number.isInteger(channels) && channels >= 1)) throw new Error(`TileStitcher channels must be a positive integer, got ${channels}`);
+    this.sum = new Float32Array(plan.width * plan.height * channels);
     this.weightX = blendWeights(plan.tileSize, plan.overlap, window);
     this.weightY = this.weightX;
     this.added = new Uint8Array(plan.tiles.length);
   }
 
-  /** Adds one tile's prediction (tileSize * tileSize values). Each tile exactly once. */
+  /** Adds one tile's prediction (tileSize * tileSize * channels values). Each tile exactly once. */
   add(tile: Tile, values: Float32Array): void {
     const { width, height, tileSize } = this.plan;
+    const k = this.channels;
     if (this.finished) throw new Error('TileStitcher.add after finish()');
     if (this.plan.tiles[tile.index] !== tile && !sameTile(this.plan.tiles[tile.index], tile)) {
       throw new Error(`tile ${tile.index} is not part of this plan`);
     }
     if (this.added[tile.index]) throw new Error(`tile ${tile.index} (row ${tile.row}, col ${tile.col}) was added twice`);
-    if (values.length !== tileSize * tileSize) throw new Error(`tile prediction has ${values.length} values; expected ${tileSize}^2 = ${tileSize * tileSize}`);
+    if (values.length !== tileSize * tileSize * k) {
+      throw new Error(`tile prediction has ${values.length} values; expected ${tileSize}^2${k > 1 ? ` x ${k} channels` : ''} = ${tileSize * tileSize * k}`);
+    }
     this.added[tile.index] = 1;
     const c0 = Math.max(0, -tile.x);
     const c1 = Math.min(tileSize, width - tile.x);
@@ -149,11 +155,18 @@ export class TileStitcher {
       const wy = this.weightY[r];
       const dst = (tile.y + r) * width + tile.x;
       const src = r * tileSize;
-      for (let c = c0; c < c1; c++) this.sum[dst + c] += wy * this.weightX[c] * values[src + c];
+      if (k === 1) {
+        for (let c = c0; c < c1; c++) this.sum[dst + c] += wy * this.weightX[c] * values[src + c];
+      } else {
+        for (let c = c0; c < c1; c++) {
+          const w = wy * this.weightX[c];
+          for (let j = 0; j < k; j++) this.sum[(dst + c) * k + j] += w * values[(src + c) * k + j];
+        }
+      }
     }
   }
 
-  /** Divides by the summed weights and returns the blended image (width * height floats). */
+  /** Divides by the summed weights and returns the blended image (width * height * channels floats). */
   finish(): Float32Array {
     const missing = this.added.indexOf(0);
     if (missing >= 0) {
@@ -164,9 +177,11 @@ export class TileStitcher {
       const { width, height, xs, ys } = this.plan;
       const nx = axisNormaliser(width, xs, this.weightX);
       const ny = axisNormaliser(height, ys, this.weightY);
+      const k = this.channels;
       for (let y = 0; y < height; y++) {
         const o = y * width;
-        for (let x = 0; x < width; x++) this.sum[o + x] /= ny[y] * nx[x];
+        if (k === 1) for (let x = 0; x < width; x++) this.sum[o + x] /= ny[y] * nx[x];
+        else for (let x = 0; x < width; x++) for (let j = 0, n = ny[y] * nx[x]; j < k; j++) this.sum[(o + x) * k + j] /= n;
       }
       this.finished = true;
     }
@@ -190,15 +205,17 @@ function axisNormaliser(length: number, offsets: readonly number[], weights: Flo
 /**
  * Runs `predict` over all tiles of `image`, `batchSize` tiles at a time, and returns the blended
  * full-size prediction. `predict` gets a batch [n, tileSize, tileSize] of floats in [0, 1] (the
- * caller normalises) and returns n * tileSize^2 values in the same layout.
+ * caller normalises) and returns n * tileSize^2 values in the same layout (times `channels`,
+ * interleaved per pixel, for a multi-channel prediction such as class probabilities).
  */
 export async function predictTiled(
   image: GreyImage | FloatImage,
-  options: TilePlanOptions & { readonly window?: BlendWindow; readonly batchSize?: number },
+  options: TilePlanOptions & { readonly window?: BlendWindow; readonly batchSize?: number; readonly channels?: number },
   predict: (batch: Float32Array, count: number) => Float32Array | Promise<Float32Array>,
 ): Promise<Float32Array> {
   const plan = tilePlan(image.width, image.height, options);
-  const stitcher = new TileStitcher(plan, options.window ?? 'gaussian');
+  const channels = options.channels ?? 1;
+  const stitcher = new TileStitcher(plan, options.window ?? 'gaussian', channels);
   const batchSize = options.batchSize ?? 1;
   const area = plan.tileSize * plan.tileSize;
   for (let start = 0; start < plan.tiles.length; start += batchSize) {
@@ -206,8 +223,11 @@ export async function predictTiled(
     const input = new Float32Array(group.length * area);
     group.forEach((tile, i) => extractTile(image, plan, tile, input.subarray(i * area, (i + 1) * area)));
     const output = await predict(input, group.length);
-    if (output.length !== input.length) throw new Error(`predict returned ${output.length} values for ${group.length} tiles; expected ${input.length}`);
-    group.forEach((tile, i) => stitcher.add(tile, output.subarray(i * area, (i + 1) * area)));
+    if (output.length !== input.length * channels) {
+      throw new Error(`predict returned ${output.length} values for ${group.length} tiles; expected ${input.length * channels}`);
+    }
+    const out = area * channels;
+    group.forEach((tile, i) => stitcher.add(tile, output.subarray(i * out, (i + 1) * out)));
   }
   return stitcher.finish();
 }

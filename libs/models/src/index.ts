@@ -17,8 +17,18 @@ export { PLAIN_CONV_ENCODERS, PLAIN_CONV_SPECS, PlainConvEncoder, plainConvEncod
 export type { PlainConvEncoderOptions, PlainConvSpec } from './plain-conv.js';
 export { DEFAULT_DECODER_CHANNELS, UNet, unet } from './unet.js';
 export type { UNetOptions } from './unet.js';
-export { bceWithLogits, binaryCrossEntropy, diceLoss, focalDiceLoss, focalLoss, segmentationLoss } from './losses.js';
-export type { DiceOptions, FocalDiceOptions, FocalOptions, SegmentationLoss, SegmentationLossSpec } from './losses.js';
+export {
+  bceWithLogits,
+  binaryCrossEntropy,
+  crossEntropyDiceLoss,
+  diceLoss,
+  focalDiceLoss,
+  focalLoss,
+  multiclassDiceLoss,
+  segmentationLoss,
+  softmaxCrossEntropy,
+} from './losses.js';
+export type { CrossEntropyDiceOptions, DiceOptions, FocalDiceOptions, FocalOptions, SegmentationLoss, SegmentationLossSpec } from './losses.js';
 export { assignWeights, modelVariables, parameterCount, trainableVariables } from './variables.js';
 export { normalizeInput } from './normalize.js';
 export { ENCODER_FORMAT_VERSION, ENCODER_JSON, MODEL_JSON, WEIGHTS_BIN, normalizationFor, parseEncoderJson } from './encoder-json.js';

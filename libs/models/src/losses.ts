@@ -23,7 +23,13 @@ export interface FocalDiceOptions extends FocalOptions, DiceOptions {
   lambda?: number;
 }
 
-export type SegmentationLossSpec = ({ kind: 'focal-dice' } & FocalDiceOptions) | { kind: 'bce' };
+/** Multi-class: softmax cross-entropy + lambda * the mean over classes of the soft Dice loss. */
+export interface CrossEntropyDiceOptions extends DiceOptions {
+  /** Weight of the Dice term. Default 1. */
+  lambda?: number;
+}
+
+export type SegmentationLossSpec = ({ kind: 'focal-dice' } & FocalDiceOptions) | { kind: 'bce' } | ({ kind: 'ce-dice' } & CrossEntropyDiceOptions);
 export type SegmentationLoss = (logits: Tensor, targets: Tensor) => Scalar;
 
 function checkShapes(logits: Tensor, targets: Tensor): void {
@@ -112,6 +118,53 @@ export function focalDiceLoss(logits: Tensor, targets: Tensor, options: FocalDic
 }
 
 /**
+ * Mean softmax cross-entropy of logits [..., C] against one-hot (or soft) targets of the same
+ * shape: -sum_c t_c log softmax(x)_c, averaged over pixels.
+ *
+ * @example softmaxCrossEntropy(tf.tensor2d([[0, 0]]), tf.tensor2d([[1, 0]])) // log 2 = 0.6931
+ */
+export function softmaxCrossEntropy(logits: Tensor, targets: Tensor): Scalar {
+  checkShapes(logits, targets);
+  return tf.tidy(() => tf.logSoftmax(logits).mul(targets).sum(-1).neg().mean() as Scalar);
+}
+
+/**
+ * Multi-class soft Dice loss: per class c over the whole batch, 1 - (2 sum(p_c t_c) + smooth) /
+ * (sum(p_c) + sum(t_c) + smooth) with p = softmax(logits) over the last axis; the mean over the
+ * foreground classes 1..C-1 (class 0, the background, left out as nnU-Net's batch Dice does: it
+ * is easy and large, and would dilute the small classes' gradients), or over all with
+ * `includeBackground`.
+ *
+ * @example multiclassDiceLoss(tf.tensor2d([[0, 0]]), tf.tensor2d([[1, 0]])) // 1 - 1/1.5 = 0.3333 (class 1 only)
+ */
+export function multiclassDiceLoss(logits: Tensor, targets: Tensor, options: DiceOptions & { includeBackground?: boolean } = {}): Scalar {
+  const smooth = options.smooth ?? 1;
+  checkRange('smooth', smooth, 0);
+  checkShapes(logits, targets);
+  const classes = logits.shape[logits.rank - 1];
+  if (classes < 2) throw new Error(`multi-class Dice needs at least 2 classes on the last axis, got shape [${logits.shape}]`);
+  return tf.tidy(() => {
+    const p = tf.softmax(logits).reshape([-1, classes]);
+    const t = targets.reshape([-1, classes]);
+    const intersection = p.mul(t).sum(0);
+    const total = p.sum(0).add(t.sum(0));
+    let dice = intersection.mul(2).add(smooth).div(total.add(smooth).maximum(1e-7));
+    if (!options.includeBackground) dice = dice.slice([1], [classes - 1]);
+    return tf.scalar(1).sub(dice.mean()) as Scalar;
+  });
+}
+
+/** Softmax cross-entropy + lambda * multi-class Dice, the multi-class fine-tuning loss (lambda 1 by default). */
+export function crossEntropyDiceLoss(logits: Tensor, targets: Tensor, options: CrossEntropyDiceOptions = {}): Scalar {
+  const lambda = options.lambda ?? 1;
+  checkRange('lambda', lambda, 0);
+  return tf.tidy(() => {
+    const ce = softmaxCrossEntropy(logits, targets);
+    return lambda === 0 ? ce : ce.add(multiclassDiceLoss(logits, targets, options).mul(lambda));
+  });
+}
+
+/**
  * The loss a config names, as a function of (logits, targets).
  *
  * @example segmentationLoss({ kind: 'focal-dice', alpha: 0.25 })(logits, targets)
@@ -129,7 +182,13 @@ export function segmentationLoss(spec: SegmentationLossSpec): SegmentationLoss {
       if (options.smooth !== undefined) checkRange('smooth', options.smooth, 0);
       return (logits, targets) => focalDiceLoss(logits, targets, options);
     }
+    case 'ce-dice': {
+      const options: CrossEntropyDiceOptions = { ...spec };
+      if (options.lambda !== undefined) checkRange('lambda', options.lambda, 0);
+      if (options.smooth !== undefined) checkRange('smooth', options.smooth, 0);
+      return (logits, targets) => crossEntropyDiceLoss(logits, targets, options);
+    }
     default:
-      throw new Error(`unknown loss kind "${(spec as { kind: unknown }).kind}": expected focal-dice or bce`);
+      throw new Error(`unknown loss kind "${(spec as { kind: unknown }).kind}": expected focal-dice, bce or ce-dice`);
   }
 }

@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { tensorCountGuard, tf, type Scalar, type Tensor } from '@emseg/tf';
-import { bceWithLogits, binaryCrossEntropy, diceLoss, focalDiceLoss, focalLoss, segmentationLoss } from '@emseg/models';
+import {
+  bceWithLogits,
+  binaryCrossEntropy,
+  crossEntropyDiceLoss,
+  diceLoss,
+  focalDiceLoss,
+  focalLoss,
+  multiclassDiceLoss,
+  segmentationLoss,
+  softmaxCrossEntropy,
+} from '@emseg/models';
 
 const value = (s: Scalar) => {
   const v = s.dataSync()[0];
@@ -100,5 +110,47 @@ describe('focal + lambda * dice', () => {
     expect(() => focalLoss(tf.zeros([2]), tf.zeros([2]), { gamma: -1 })).toThrow('loss option gamma must be a number in [0, Infinity], got -1');
     expect(() => segmentationLoss({ kind: 'focal-dice', alpha: 1.5 })).toThrow('loss option alpha must be a number in [0, 1], got 1.5');
     expect(() => segmentationLoss({ kind: 'dice' } as unknown as { kind: 'bce' })).toThrow('unknown loss kind "dice"');
+  });
+});
+
+describe('multi-class loss (softmax cross-entropy + Dice)', () => {
+  // Reference values from PyTorch (float64), as the multi-class recipe is usually written there:
+  //   x = torch.tensor([[[[2, -1, .5], [0, 0, 0]], [[-3, 4, 1], [10, -10, 0]]]], dtype=torch.float64)  # NHWC
+  //   t = torch.tensor([[[0, 2], [1, 0]]]); oh = F.one_hot(t, 3).reshape(-1, 3); p = x.softmax(-1).reshape(-1, 3)
+  //   ce = F.cross_entropy(x.permute(0, 3, 1, 2), t)
+  //   d = (2 * (p * oh).sum(0) + 1) / (p.sum(0) + oh.sum(0) + 1)
+  //   dice = (1 - d[1:]).mean()   # foreground classes, as nnU-Net's batch Dice (do_bg=False); (1 - d).mean() with the background
+  const x = () => tf.tensor4d([2, -1, 0.5, 0, 0, 0, -3, 4, 1, 10, -10, 0], [1, 2, 2, 3]);
+  const t = () => tf.oneHot(tf.tensor3d([0, 2, 1, 0], [1, 2, 2], 'int32'), 3).toFloat();
+  const CE = 0.34735614899529743;
+  const DICE = 0.237254896240837;
+  const DICE_ALL = 0.19389102883849127;
+  const GRAD = [
+    -0.07520205526225235, 0.013841159998832904, 0.06136089526341945, 0.09803353512279464, 0.14182578523505837, -0.23985932035785304, 0.0003516897194490692,
+    -0.025597194253696994, 0.025245504534247953, -1.714046573222433e-5, 7.860284475965479e-10, 1.7139679703752463e-5,
+  ];
+
+  it('matches F.cross_entropy and the per-class soft Dice of PyTorch, and their sum and gradient', () => {
+    const guard = tensorCountGuard();
+    tf.tidy(() => {
+      expect(value(softmaxCrossEntropy(x(), t()))).toBeCloseTo(CE, 5);
+      expect(value(multiclassDiceLoss(x(), t()))).toBeCloseTo(DICE, 5);
+      expect(value(multiclassDiceLoss(x(), t(), { includeBackground: true }))).toBeCloseTo(DICE_ALL, 5);
+      const loss = segmentationLoss({ kind: 'ce-dice' });
+      expect(value(loss(x(), t()))).toBeCloseTo(CE + DICE, 5);
+      expect(value(crossEntropyDiceLoss(x(), t(), { lambda: 0 }))).toBeCloseTo(CE, 5);
+      const targets = t();
+      const grad = tf.grad((l: Tensor) => loss(l, targets))(x());
+      Array.from(grad.dataSync()).forEach((g, i) => expect(g).toBeCloseTo(GRAD[i], 5));
+    });
+    expect(guard.leaked()).toBe(0);
+  });
+
+  it('stays finite for saturated logits and refuses mismatched shapes', () => {
+    const big = tf.tensor4d([1e4, -1e4, 0, -1e4, 1e4, 0], [1, 1, 2, 3]);
+    const target = tf.tensor4d([0, 1, 0, 1, 0, 0], [1, 1, 2, 3]);
+    expect(Number.isFinite(value(crossEntropyDiceLoss(big, target)))).toBe(true);
+    expect(() => softmaxCrossEntropy(big, tf.zeros([1, 1, 2, 2]))).toThrow(/differs from targets shape/);
+    tf.dispose([big, target]);
   });
 });

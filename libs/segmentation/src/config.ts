@@ -45,7 +45,8 @@ export interface SegmentationConfig {
     augmentation: 'urisc' | 'none';
   };
   loss: {
-    kind: 'focal-dice' | 'bce';
+    /** Binary: focal-dice (paper) or bce; multi-class (a task with classes): ce-dice (softmax cross-entropy + lambda * Dice). */
+    kind: 'focal-dice' | 'bce' | 'ce-dice';
     /** Focal exponent (paper: 2). */
     gamma: number;
     /** Foreground weight of the focal term (competition winner: 0.25), or null. */
@@ -129,7 +130,7 @@ export const segmentationSchemaSections = {
     augmentation: { type: 'string', enum: ['urisc', 'none'] },
   }),
   loss: section(['kind', 'gamma', 'alpha', 'lambda'], {
-    kind: { type: 'string', enum: ['focal-dice', 'bce'] },
+    kind: { type: 'string', enum: ['focal-dice', 'bce', 'ce-dice'] },
     gamma: num(0),
     alpha: { type: 'number', minimum: 0, maximum: 1, nullable: true },
     lambda: num(0),

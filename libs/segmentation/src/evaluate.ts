@@ -9,10 +9,10 @@
 import { join } from 'node:path';
 import type { LabeledImages } from '@emseg/data';
 import { writeFileAtomic } from '@emseg/fs';
-import { bestThresholdF1, defaultThresholds } from '@emseg/evaluation';
-import { predictImage, type InferenceOptions } from './inference.js';
+import { bestThresholdF1, classScores, defaultThresholds } from '@emseg/evaluation';
+import { argmaxClasses, predictImage, type InferenceOptions } from './inference.js';
 import { centreCrop, overlayPng } from './overlay.js';
-import type { Segmenter } from './segmenter.js';
+import type { ClassEntry, Segmenter } from './segmenter.js';
 import type { BinaryScore, SegmentationTask } from './task.js';
 
 /** Scores of one validation image. */
@@ -57,9 +57,21 @@ export interface Evaluation {
   bestF1: number;
   bestThreshold: number;
   images: ImageEvaluation[];
+  /** A multi-class model: IoU and Dice of every class (background first) over all the images' pixels. */
+  classes?: ClassEvaluation[];
   /** Overlay PNG files written. */
   overlays: string[];
   seconds: number;
+}
+
+/** The scores of one class over a set of images (its pixels pooled). */
+export interface ClassEvaluation {
+  name: string;
+  value: number;
+  iou: number;
+  dice: number;
+  truePixels: number;
+  predictedPixels: number;
 }
 
 export interface EvaluateOptions {
@@ -82,6 +94,7 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(
  * @example const { f1, bestF1 } = await evaluateSegmenter(seg, data.validation, { task: pixelTask, inference, threshold: 0.5 });
  */
 export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledImages, options: EvaluateOptions): Promise<Evaluation> {
+  if (segmenter.classMap !== null) return evaluateClasses(segmenter, segmenter.classMap, images, options);
   const t0 = performance.now();
   const { task, threshold } = options;
   const tried = [...new Set([threshold, ...(options.candidates ?? [])])].sort((a, b) => a - b);
@@ -149,6 +162,98 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
     bestF1: curveSum[best] / Math.max(1, results.length),
     bestThreshold: thresholds[best],
     images: results,
+    overlays,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/**
+ * evaluateSegmenter for a multi-class model: the argmax class map of each image against its mask
+ * (class indices), scored by the mean IoU of the foreground classes (see classesTask). No
+ * threshold applies: `chosen` is the configured threshold's entry, the only one.
+ */
+async function evaluateClasses(segmenter: Segmenter, classMap: readonly ClassEntry[], images: LabeledImages, options: EvaluateOptions): Promise<Evaluation> {
+  const t0 = performance.now();
+  const { task, threshold } = options;
+  if (task.metric !== 'miou')
+    throw new Error(`a ${classMap.length}-class model is scored by class (task metric "miou"), not by the "${task.metric}" of task ${task.name}`);
+  const k = classMap.length;
+  const all = Array.from({ length: k }, (_, c) => c);
+  const foreground = all.slice(1);
+  const pooled = all.map(() => ({ tp: 0, truePixels: 0, predictedPixels: 0 }));
+  const results: ImageEvaluation[] = [];
+  const overlays: string[] = [];
+  for (let i = 0; i < images.size; i++) {
+    const pair = images.pairs[i];
+    const sample = await images.load(i);
+    task.checkSample?.(pair, sample, images);
+    const { width, height } = sample.image;
+    const probability = await predictImage(segmenter, sample.image, options.inference, pair.image);
+    const predicted = { width, height, data: argmaxClasses(probability, k) };
+    const byClass = classScores(sample.mask, predicted, { classes: all });
+    for (const c of byClass.perClass) {
+      pooled[c.classId].tp += c.truePositives;
+      pooled[c.classId].truePixels += c.truePixels;
+      pooled[c.classId].predictedPixels += c.predictedPixels;
+    }
+    const fg = classScores(sample.mask, predicted, { classes: foreground });
+    const none = fg.presentClasses === 0; // nothing to find and nothing found
+    let predictedForeground = 0;
+    for (const v of predicted.data) if (v !== 0) predictedForeground++;
+    const result: ImageEvaluation = {
+      name: pair.name,
+      score: none ? 1 : fg.meanIoU,
+      f1: none ? 1 : fg.meanDice,
+      precision: none ? 1 : fg.meanPrecision,
+      recall: none ? 1 : fg.meanRecall,
+      rejected: null,
+      bestF1: none ? 1 : fg.meanDice,
+      bestThreshold: threshold,
+      predictedForeground: predictedForeground / Math.max(1, predicted.data.length),
+    };
+    results.push(result);
+    if (options.overlays && i < options.overlays.count) {
+      // foreground = any class but the background
+      const p = new Float32Array(width * height);
+      for (let j = 0; j < p.length; j++) p[j] = 1 - probability[j * k];
+      const truth = { width, height, data: Uint8Array.from(sample.mask.data, (v) => (v ? 1 : 0)) };
+      const file = join(options.overlays.dir, `${pair.name}.png`);
+      await writeFileAtomic(file, overlayPng(sample.image, truth, p, 0.5, centreCrop(width, height, options.overlays.size)));
+      overlays.push(file);
+    }
+    options.onImage?.(result, i, images.size);
+  }
+  const chosen: ThresholdScore = {
+    threshold,
+    score: mean(results.map((r) => r.score)),
+    f1: mean(results.map((r) => r.f1)),
+    precision: mean(results.map((r) => r.precision)),
+    recall: mean(results.map((r) => r.recall)),
+    rejected: 0,
+  };
+  const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
+  return {
+    metric: task.metric,
+    score: chosen.score,
+    f1: chosen.f1,
+    precision: chosen.precision,
+    recall: chosen.recall,
+    chosen,
+    byThreshold: [chosen],
+    bestF1: chosen.f1,
+    bestThreshold: threshold,
+    images: results,
+    classes: classMap.map((c, j) => {
+      const { tp, truePixels, predictedPixels } = pooled[j];
+      return {
+        name: c.name,
+        value: c.value,
+        iou: ratio(tp, truePixels + predictedPixels - tp),
+        dice: ratio(2 * tp, truePixels + predictedPixels),
+        truePixels,
+        predictedPixels,
+      };
+    }),
     overlays,
     seconds: (performance.now() - t0) / 1000,
   };

@@ -129,7 +129,15 @@ export function learningRateSchedule(o: SegmentationConfig['optimizer'], totalSt
   }
 }
 
-function lossSpec(l: SegmentationConfig['loss']): SegmentationLossSpec {
+function lossSpec(l: SegmentationConfig['loss'], classes: number): SegmentationLossSpec {
+  if ((l.kind === 'ce-dice') !== classes > 1) {
+    throw new Error(
+      classes > 1
+        ? `loss.kind "${l.kind}" is a binary loss but the model has ${classes} classes; use loss.kind "ce-dice" (softmax cross-entropy + Dice)`
+        : `loss.kind "ce-dice" needs a multi-class model (data.classes), but this one has 1 output; use "focal-dice" or "bce"`,
+    );
+  }
+  if (l.kind === 'ce-dice') return { kind: 'ce-dice', lambda: l.lambda };
   return l.kind === 'bce' ? { kind: 'bce' } : { kind: 'focal-dice', gamma: l.gamma, alpha: l.alpha, lambda: l.lambda };
 }
 
@@ -164,7 +172,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
   const bestRoot = join(outDir, 'best');
   const finalRoot = join(outDir, 'final');
   const lrAt = learningRateSchedule(cfg.optimizer, totalSteps);
-  const loss = segmentationLoss(lossSpec(cfg.loss));
+  const loss = segmentationLoss(lossSpec(cfg.loss, segmenter.classes));
   const perEpoch = batchesPerEpoch(opts.train, cfg.patches, cfg.train.batchSize);
   const optimizer = new Adam(0.9, 0.999, 1e-8, cfg.optimizer.kind === 'adamw' ? cfg.optimizer.weightDecay : 0);
   const inference = cfg.inference;
@@ -295,7 +303,7 @@ export async function finetune(opts: FinetuneOptions): Promise<FinetuneResult> {
 function trainOnBatch(segmenter: Segmenter, batch: PatchBatch, loss: ReturnType<typeof segmentationLoss>, optimizer: Adam, lr: number): number {
   const { size, height, width, data } = batch.images;
   const x = tf.tensor4d(data, [size, height, width, 1]);
-  const y = maskBatchToTensor(batch.masks);
+  const y = maskBatchToTensor(batch.masks, segmenter.classes);
   try {
     return trainStep(trainableVariables(segmenter.net.model), () => loss(segmenter.forward(x, true), y), optimizer, lr);
   } finally {

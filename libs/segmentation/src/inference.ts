@@ -85,8 +85,8 @@ export function checkTileFits(
 }
 
 /**
- * Foreground probability of every pixel of `image` (row-major Float32Array of width * height),
- * predicted in blended tiles. `name` (a file path) names the image in errors; `onTiles` reports
+ * Foreground probability of every pixel of `image` (row-major Float32Array of width * height; a
+ * multi-class model: its `classes` probabilities per pixel, interleaved), predicted in blended tiles. `name` (a file path) names the image in errors; `onTiles` reports
  * progress. Between tile batches the event loop runs (so a SIGINT handler sees its signal) and
  * `stop.requested` ends the prediction with {@link PredictionStopped}.
  *
@@ -105,7 +105,7 @@ export async function predictImage(
   let done = 0;
   return predictTiled(
     image,
-    { tileSize, overlap: options.overlap, padding: options.padding, window: options.window, batchSize: options.batchSize },
+    { tileSize, overlap: options.overlap, padding: options.padding, window: options.window, batchSize: options.batchSize, channels: segmenter.classes },
     async (batch, count) => {
       if (stop) {
         await yieldToEventLoop();
@@ -117,6 +117,24 @@ export async function predictImage(
       return out;
     },
   );
+}
+
+/**
+ * The most probable class of every pixel of interleaved class probabilities (`classes` per pixel),
+ * ties to the lower class.
+ *
+ * @example argmaxClasses(Float32Array.of(0.2, 0.8, 0.6, 0.4), 2) // Uint8Array [1, 0]
+ */
+export function argmaxClasses(probabilities: Float32Array, classes: number): Uint8Array {
+  if (!(Number.isInteger(classes) && classes >= 2 && classes <= 256)) throw new Error(`argmaxClasses: classes must be an integer in 2..256, got ${classes}`);
+  if (probabilities.length % classes !== 0) throw new Error(`argmaxClasses: ${probabilities.length} values are not whole pixels of ${classes} classes`);
+  const out = new Uint8Array(probabilities.length / classes);
+  for (let i = 0, o = 0; i < out.length; i++, o += classes) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (probabilities[o + c] > probabilities[o + best]) best = c;
+    out[i] = best;
+  }
+  return out;
 }
 
 /** Number of tiles predictImage runs for a width x height image (for progress bars). */

@@ -39,6 +39,17 @@ export interface SegmenterInfo {
   task?: string;
   metric?: string;
   valScore?: number | null;
+  /**
+   * A multi-class model: its classes by output channel (index 0 the background), each with the label
+   * value masks use for it. Absent: a binary model with one foreground logit.
+   */
+  classes?: ClassEntry[];
+}
+
+/** One class of a multi-class model: its name and the label value that marks it in masks. */
+export interface ClassEntry {
+  value: number;
+  name: string;
 }
 
 export type SegmenterSource = Pick<SegmenterInfo, 'encoderSource' | 'encoderRunId'>;
@@ -51,7 +62,14 @@ export class Segmenter {
     readonly net: UNet,
     readonly normalization: Normalization,
     readonly source: SegmenterSource,
-  ) {}
+    /** The classes of a multi-class model by output channel; null for a binary one. */
+    readonly classMap: readonly ClassEntry[] | null = null,
+  ) {
+    const expected = classMap === null ? 1 : classMap.length;
+    if (net.classes !== expected)
+      throw new Error(`a U-Net with ${net.classes} output(s) cannot segment ${classMap === null ? 'a binary task' : `${expected} classes`}`);
+    if (classMap !== null && classMap.length < 2) throw new Error(`a multi-class model needs at least 2 classes, got ${classMap.length}`);
+  }
 
   /**
    * A U-Net over `encoder` (its layers are shared, not copied), decoder initialised from `seed`.
@@ -62,24 +80,31 @@ export class Segmenter {
     encoder: Encoder,
     normalization: Normalization,
     source: SegmenterSource,
-    options: { decoderChannels?: readonly number[]; seed?: number } = {},
+    options: { decoderChannels?: readonly number[]; seed?: number; classes?: readonly ClassEntry[] | null } = {},
   ): Segmenter {
-    const net = unet({ encoder, decoderChannels: options.decoderChannels, seed: options.seed });
-    return new Segmenter(net, normalization, source);
+    const classMap = options.classes ?? null;
+    const net = unet({ encoder, decoderChannels: options.decoderChannels, seed: options.seed, classes: classMap === null ? 1 : classMap.length });
+    return new Segmenter(net, normalization, source, classMap);
   }
 
   get architecture(): string {
     return this.net.encoder.architecture;
   }
 
-  /** Logits [b, h, w, 1] of grey images [b, h, w, 1] in [0, 1] (normalised here). */
+  /** Output channels: 1 (binary foreground logit) or the number of classes. */
+  get classes(): number {
+    return this.net.classes;
+  }
+
+  /** Logits [b, h, w, classes] of grey images [b, h, w, 1] in [0, 1] (normalised here). */
   forward(images: Tensor4D, training: boolean): Tensor4D {
     return tf.tidy(() => this.net.forward(normalizeInput(images, this.normalization), { training }));
   }
 
   /**
    * Foreground probabilities of `count` tiles of `size` pixels (square) or `[height, width]`
-   * (row-major floats in [0, 1], tile after tile), in the same layout. `flipTta` averages the four
+   * (row-major floats in [0, 1], tile after tile), in the same layout; a multi-class model gives
+   * its softmax class probabilities, `classes` values per pixel. `flipTta` averages the four
    * flips (identity, horizontal, vertical, both), each prediction flipped back first.
    */
   probabilities(tiles: Float32Array, count: number, size: number | readonly [number, number], flipTta: boolean): Float32Array {
@@ -91,7 +116,8 @@ export class Segmenter {
       let sum: Tensor | null = null;
       for (const axes of flips) {
         const input = axes.length ? tf.reverse(x, [...axes]) : x;
-        let p: Tensor = tf.sigmoid(this.forward(input, false));
+        const logits = this.forward(input, false);
+        let p: Tensor = this.classMap === null ? tf.sigmoid(logits) : tf.softmax(logits);
         if (axes.length) p = tf.reverse(p, [...axes]);
         sum = sum === null ? p : sum.add(p);
       }
@@ -119,6 +145,7 @@ export class Segmenter {
       normalization: this.normalization,
       ...this.source,
       ...extra,
+      ...(this.classMap === null ? {} : { classes: this.classMap.map((c) => ({ ...c })) }),
     };
   }
 
@@ -172,7 +199,7 @@ export class Segmenter {
           encoder,
           info.normalization,
           { encoderSource: info.encoderSource, encoderRunId: info.encoderRunId },
-          { decoderChannels: info.decoderChannels },
+          { decoderChannels: info.decoderChannels, classes: info.classes ?? null },
         );
       } catch (err) {
         encoder.dispose();

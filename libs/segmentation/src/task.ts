@@ -35,8 +35,12 @@ export interface PredictedSample {
 export interface SegmentationTask {
   /** A short id for logs and run tags ('urisc', 'pixel'). */
   readonly name: string;
-  /** What BinaryScore.score is, for logs and metric names: 'f1' (U-RISC's official F1, pixel F1), 'iou', 'pq' (panoptic quality of instances) or 'vrand' (ISBI 2012 V-Rand). */
-  readonly metric: 'f1' | 'iou' | 'pq' | 'vrand';
+  /**
+   * What BinaryScore.score is, for logs and metric names: 'f1' (U-RISC's official F1, pixel F1),
+   * 'iou', 'pq' (panoptic quality of instances), 'vrand' (ISBI 2012 V-Rand) or 'miou' (multi-class:
+   * the mean IoU of the foreground classes, scored from the class map by evaluateSegmenter).
+   */
+  readonly metric: 'f1' | 'iou' | 'pq' | 'vrand' | 'miou';
   /** Refuses a validation sample the task cannot score, naming its file; called before it is predicted. */
   checkSample?(pair: LabeledPair, sample: LabeledSample, images: LabeledImages): void;
   /** The score of the binary prediction at the validation threshold. */
@@ -61,4 +65,17 @@ export const iouTask: SegmentationTask = {
     const s = pixelScores({ width: sample.mask.width, height: sample.mask.height, data: binary }, sample.mask);
     return { score: s.iou, f1: s.f1, precision: s.precision, recall: s.recall, rejected: null };
   },
+};
+
+/**
+ * A multi-class task: validation scores the predicted class map (argmax of the class
+ * probabilities) by the mean IoU of the foreground classes (classes 1..C-1, those present in the
+ * image's truth or prediction; an image with none scores 1), with the mean Dice, precision and
+ * recall beside it; per-class IoU and Dice over all validation pixels go to Evaluation.classes.
+ * Its `scoreImage` scores the union of the foreground classes as one binary foreground.
+ */
+export const classesTask: SegmentationTask = {
+  name: 'classes',
+  metric: 'miou',
+  scoreImage: iouTask.scoreImage,
 };

@@ -5,7 +5,7 @@
  */
 import type { Schema } from '@emseg/config';
 import type { LabeledImages, LabeledSample } from '@emseg/data';
-import type { SegmentationConfig, SegmentationTask } from '@emseg/segmentation';
+import type { ClassEntry, SegmentationConfig, SegmentationTask } from '@emseg/segmentation';
 
 /** The labelled data of one run. */
 export interface TaskData {
@@ -46,6 +46,8 @@ export interface FinetuneTaskModule<C extends SegmentationConfig, D extends Task
   open(root: string, cfg: C): Promise<D>;
   /** Decodes the training images (after the size and label checks). */
   loadTraining(data: D, cfg: C): Promise<LabeledSample[]>;
+  /** The classes of a multi-class model by output channel (background first); absent or null: binary. */
+  classes?(cfg: C): ClassEntry[] | null;
   /** What validation checks and scores, and best-model selection compares. */
   validationTask(cfg: C, data: D): SegmentationTask;
   /**

@@ -24,6 +24,7 @@ import {
   fileStem,
   foregroundShare,
   LabeledImages,
+  labelToClasses,
   listImageFiles,
   readImage,
   readStackSlice,
@@ -33,6 +34,7 @@ import {
   type LabelPolarity,
 } from '@emseg/data';
 import {
+  classScores,
   connectedInstances,
   instanceScores,
   isbiBinaryScores,
@@ -44,7 +46,7 @@ import {
   type InstanceScores,
   type PixelScores,
 } from '@emseg/evaluation';
-import type { SegmentationTask } from '@emseg/segmentation';
+import type { ClassEntry, SegmentationTask } from '@emseg/segmentation';
 import { checkImageSize, checkMembraneFraction, type ForegroundWords } from './urisc.js';
 
 export type SplitName = 'train' | 'val' | 'test';
@@ -57,6 +59,8 @@ export interface SegmentDataOptions {
   seed: number;
   /** An instance task: every mask needs its instance labels in `instances/` beside `masks/`. */
   instances?: boolean;
+  /** A multi-class task: the mask value of each class by index (background first); see LabeledImages. */
+  classes?: readonly number[] | null;
 }
 
 export interface SegmentData {
@@ -122,7 +126,7 @@ export async function openSegmentData(rootDir: string, options: SegmentDataOptio
     const dirs = segmentDirectories(root, layout, split, track);
     if (!isDir(dirs.images)) return null;
     if (!isDir(dirs.labels)) throw new DataError(dirs.labels, 'does not exist', `the masks of ${dirs.images}, paired by file stem`);
-    return LabeledImages.open({ ...dirs, polarity: options.polarity, threshold: options.labelThreshold, stacks: true });
+    return LabeledImages.open({ ...dirs, polarity: options.polarity, threshold: options.labelThreshold, stacks: true, classes: options.classes ?? undefined });
   };
   const all = await open(layout === 'flat' ? undefined : 'train');
   const trainDir = segmentDirectories(root, layout, 'train', track).images;
@@ -272,6 +276,23 @@ export async function loadSegmentTraining(images: LabeledImages, patchSize: numb
     );
   }
   const samples: LabeledSample[] = [];
+  if (images.classes !== null) {
+    // class maps: load() refuses values outside the map; one class besides the background must occur
+    let labelled = false;
+    for (let i = 0; i < images.size; i++) {
+      const sample = await images.load(i);
+      labelled ||= sample.mask.data.some((c) => c !== 0);
+      samples.push(sample);
+    }
+    if (!labelled) {
+      throw new DataError(
+        dirname(images.pairs[0].label),
+        `holds no pixel of any class but the background (value ${images.classes[0]}) in its ${images.size} training mask(s)`,
+        'training masks that draw the classes of data.classes',
+      );
+    }
+    return samples;
+  }
   let foreground = 0;
   for (let i = 0; i < images.size; i++) {
     const sample = await images.load(i);
@@ -364,6 +385,98 @@ export function maskScoresCsv(score: MaskFolderScore): string {
     ...score.images.map(row),
     `mean,${m.iou},${m.f1},${m.precision},${m.recall},${isbi ? `${m.vRand},${m.vInfo},` : ''},,,,`,
     `pooled,${p.iou},${p.f1},${p.precision},${p.recall},${isbi ? ',,' : ''}${p.truePositives},${p.falsePositives},${p.falseNegatives},,`,
+    '',
+  ].join('\n');
+}
+
+/** Per-class scores of one written class map against its mask. */
+export interface ClassMaskScore {
+  name: string;
+  prediction: string;
+  groundTruth: string;
+  /** Mean IoU / Dice of the foreground classes present in the image (1 when none is). */
+  meanIoU: number;
+  meanDice: number;
+  perClass: { name: string; value: number; iou: number; dice: number; truePixels: number; predictedPixels: number }[];
+}
+
+/** Per-image class scores, and per class over all the images' pixels pooled (CEM500K reports pooled IoU). */
+export interface ClassFolderScore {
+  images: ClassMaskScore[];
+  /** Means over images of the per-image foreground means. */
+  mean: { meanIoU: number; meanDice: number };
+  /** Per class, every image's pixels pooled; meanIoU / meanDice over the foreground classes. */
+  pooled: { meanIoU: number; meanDice: number; perClass: ClassMaskScore['perClass'] };
+}
+
+/**
+ * Scores the class maps `predictions` (name -> file: each pixel a class's mask value, as `predict`
+ * writes a multi-class model's output) against the masks of `truth` (opened with its classes),
+ * per class IoU and Dice (scikit-learn semantics, see classScores).
+ */
+export async function scoreClassMasks(
+  predictions: ReadonlyMap<string, string>,
+  truth: LabeledImages,
+  classes: readonly ClassEntry[],
+): Promise<ClassFolderScore> {
+  const values = classes.map((c) => c.value);
+  const all = classes.map((_, i) => i);
+  const pooled = classes.map(() => ({ tp: 0, truePixels: 0, predictedPixels: 0 }));
+  const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
+  const images: ClassMaskScore[] = [];
+  for (let i = 0; i < truth.size; i++) {
+    const pair = truth.pairs[i];
+    const file = predictions.get(pair.name);
+    if (file === undefined) throw new DataError(pair.label, 'has no prediction', `a predicted class map named ${pair.name}.png`);
+    const [predicted, sample] = await Promise.all([readImage(file), truth.load(i)]);
+    if (predicted.bitDepth !== 8) throw new DataError(file, `is ${predicted.bitDepth}-bit`, 'an 8-bit class map (the class values of data.classes)');
+    const map = labelToClasses(predicted, values, file);
+    const byClass = classScores(sample.mask, map, { classes: all });
+    const fg = classScores(sample.mask, map, { classes: all.slice(1) });
+    byClass.perClass.forEach((c, j) => {
+      pooled[j].tp += c.truePositives;
+      pooled[j].truePixels += c.truePixels;
+      pooled[j].predictedPixels += c.predictedPixels;
+    });
+    images.push({
+      name: pair.name,
+      prediction: file,
+      groundTruth: pair.label,
+      meanIoU: fg.presentClasses === 0 ? 1 : fg.meanIoU,
+      meanDice: fg.presentClasses === 0 ? 1 : fg.meanDice,
+      perClass: byClass.perClass.map((c, j) => ({ ...classes[j], iou: c.iou, dice: c.dice, truePixels: c.truePixels, predictedPixels: c.predictedPixels })),
+    });
+  }
+  const perClass = classes.map((c, j) => {
+    const { tp, truePixels, predictedPixels } = pooled[j];
+    return { ...c, iou: ratio(tp, truePixels + predictedPixels - tp), dice: ratio(2 * tp, truePixels + predictedPixels), truePixels, predictedPixels };
+  });
+  const present = perClass.slice(1).filter((c) => c.truePixels + c.predictedPixels > 0);
+  const avg = (xs: number[]) => (xs.length === 0 ? 1 : xs.reduce((a, b) => a + b, 0) / xs.length);
+  return {
+    images,
+    mean: { meanIoU: avg(images.map((r) => r.meanIoU)), meanDice: avg(images.map((r) => r.meanDice)) },
+    pooled: { meanIoU: avg(present.map((c) => c.iou)), meanDice: avg(present.map((c) => c.dice)), perClass },
+  };
+}
+
+/** Per-image class scores as CSV (one IoU and Dice column per class), with the mean and pooled rows. */
+export function classScoresCsv(score: ClassFolderScore): string {
+  const classes = score.pooled.perClass;
+  const slug = (n: string) => n.replace(/[^A-Za-z0-9]+/g, '_');
+  const head = ['name', 'mean_iou', 'mean_dice', ...classes.flatMap((c) => [`iou_${slug(c.name)}`, `dice_${slug(c.name)}`]), 'prediction', 'ground_truth'].join(
+    ',',
+  );
+  const rows = score.images.map((r) =>
+    [r.name, r.meanIoU, r.meanDice, ...r.perClass.flatMap((c) => [c.iou, c.dice]), JSON.stringify(r.prediction), JSON.stringify(r.groundTruth)].join(','),
+  );
+  const blank = classes.map(() => ',').join('');
+  const p = score.pooled;
+  return [
+    head,
+    ...rows,
+    `mean,${score.mean.meanIoU},${score.mean.meanDice},${blank},`,
+    `pooled,${p.meanIoU},${p.meanDice},${p.perClass.flatMap((c) => [c.iou, c.dice]).join(',')},,`,
     '',
   ].join('\n');
 }

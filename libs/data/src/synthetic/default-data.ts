@@ -171,6 +171,8 @@ export interface DefaultMitoSpec {
   readonly seed: number;
   readonly size: number;
   readonly count: { readonly train: number; readonly val: number; readonly test: number };
+  /** Masks as 3-class maps (background 0, granule 128, mitochondrion 255; see MITO_CLASS_VALUES). Default false. */
+  readonly classes?: boolean;
 }
 
 /** `segment`'s default data: 6 + 2 + 2 images of 512 x 512 (train/val/test, images + masks + instances). */
@@ -188,10 +190,16 @@ export interface DefaultMito extends DefaultMitoSpec {
  */
 export async function ensureDefaultMito(spec: DefaultMitoSpec = QUICK_MITO, options: { cacheDir?: string } = {}): Promise<DefaultMito> {
   const cacheDir = resolve(options.cacheDir ?? defaultDataCacheDir());
-  const canonical = JSON.stringify({ generator: SYNTHETIC_MITO_VERSION, seed: spec.seed, size: spec.size, count: spec.count });
+  const canonical = JSON.stringify({
+    generator: SYNTHETIC_MITO_VERSION,
+    seed: spec.seed,
+    size: spec.size,
+    count: spec.count,
+    ...(spec.classes ? { classes: true } : {}),
+  });
   const version = `mito-${createHash('sha256').update(canonical).digest('hex').slice(0, 12)}`;
   const { root, created } = await ensureCached(cacheDir, version, async (tmp) => {
-    await generateSyntheticMito({ dir: tmp, seed: spec.seed, size: spec.size, count: spec.count });
+    await generateSyntheticMito({ dir: tmp, seed: spec.seed, size: spec.size, count: spec.count, classes: spec.classes });
   });
   return { ...spec, root, created };
 }

@@ -62,6 +62,8 @@ export interface MitoScene {
   /** Instance id per pixel, same order; 0 = background, ids 1..instanceCount. */
   readonly instances: Uint16Array;
   readonly instanceCount: number;
+  /** 1 where a granule (a small bright blob, no cristae) covers a pixel outside the mitochondria, same order. */
+  readonly granules: Uint8Array;
 }
 
 /** One mitochondrion: an ellipsoid (c = Infinity in 2D) whose centre drifts by (sx, sy) per slice. */
@@ -301,6 +303,27 @@ function addRound(grey: Float32Array, W: number, H: number, o: Round, z: number,
   }
 }
 
+/** Where a granule counts as one in class labels: within this many radii (its profile is above ~0.6 there). */
+const GRANULE_REACH = 1.2;
+
+/** Sets `out` to 1 on slice z where round `o` reaches (reach radii, as addRound draws it) and no mitochondrion is. */
+function markRound(out: Uint8Array, instances: Uint16Array, W: number, H: number, o: Round, z: number, reach: number): void {
+  const dz = o.rz === Infinity ? 0 : (z - o.z) / o.rz;
+  if (dz * dz >= 1) return;
+  const r = o.r * Math.sqrt(1 - dz * dz);
+  if (r < 0.5) return;
+  const cx = o.x + o.sx * (z - o.z);
+  const cy = o.y + o.sy * (z - o.z);
+  const ext = reach * r;
+  const offset = z * W * H;
+  for (let y = Math.max(0, Math.ceil(cy - ext)); y <= Math.min(H - 1, Math.floor(cy + ext)); y++) {
+    for (let x = Math.max(0, Math.ceil(cx - ext)); x <= Math.min(W - 1, Math.floor(cx + ext)); x++) {
+      const i = offset + y * W + x;
+      if ((x - cx) ** 2 + (y - cy) ** 2 <= ext * ext && instances[i] === 0) out[i] = 1;
+    }
+  }
+}
+
 /** Darkens a thin ring (membrane) of radius o.r on slice z: a Gaussian profile of sigma 1.5 px. */
 function addRing(grey: Float32Array, W: number, H: number, o: Round, z: number, amount: number): void {
   const cx = o.x + o.sx * (z - o.z);
@@ -426,7 +449,9 @@ export function renderMitoScene(rng: Rng, options: MitoSceneOptions): MitoScene 
       image[offset + i] = v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
     }
   }
-  return { width: W, height: H, depth: D, image, instances, instanceCount: mitos.length };
+  const granuleMask = new Uint8Array(plane * D);
+  for (let z = 0; z < D; z++) for (const g of granules) markRound(granuleMask, instances, W, H, g, z, GRANULE_REACH);
+  return { width: W, height: H, depth: D, image, instances, instanceCount: mitos.length, granules: granuleMask };
 }
 
 type SplitCounts = { readonly train: number; readonly val: number; readonly test: number };
@@ -438,15 +463,21 @@ function checkCounts(count: SplitCounts): void {
   }
 }
 
-/** The 8-bit mask (255 = mitochondrion) of instance labels, and the foreground fraction. */
-function maskOf(instances: Uint16Array): { mask: Uint8Array; fraction: number } {
+/** The class values of a class-map mask (`classes: true`): background, granule, mitochondrion. */
+export const MITO_CLASS_VALUES = { background: 0, granule: 128, mitochondrion: 255 } as const;
+
+/**
+ * The 8-bit mask (255 = mitochondrion) of instance labels, and the mitochondrion fraction; with
+ * `granules`, a class map that also draws granules as 128 (MITO_CLASS_VALUES).
+ */
+function maskOf(instances: Uint16Array, granules?: Uint8Array): { mask: Uint8Array; fraction: number } {
   const mask = new Uint8Array(instances.length);
   let n = 0;
   for (let i = 0; i < mask.length; i++) {
     if (instances[i] !== 0) {
       mask[i] = 255;
       n++;
-    }
+    } else if (granules?.[i]) mask[i] = MITO_CLASS_VALUES.granule;
   }
   return { mask, fraction: n / mask.length };
 }
@@ -461,6 +492,8 @@ export interface SyntheticMitoOptions {
   readonly count: SplitCounts;
   /** Target fraction of mitochondrion pixels. Default 0.08. */
   readonly foreground?: number;
+  /** Masks as 3-class maps (MITO_CLASS_VALUES: background 0, granule 128, mitochondrion 255) instead of binary. Default false. */
+  readonly classes?: boolean;
 }
 
 export interface SyntheticMitoSplit {
@@ -510,7 +543,7 @@ export async function generateSyntheticMito(options: SyntheticMitoOptions): Prom
       for (let k = 0; k < options.count[split]; k++) {
         const name = `${split}-${String(k).padStart(3, '0')}`;
         const scene = renderMitoScene(new Rng(deriveSeed(options.seed, SALT_2D, s, k)), { width, height, foreground: options.foreground });
-        const { mask, fraction } = maskOf(scene.instances);
+        const { mask, fraction } = maskOf(scene.instances, options.classes ? scene.granules : undefined);
         names[split].push(name);
         foregroundFraction[name] = fraction;
         instanceCount[name] = scene.instanceCount;
