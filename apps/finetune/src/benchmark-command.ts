@@ -6,6 +6,9 @@
  *
  *   <out>/<arm>/            each arm's run folder (best model, scores/test.json, ...)
  *   <out>/results.{csv,json}, <out>/results.{svg,png}
+ *
+ * results.json names the MLflow parent run (`parentRunId`, `experiment`), so a caller such as
+ * tools/experiments/transfer.mjs can add to it, and each arm's wall time (`seconds`).
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -41,8 +44,11 @@ export interface ArmResult extends Arm {
   status: number;
   /** The validation score of the selected model and the test scores (null when the arm failed or had no test split). */
   validation: number | null;
-  test: { iou: number; f1: number; precision: number; recall: number; pq?: number } | null;
+  /** Pooled test scores; a multi-class task's `iou` / `f1` are the mean IoU / Dice of its foreground classes (no precision / recall). */
+  test: { iou: number; f1: number; precision?: number; recall?: number; pq?: number } | null;
   runDir: string;
+  /** Wall time of the arm's run (training, validation and test), in seconds. */
+  seconds: number;
 }
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
@@ -61,7 +67,7 @@ export function benchmarkArms(encoders: readonly string[], modes: readonly Arm['
   return [...arms, { name: 'random-finetuned', encoder: 'random', mode: 'finetuned' }];
 }
 
-function readResult(arm: Arm, runDir: string, status: number): ArmResult {
+function readResult(arm: Arm, runDir: string, status: number, seconds: number): ArmResult {
   const read = (file: string) => {
     try {
       return JSON.parse(readFileSync(join(runDir, 'scores', file), 'utf8')) as Record<string, unknown>;
@@ -69,15 +75,23 @@ function readResult(arm: Arm, runDir: string, status: number): ArmResult {
       return null;
     }
   };
-  const test = read('test.json') as { pooled: { iou: number; f1: number; precision: number; recall: number } } | null;
+  const test = read('test.json') as {
+    pooled: { iou: number; f1: number; precision: number; recall: number } | { meanIoU: number; meanDice: number };
+  } | null;
   const inst = read('test-instances.json') as { mean: { pq: number } } | null;
   const validation = read('validation.json') as { chosen?: { score: number } } | null;
   return {
     ...arm,
     status,
     runDir,
+    seconds,
     validation: validation?.chosen?.score ?? null,
-    test: test ? { ...test.pooled, ...(inst ? { pq: inst.mean.pq } : {}) } : null,
+    test: test
+      ? {
+          ...('meanIoU' in test.pooled ? { iou: test.pooled.meanIoU, f1: test.pooled.meanDice } : test.pooled),
+          ...(inst ? { pq: inst.mean.pq } : {}),
+        }
+      : null,
   };
 }
 
@@ -117,7 +131,7 @@ export function resultsTable(results: readonly ArmResult[], metric: string): str
 export async function runBenchmark(args: BenchmarkArgs): Promise<number> {
   if (args.encoders.length === 0) throw new Error('name at least one encoder to compare with random init (--encoders A,B,...)');
   const cfg = loadConfig(segmentSchema, { file: args.config, overrides: args.set });
-  const metric = cfg.instances ? 'pq' : cfg.metric;
+  const metric = cfg.instances ? 'pq' : cfg.data.classes ? 'miou' : cfg.metric;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const out = resolve(args.out ?? join(FINETUNE_RUNS, `benchmark-${stamp}`));
   const arms = benchmarkArms(args.encoders, args.modes);
@@ -136,6 +150,7 @@ export async function runBenchmark(args: BenchmarkArgs): Promise<number> {
     for (const [k, arm] of arms.entries()) {
       log(`\nbenchmark arm ${k + 1}/${arms.length}: ${arm.name} (encoder ${arm.encoder}, ${arm.mode})`);
       const runDir = join(out, arm.name);
+      const started = performance.now();
       let status: number;
       try {
         status = await runTraining(segmentModule, {
@@ -157,7 +172,7 @@ export async function runBenchmark(args: BenchmarkArgs): Promise<number> {
         log(`error: arm ${arm.name} failed: ${(err as Error).message}`);
         status = 1;
       }
-      results.push(readResult(arm, runDir, status));
+      results.push(readResult(arm, runDir, status, (performance.now() - started) / 1000));
       const r = results[results.length - 1];
       if (r.test) parent.logMetrics({ [`${arm.name}_test_iou`]: r.test.iou, ...(r.test.pq !== undefined ? { [`${arm.name}_test_pq`]: r.test.pq } : {}) });
       if (status === 130) {
@@ -168,7 +183,16 @@ export async function runBenchmark(args: BenchmarkArgs): Promise<number> {
     const table = resultsTable(results, metric);
     process.stdout.write(`\n${table}\n`);
     await writeFileAtomic(join(out, 'results.csv'), resultsCsv(results));
-    await writeJsonAtomic(join(out, 'results.json'), { protocol: 'cem500k', metric, config: resolve(args.config), sets: args.set, arms: results });
+    await writeJsonAtomic(join(out, 'results.json'), {
+      protocol: 'cem500k',
+      metric,
+      config: resolve(args.config),
+      sets: args.set,
+      data: args.data ? resolve(args.data) : null,
+      experiment: args.experiment,
+      parentRunId: parent.id,
+      arms: results,
+    });
     const bars = results
       .filter((r) => r.test)
       .map((r) => ({

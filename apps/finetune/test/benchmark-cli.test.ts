@@ -72,7 +72,15 @@ describe('finetune benchmark', () => {
   });
 
   it('writes CSV, JSON and the bar chart from the arms test scores', async () => {
-    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { arms: Array<{ name: string; mode: string; test: { iou: number } }> };
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      experiment: string;
+      parentRunId: string;
+      arms: Array<{ name: string; mode: string; seconds: number; test: { iou: number } }>;
+    };
+    expect(json.experiment).toBe('bench-e2e');
+    expect(json.parentRunId).toMatch(/^[0-9a-f]{32}$/);
+    expect(result.stderr).toContain(`MLflow parent run ${json.parentRunId}`);
+    for (const arm of json.arms) expect(arm.seconds).toBeGreaterThan(0);
     expect(json.arms.map((a) => [a.name, a.mode])).toEqual([
       ['1-enc-frozen', 'frozen'],
       ['1-enc-finetuned', 'finetuned'],
@@ -92,6 +100,8 @@ describe('finetune benchmark', () => {
     const runs = await client.searchRuns({ experimentIds: [experiment!.experimentId] });
     const parent = runs.find((r) => r.tags['emseg.benchmark'] === 'cem500k-protocol')!;
     expect(parent.info.status).toBe('FINISHED');
+    // results.json names this parent run, for callers that add to it (tools/experiments/transfer.mjs)
+    expect((JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { parentRunId: string }).parentRunId).toBe(parent.info.runId);
     const children = runs.filter((r) => r.tags['mlflow.parentRunId'] === parent.info.runId);
     expect(children.map((r) => r.info.runName).sort()).toEqual(['1-enc-finetuned', '1-enc-frozen', 'random-finetuned']);
     expect(children.find((r) => r.info.runName === '1-enc-frozen')!.params['model.freezeEncoder']).toBe('all');

@@ -15,9 +15,13 @@
  * page decoded once and scattered into the two transposed copies; (2) the xz planes predicted;
  * (3) the yz planes; (4) each page decoded again, its xy plane predicted, its xz and yz
  * probabilities gathered from the scratch files (one strided read per row or column), averaged,
- * thresholded and appended to the output stacks (`StackWriter`). Scratch disk: (2 x bytes per
- * voxel + 4) bytes per voxel (6 for 8-bit input, 384 MiB for 64 x 1024 x 1024), an input copy removed
- * when its pass is done; the directory is removed at the end, also on an error or a stop.
+ * thresholded and appended to the output stacks (`StackWriter`). Scratch files: two input copies
+ * (bytes per voxel each) and two 16-bit probability files (2 bytes per voxel each), an input copy
+ * removed when its pass is done; the directory is removed at the end, also on an error or a stop.
+ * Before anything is opened, the free space of the scratch folder's disk is checked against the
+ * peak of scratch and output spools (`orthoplaneDiskBytes`: 7 bytes per voxel for 8-bit input with
+ * a probability stack on the same disk, 448 MiB for 64 x 1024 x 1024) plus `SCRATCH_MARGIN_BYTES`,
+ * so a full disk fails at once with the numbers and the fix instead of hours into a volume.
  *
  * A plane thinner than the tile along z (a stack shallower than the tile) is predicted in strips:
  * tiles of the full tile width and the plane's height padded by reflection to a multiple of 32
@@ -28,8 +32,8 @@
  * yz work (192 rows for 64), and the stack's first and last slices are its edges anyway.
  */
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { blendWeights, cutRegion, maxValue, readStackInfo, readStackSlice, StackWriter, tilePlan, type GreyImage, type PixelArray } from '@emseg/data';
 import { temporarySibling } from '@emseg/fs';
@@ -54,6 +58,91 @@ export interface StackPredictOptions {
   onSlice?: (axis: PlaneAxis, done: number, total: number) => void;
   /** Checked between tile batches and planes: when it turns true, prediction ends with `PredictionStopped`, nothing written. */
   stop?: { readonly requested: boolean };
+  /**
+   * Reads a disk's free space for orthoplane's check before any work (default: node's
+   * `fs.promises.statfs`; free = bavail x bsize, the blocks an unprivileged process may use).
+   */
+  statfs?: (path: string) => Promise<{ bavail: number | bigint; bsize: number | bigint }>;
+}
+
+/** Spare room orthoplane's disk check asks for beyond `orthoplaneDiskBytes` (spool headers, block rounding, other writers). */
+export const SCRATCH_MARGIN_BYTES = 64 * 1024 * 1024;
+
+/** Allowance per spooled output page (`StackWriter`'s libvips .v header and metadata, rounded up to a 4 KiB block). */
+const SPOOL_PAGE_BYTES = 8192;
+
+/** The disk space orthoplane prediction uses on its scratch folder's disk, in bytes. */
+export interface OrthoplaneDisk {
+  /** Peak of the scratch files alone: both input copies and the xz probabilities, or one copy and both probabilities. */
+  scratch: number;
+  /** The output stacks' uncompressed spools on that disk (the mask's always, the probability's when on the same disk). */
+  spools: number;
+  /** Peak of scratch and spools together: the most the prediction holds on that disk at once. */
+  peak: number;
+}
+
+/**
+ * What `predictStack` in orthoplane mode puts on the disk of its scratch folder, pass by pass (V
+ * voxels, b bytes per input voxel): (1) the two transposed input copies, 2bV; (2) the xz pass adds
+ * the xz probabilities, 2bV + 2V; (3) the xz input copy removed, the yz probabilities added,
+ * bV + 4V; (4) the yz input copy removed, the xy pass appends every slice to the mask spool (V)
+ * and, with `probabilitySpool`, the 16-bit probability spool (2V): 4V + V (+ 2V). After (4) the
+ * scratch is removed before the spools are joined into the (LZW) output stacks.
+ *
+ * @example orthoplaneDiskBytes({ width: 1024, height: 1024, depth: 64, bitDepth: 8 }, true).peak // 7 x 2^26 bytes + page allowances
+ */
+export function orthoplaneDiskBytes(size: { width: number; height: number; depth: number; bitDepth: 8 | 16 }, probabilitySpool: boolean): OrthoplaneDisk {
+  const voxels = size.width * size.height * size.depth;
+  const b = size.bitDepth / 8;
+  const pages = size.depth * (probabilitySpool ? 2 : 1);
+  const spools = voxels * (probabilitySpool ? 3 : 1) + pages * SPOOL_PAGE_BYTES;
+  const scratch = Math.max(2 * b * voxels + 2 * voxels, b * voxels + 4 * voxels);
+  return { scratch, spools, peak: Math.max(scratch, 4 * voxels + spools) };
+}
+
+/** The path itself or its nearest existing ancestor, with the device it lives on. */
+async function existingAncestor(path: string): Promise<{ dir: string; dev: number }> {
+  let dir = resolve(path);
+  for (;;) {
+    try {
+      return { dir, dev: (await stat(dir)).dev };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || dirname(dir) === dir) throw err;
+      dir = dirname(dir);
+    }
+  }
+}
+
+const sizeText = (bytes: number) => `${bytes} bytes (${bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`})`;
+
+/**
+ * Fails, before anything is opened or predicted, when the disk of the orthoplane scratch folder
+ * (`scratch`, beside the mask output) has less free space than `orthoplaneDiskBytes` plus
+ * `SCRATCH_MARGIN_BYTES`; the error names the folder, both numbers and the fix.
+ */
+async function checkScratchSpace(
+  input: string,
+  size: { width: number; height: number; depth: number; bitDepth: 8 | 16 },
+  scratch: string,
+  options: StackPredictOptions,
+): Promise<void> {
+  const disk = await existingAncestor(dirname(scratch));
+  const probabilitySpool = options.probabilityOut !== undefined && (await existingAncestor(dirname(options.probabilityOut))).dev === disk.dev;
+  const need = orthoplaneDiskBytes(size, probabilitySpool);
+  const fs = await (options.statfs ?? statfs)(disk.dir);
+  const available = Number(fs.bavail) * Number(fs.bsize);
+  if (available >= need.peak + SCRATCH_MARGIN_BYTES) return;
+  const { width, height, depth, bitDepth } = size;
+  throw new Error(
+    `${input}: not enough disk space for orthoplane prediction of this ${width} x ${height} x ${depth} ${bitDepth}-bit stack: ` +
+      `its scratch folder ${scratch} (created beside the mask output) needs ${sizeText(need.peak)} at its peak ` +
+      `(scratch files ${sizeText(need.scratch)}: two transposed input copies and the 16-bit xz and yz probabilities; ` +
+      `then the output spools, ${sizeText(need.spools)}, beside them) plus ${sizeText(SCRATCH_MARGIN_BYTES)} to spare, ` +
+      `but ${disk.dir} has ${sizeText(available)} available. Nothing was predicted or written. ` +
+      `Free space on that disk, write the mask output to a disk with more room (the scratch folder follows it: ` +
+      `maskOut, \`finetune predict --out DIR\`), or predict slice by slice (mode 'stack', \`--stack stack\`), which needs no scratch`,
+  );
 }
 
 export interface StackPrediction {
@@ -188,6 +277,8 @@ export async function predictStack(segmenter: Segmenter, input: string, options:
   const checkStop = () => {
     if (stop?.requested) throw new PredictionStopped(input);
   };
+  const scratch = mode === 'orthoplane' ? temporarySibling(options.maskOut) : null;
+  if (scratch !== null) await checkScratchSpace(input, { width, height, depth, bitDepth }, scratch, options);
 
   const maskWriter = await StackWriter.open(options.maskOut, { width, height, bitDepth: 8 });
   let probabilityWriter: StackWriter | null = null;
@@ -197,7 +288,6 @@ export async function predictStack(segmenter: Segmenter, input: string, options:
     await maskWriter.abort();
     throw err;
   }
-  const scratch = mode === 'orthoplane' ? temporarySibling(options.maskOut) : null;
   let foreground = 0;
   /** Appends slice z's probabilities to the outputs. */
   const emit = async (probability: Float32Array) => {

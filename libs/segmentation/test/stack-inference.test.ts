@@ -5,7 +5,7 @@
  * shallower than a tile are predicted in reflect-padded strips; outputs are multi-page TIFFs of the
  * right depth and bit depth; no tensors leak and no scratch file is left behind, also when stopped.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ import {
   toProbability16,
   type InferenceOptions,
 } from '@emseg/segmentation';
+import { orthoplaneDiskBytes, SCRATCH_MARGIN_BYTES } from '../src/stack-inference.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'emseg-stack-inference-'));
 const [D, H, W] = [6, 64, 96];
@@ -88,6 +89,14 @@ async function naiveOrthoplane(): Promise<Float32Array> {
 }
 
 const leftovers = (dir: string) => readdirSync(dir).filter((f) => f.startsWith('.'));
+
+/** Bytes of every file under `dir` (hidden scratch and spool folders included). */
+function bytesUnder(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size;
+  return total;
+}
 
 describe('predictPlane', () => {
   it('is predictImage for a plane that holds a tile', async () => {
@@ -167,6 +176,7 @@ describe('predictStack', () => {
     const threshold = sorted[Math.floor(sorted.length / 2)];
     const out = join(tmp, 'orthoplane');
     const counts: Record<string, number> = {};
+    const peak: Record<string, number> = { xz: 0, yz: 0, xy: 0 };
     const guard = tensorCountGuard();
     const r = await predictStack(segmenter, stackPath, {
       mode: 'orthoplane',
@@ -176,6 +186,7 @@ describe('predictStack', () => {
       probabilityOut: join(out, 'probability', 'stack.tif'),
       onSlice: (axis, done, total) => {
         counts[axis] = done;
+        peak[axis] = Math.max(peak[axis], bytesUnder(out));
         expect(total).toBe({ xy: D, xz: H, yz: W }[axis]);
         // the scratch directory exists while predicting, beside the mask
         if (axis === 'yz' && done === 1) expect(leftovers(out).length).toBeGreaterThan(0);
@@ -186,6 +197,16 @@ describe('predictStack', () => {
     expect(r.planes).toEqual({ xy: D, xz: H, yz: W });
     expect(leftovers(out)).toEqual([]);
     expect(readdirSync(out).sort()).toEqual(['probability', 'stack.tif']);
+    // the disk check's estimate is the measured peak: 2 input copies + xz probabilities, then one
+    // copy + both probabilities, then both probabilities + the mask and probability spools
+    const V = D * H * W;
+    const disk = orthoplaneDiskBytes({ width: W, height: H, depth: D, bitDepth: 8 }, true);
+    expect(peak.xz).toBe(4 * V);
+    expect(peak.yz).toBe(5 * V);
+    expect(disk.scratch).toBe(5 * V);
+    expect(peak.xy).toBeGreaterThan(7 * V);
+    expect(peak.xy).toBeLessThanOrEqual(disk.peak);
+    expect(disk.peak - peak.xy).toBeLessThan(2 * D * 8192);
     const info = await readStackInfo(r.mask);
     expect([info.depth, info.width, info.height, info.bitDepth]).toEqual([D, W, H, 8]);
     const probability = await readStack(r.probability!);
@@ -249,6 +270,62 @@ describe('predictStack', () => {
       }),
     ).rejects.toThrow('disk on fire');
     expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('orthoplane refuses a disk without room for its scratch before any work, naming the folder, the bytes and the fix', async () => {
+    const out = join(tmp, 'full-disk');
+    const asked: string[] = [];
+    const disk = orthoplaneDiskBytes({ width: W, height: H, depth: D, bitDepth: 8 }, true);
+    // one block short of the estimate plus the margin
+    const bavail = Math.floor((disk.peak + SCRATCH_MARGIN_BYTES) / 4096) - 1;
+    let planes = 0;
+    const error = await predictStack(segmenter, stackPath, {
+      mode: 'orthoplane',
+      inference,
+      threshold: 0.5,
+      maskOut: join(out, 'stack.tif'),
+      probabilityOut: join(out, 'probability', 'stack.tif'),
+      statfs: async (path) => {
+        asked.push(path);
+        return { bavail, bsize: 4096 };
+      },
+      onSlice: () => planes++,
+    }).catch((err: Error) => err);
+    expect(error).toBeInstanceOf(Error);
+    const message = (error as Error).message;
+    // the out folder does not exist yet: its nearest existing ancestor's disk is asked
+    expect(asked).toEqual([tmp]);
+    expect(message).toContain(`${stackPath}: not enough disk space for orthoplane prediction of this ${W} x ${H} x ${D} 8-bit stack`);
+    expect(message).toMatch(new RegExp(`scratch folder ${join(out, '.stack.tif.tmp-').replace(/[.\\/]/g, '\\$&')}\\d+-[0-9a-f]{8} `));
+    expect(message).toContain(`needs ${disk.peak} bytes`);
+    expect(message).toContain(`plus ${SCRATCH_MARGIN_BYTES} bytes (64.0 MiB) to spare`);
+    expect(message).toContain(`but ${tmp} has ${bavail * 4096} bytes`);
+    expect(message).toContain('`finetune predict --out DIR`');
+    expect(message).toContain("mode 'stack', `--stack stack`");
+    // before any work: nothing predicted, nothing created
+    expect(planes).toBe(0);
+    expect(existsSync(out)).toBe(false);
+
+    // a probability stack elsewhere is not counted on this disk; 16-bit input needs two more bytes per voxel of scratch
+    expect(orthoplaneDiskBytes({ width: W, height: H, depth: D, bitDepth: 8 }, false).peak).toBe(5 * D * H * W + D * 8192);
+    expect(orthoplaneDiskBytes({ width: W, height: H, depth: D, bitDepth: 16 }, true).scratch).toBe(6 * D * H * W);
+  });
+
+  it('orthoplane starts when the disk has just the estimate plus the margin', async () => {
+    const out = join(tmp, 'roomy-disk');
+    const disk = orthoplaneDiskBytes({ width: W, height: H, depth: D, bitDepth: 8 }, false);
+    const stop = { requested: false };
+    await expect(
+      predictStack(segmenter, stackPath, {
+        mode: 'orthoplane',
+        inference,
+        threshold: 0.5,
+        maskOut: join(out, 'stack.tif'),
+        statfs: async () => ({ bavail: BigInt(disk.peak + SCRATCH_MARGIN_BYTES), bsize: 1n }),
+        stop,
+        onSlice: () => (stop.requested = true),
+      }),
+    ).rejects.toBeInstanceOf(PredictionStopped);
   });
 
   it('refuses slices smaller than the tile, naming the stack', async () => {
