@@ -4,7 +4,7 @@
  * (train-run.ts), so resume, MLflow, best-model selection and the threshold choice are `urisc`'s.
  */
 import { join } from 'node:path';
-import { ensureDefaultData, ensureDefaultMito, MITO_CLASS_VALUES, QUICK_MITO, writeImage, type LabeledImages } from '@emseg/data';
+import { ensureDefaultData, ensureDefaultMito, MITO_CLASS_VALUES, QUICK_MITO, QUICK_MITO_STACKS, writeImage, type LabeledImages } from '@emseg/data';
 import { writeFileAtomic, writeJsonAtomic } from '@emseg/fs';
 import { ProgressBar } from '@emseg/training';
 import { argmaxClasses, classesTask, iouTask, inferenceOptions, predictImage, Segmenter, toProbability16, type ClassEntry } from '@emseg/segmentation';
@@ -20,6 +20,7 @@ import {
   openSegmentData,
   scoreClassMasks,
   scoreInstanceMasks,
+  scoreInstanceStacks,
   scoreMasks,
   vrandTask,
   type SegmentData,
@@ -59,12 +60,18 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
         [MITO_CLASS_VALUES.granule]: 'granule',
         [MITO_CLASS_VALUES.mitochondrion]: 'mitochondrion',
       };
-    const embedded = await ensureDefaultMito({ ...QUICK_MITO, classes });
+    // the instance task's embedded data are 3D stacks (instances scored in 3D, as empanada's), the others 2D images
+    const embedded = await ensureDefaultMito(cfg.instances ? QUICK_MITO_STACKS : { ...QUICK_MITO, classes });
     cfg.data.polarity = 'white-foreground';
     const { count: counts } = embedded;
-    const masks = classes ? `class maps: ${JSON.stringify(cfg.data.classes)}` : 'masks white-foreground';
+    const masks = classes
+      ? `class maps: ${JSON.stringify(cfg.data.classes)}`
+      : cfg.instances
+        ? 'masks white-foreground, 16-bit instance ids'
+        : 'masks white-foreground';
+    const what = embedded.depth ? `stacks of ${embedded.depth} slices of ${embedded.size} px` : `${embedded.size} px`;
     log(
-      `data: embedded synthetic mitochondria (${embedded.size} px; ${counts.train} train, ${counts.val} val, ${counts.test} test; ${masks}) in ${embedded.root}${embedded.created ? ' (generated now)' : ''}`,
+      `data: embedded synthetic mitochondria (${what}; ${counts.train} train, ${counts.val} val, ${counts.test} test; ${masks}) in ${embedded.root}${embedded.created ? ' (generated now)' : ''}`,
     );
     return embedded.root;
   },
@@ -155,14 +162,16 @@ export const segmentModule: FinetuneTaskModule<SegmentConfig, SegmentTaskData> =
       );
     }
     if (cfg.instances) {
-      const inst = await scoreInstanceMasks(written, test, instanceFilesOf(data), cfg.instances, join(predDir, 'instances'));
+      const stacks = test.pairs.some((p) => p.slice);
+      const score = stacks ? scoreInstanceStacks : scoreInstanceMasks;
+      const inst = await score(written, test, instanceFilesOf(data), cfg.instances, join(predDir, 'instances'));
       const instCsv = join(outDir, 'scores', 'test-instances.csv');
       await writeJsonAtomic(join(outDir, 'scores', 'test-instances.json'), { protocol: 'instances', instances: cfg.instances, ...inst });
       await writeFileAtomic(instCsv, instanceScoresCsv(inst));
       const m = inst.mean;
       Object.assign(report.metrics, { pq: m.pq, sq: m.sq, rq: m.rq, f1_at_50: m.f1At50, f1_at_75: m.f1At75 });
       report.lines.unshift(
-        `test PQ:        ${m.pq.toFixed(4)} (SQ ${m.sq.toFixed(3)}, RQ ${m.rq.toFixed(3)}; F1 at IoU 0.5 ${m.f1At50.toFixed(4)}, at 0.75 ${m.f1At75.toFixed(4)}; mean over ${inst.images.length} images, instances by ${cfg.instances.method} in ${join(predDir, 'instances')}; per image in ${instCsv})`,
+        `test PQ:        ${m.pq.toFixed(4)} (SQ ${m.sq.toFixed(3)}, RQ ${m.rq.toFixed(3)}; F1 at IoU 0.5 ${m.f1At50.toFixed(4)}, at 0.75 ${m.f1At75.toFixed(4)}; mean over ${inst.images.length} ${stacks ? 'stacks, instances in 3D' : 'images'}, instances by ${cfg.instances.method} in ${join(predDir, 'instances')}; per image in ${instCsv})`,
       );
     }
     return report;

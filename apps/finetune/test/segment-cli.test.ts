@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSyntheticMito, generateSyntheticMitoStack, LabeledImages, readImage } from '@emseg/data';
+import { generateSyntheticMito, generateSyntheticMitoStack, LabeledImages, readImage, readStack } from '@emseg/data';
 import { classScores, instanceScores } from '@emseg/evaluation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { scoreMasks } from '../src/tasks/segment.js';
@@ -154,6 +154,33 @@ describe('finetune segment', () => {
     expect(r.stdout).toMatch(/test IoU: +0\.\d{4} \(all 4 images' pixels pooled/);
     const csv = readFileSync(join(tmp.dir, 'run3d', 'scores', 'test.csv'), 'utf8').split('\n');
     expect(csv.slice(1, 5).map((l) => l.split(',')[0])).toEqual(['test-000-z000', 'test-000-z001', 'test-000-z002', 'test-000-z003']);
+  });
+
+  it('runs an instance task on 3D stacks: instances cut and scored in 3D per test stack, written as 16-bit instance stacks', async () => {
+    const stacks = join(tmp.dir, 'mito3d-instances');
+    await generateSyntheticMitoStack({ dir: stacks, seed: 5, size: 128, depth: 4, count: { train: 2, val: 1, test: 1 } });
+    const r = await segment('instances.json', stacks, 'inst3d');
+    expect(r.status, r.stderr).toBe(0);
+    const pq = Number(/test PQ: +(0\.\d{4}) \(SQ .*mean over 1 stacks, instances in 3D/.exec(r.stdout)?.[1]);
+    expect(pq).toBeGreaterThan(0);
+    const scores = JSON.parse(readFileSync(join(tmp.dir, 'inst3d', 'scores', 'test-instances.json'), 'utf8')) as {
+      images: Array<{ name: string; prediction: string; groundTruth: string; pq: number; trueInstances: number }>;
+    };
+    expect(scores.images.map((i) => i.name)).toEqual(['test-000']);
+    // the written instance stack rescores, in 3D, to what the run logged; ids run across slices
+    const [image] = scores.images;
+    const volume = async (path: string) => {
+      const s = await readStack(path);
+      const data = new Uint16Array(s.width * s.height * s.depth);
+      s.slices.forEach((slice, z) => data.set(slice.data, z * s.width * s.height));
+      return { width: s.width, height: s.height, depth: s.depth, data, bitDepth: s.bitDepth };
+    };
+    const predicted = await volume(image.prediction);
+    const truth = await volume(image.groundTruth);
+    expect(predicted.bitDepth).toBe(16);
+    expect(predicted.depth).toBe(4);
+    expect(instanceScores(truth, predicted).pq).toBe(image.pq);
+    expect(image.trueInstances).toBe(new Set(truth.data.filter((v) => v > 0)).size);
   });
 
   it('reads the U-RISC release layout and validates, selects and tests membranes by V-Rand', async () => {

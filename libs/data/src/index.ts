@@ -48,7 +48,15 @@ export { renderEmScene } from './synthetic/em-scene.js';
 export type { EmScene, EmSceneOptions } from './synthetic/em-scene.js';
 export { SYNTHETIC_GENERATOR_VERSION, URISC_SPLITS, generateSyntheticCrops, generateSyntheticUrisc, syntheticUriscAt } from './synthetic/generate.js';
 export type { SyntheticCropsDataset, SyntheticCropsOptions, SyntheticUriscDataset, SyntheticUriscOptions, UriscSplit } from './synthetic/generate.js';
-export { QUICK_DATA, QUICK_MITO, defaultDataCacheDir, defaultDataVersion, ensureDefaultData, ensureDefaultMito } from './synthetic/default-data.js';
+export {
+  QUICK_DATA,
+  QUICK_MITO,
+  QUICK_MITO_STACKS,
+  defaultDataCacheDir,
+  defaultDataVersion,
+  ensureDefaultData,
+  ensureDefaultMito,
+} from './synthetic/default-data.js';
 export type { DefaultData, DefaultDataSpec, DefaultMito, DefaultMitoSpec } from './synthetic/default-data.js';
 export { MITO_CLASS_VALUES, SYNTHETIC_MITO_VERSION, generateSyntheticMito, generateSyntheticMitoStack, renderMitoScene } from './synthetic/mito.js';
 export type {

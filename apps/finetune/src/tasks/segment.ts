@@ -30,6 +30,8 @@ import {
   readStackSlice,
   writeImage,
   uriscDirectories,
+  writeStack,
+  type LabeledPair,
   type LabeledSample,
   type LabelPolarity,
 } from '@emseg/data';
@@ -170,8 +172,9 @@ async function pairInstances(sets: readonly LabeledImages[]): Promise<Map<string
         stems = new Map((await listImageFiles(dir)).map((f) => [fileStem(f), join(dir, f)]));
         byDir.set(dir, stems);
       }
-      const file = stems.get(pair.name);
-      if (file === undefined) throw new DataError(pair.label, `has no instance labels named "${pair.name}.*" in ${dir}`, 'an instance label image per mask');
+      const stem = pair.slice?.stack ?? pair.name; // a stack's slices share its instance stack
+      const file = stems.get(stem);
+      if (file === undefined) throw new DataError(pair.label, `has no instance labels named "${stem}.*" in ${dir}`, 'an instance label image per mask');
       files.set(pair.label, file);
     }
   }
@@ -198,12 +201,16 @@ export interface InstanceOptions {
   minDistance: number;
 }
 
-/** Instances of a binary prediction (1 = foreground). */
-export function predictedInstances(binary: Uint8Array, width: number, height: number, o: InstanceOptions): Instances<Uint16Array> {
-  const mask = { width, height, data: binary };
+/**
+ * Instances of a binary prediction (1 = foreground); with `depth` > 1 a volume (slice after slice),
+ * cut in 3D: connectivity 4 becomes 6 (faces), 8 becomes 26, `minSize` counts voxels.
+ */
+export function predictedInstances(binary: Uint8Array, width: number, height: number, o: InstanceOptions, depth = 1): Instances<Uint16Array> {
+  const mask = depth > 1 ? { width, height, depth, data: binary } : { width, height, data: binary };
+  const connectivity = depth > 1 ? (o.connectivity === 4 ? 6 : 26) : o.connectivity;
   return o.method === 'watershed'
-    ? watershedInstances(mask, { connectivity: o.connectivity, minSize: o.minSize, minDistance: o.minDistance, excludeBorder: false, ids: 'uint16' })
-    : connectedInstances(mask, { connectivity: o.connectivity, minSize: o.minSize, ids: 'uint16' });
+    ? watershedInstances(mask, { connectivity, minSize: o.minSize, minDistance: o.minDistance, excludeBorder: false, ids: 'uint16' })
+    : connectedInstances(mask, { connectivity, minSize: o.minSize, ids: 'uint16' });
 }
 
 /**
@@ -512,6 +519,53 @@ export async function scoreInstanceMasks(
     await writeImage(out, { width: instances.width, height: instances.height, bitDepth: 16, data: instances.data });
     const { matches: _matches, ...scores } = instanceScores(await readInstanceLabels(truthFile, pair.width, pair.height, pair.slice?.z), instances);
     images.push({ name: pair.name, prediction: out, groundTruth: truthFile, ...scores });
+  }
+  const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
+  return { images, mean: { pq: mean('pq'), sq: mean('sq'), rq: mean('rq'), f1At50: mean('f1At50'), f1At75: mean('f1At75') } };
+}
+
+/**
+ * scoreInstanceMasks for stacks: the written slice masks of each test stack (`<stem>-z<z>`)
+ * assembled into a volume, cut into 3D instances (see predictedInstances), written as a 16-bit
+ * instance stack `<stem>.tif` into `outDir` and scored in 3D against the stack's instance labels,
+ * one row per stack (3D PQ per volume, as empanada reports it). Memory: one stack's masks and labels.
+ */
+export async function scoreInstanceStacks(
+  predictions: ReadonlyMap<string, string>,
+  truth: LabeledImages,
+  instanceFiles: ReadonlyMap<string, string>,
+  options: InstanceOptions,
+  outDir: string,
+): Promise<InstanceFolderScore> {
+  const stacks = new Map<string, LabeledPair[]>();
+  for (const pair of truth.pairs) {
+    if (!pair.slice) throw new DataError(pair.image, 'is not a stack slice', 'stacks only (scoreInstanceMasks scores 2D images)');
+    stacks.set(pair.slice.stack, [...(stacks.get(pair.slice.stack) ?? []), pair]);
+  }
+  const images: InstanceImageScore[] = [];
+  for (const [stem, pairs] of stacks) {
+    const { width, height } = pairs[0];
+    const depth = pairs.length;
+    const plane = width * height;
+    const binary = new Uint8Array(plane * depth);
+    const labels = new Uint16Array(plane * depth);
+    const truthFile = instanceFiles.get(pairs[0].label);
+    if (truthFile === undefined) throw new DataError(pairs[0].label, 'has no instance labels', 'an instance label stack per mask stack');
+    for (const [z, pair] of pairs.entries()) {
+      const file = predictions.get(pair.name);
+      if (file === undefined) throw new DataError(pair.label, `has no prediction for slice ${z}`, `a predicted mask named ${pair.name}.png`);
+      const predicted = await readImage(file);
+      for (let i = 0; i < plane; i++) binary[z * plane + i] = predicted.data[i] >= 128 ? 1 : 0;
+      labels.set((await readInstanceLabels(truthFile, width, height, pair.slice?.z)).data, z * plane);
+    }
+    const instances = predictedInstances(binary, width, height, options, depth);
+    const out = join(outDir, `${stem}.tif`);
+    await writeStack(
+      out,
+      Array.from({ length: depth }, (_, z) => ({ width, height, bitDepth: 16 as const, data: instances.data.subarray(z * plane, (z + 1) * plane) })),
+    );
+    const { matches: _matches, ...scores } = instanceScores({ width, height, depth, data: labels }, { width, height, depth, data: instances.data });
+    images.push({ name: stem, prediction: out, groundTruth: truthFile, ...scores });
   }
   const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
   return { images, mean: { pq: mean('pq'), sq: mean('sq'), rq: mean('rq'), f1At50: mean('f1At50'), f1At75: mean('f1At75') } };

@@ -20,7 +20,7 @@ import {
   type SyntheticUriscDataset,
   type UriscSplit,
 } from './generate.js';
-import { generateSyntheticMito, SYNTHETIC_MITO_VERSION } from './mito.js';
+import { generateSyntheticMito, generateSyntheticMitoStack, SYNTHETIC_MITO_VERSION } from './mito.js';
 
 /** What to generate; its hash (with the generator version) names the cache directory. */
 export interface DefaultDataSpec {
@@ -173,10 +173,15 @@ export interface DefaultMitoSpec {
   readonly count: { readonly train: number; readonly val: number; readonly test: number };
   /** Masks as 3-class maps (background 0, granule 128, mitochondrion 255; see MITO_CLASS_VALUES). Default false. */
   readonly classes?: boolean;
+  /** 3D: every split's images as multi-page TIFF stacks of this many slices (`count` stacks per split). */
+  readonly depth?: number;
 }
 
 /** `segment`'s default data: 6 + 2 + 2 images of 512 x 512 (train/val/test, images + masks + instances). */
 export const QUICK_MITO: DefaultMitoSpec = { seed: 7, size: 512, count: { train: 6, val: 2, test: 2 } };
+
+/** `segment`'s default 3D data (the instance task's): 2 + 1 + 1 stacks of 12 slices of 512 x 512, as multi-page TIFFs. */
+export const QUICK_MITO_STACKS: DefaultMitoSpec = { seed: 11, size: 512, depth: 12, count: { train: 2, val: 1, test: 1 } };
 
 export interface DefaultMito extends DefaultMitoSpec {
   /** `.emseg/data/mito-<version>`: {train,val,test}/{images,masks,instances}. */
@@ -199,7 +204,8 @@ export async function ensureDefaultMito(spec: DefaultMitoSpec = QUICK_MITO, opti
   });
   const version = `mito-${createHash('sha256').update(canonical).digest('hex').slice(0, 12)}`;
   const { root, created } = await ensureCached(cacheDir, version, async (tmp) => {
-    await generateSyntheticMito({ dir: tmp, seed: spec.seed, size: spec.size, count: spec.count, classes: spec.classes });
+    if (spec.depth) await generateSyntheticMitoStack({ dir: tmp, seed: spec.seed, size: spec.size, depth: spec.depth, count: spec.count });
+    else await generateSyntheticMito({ dir: tmp, seed: spec.seed, size: spec.size, count: spec.count, classes: spec.classes });
   });
   return { ...spec, root, created };
 }
