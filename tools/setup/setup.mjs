@@ -6,10 +6,11 @@
 //      with --gpu, or by itself when nvidia-smi reports a GPU, also the GPU backend
 //      @tensorflow/tfjs-node-gpu (gpu.mjs): the GPU build of TensorFlow, and on GPU machines
 //      (or with --cuda) the CUDA 12 / cuDNN 9 runtime wheels (~1.9 GB download),
-//   3. the Python environment (.venv: MLflow server, PyTorch for reference benchmarks/tests).
+//   3. the Python environment (.venv: MLflow server, PyTorch for reference benchmarks/tests),
+//   4. redis-server (Debian package) for the block-queue tests (see redis.mjs).
 // A second run takes seconds. Uses only Node built-ins, because it runs before `npm install`.
 //
-// Usage: node tools/setup/setup.mjs [--skip-python] [--skip-tf] [--bench] [--gpu] [--cuda] [--no-gpu]
+// Usage: node tools/setup/setup.mjs [--skip-python] [--skip-tf] [--skip-redis] [--bench] [--gpu] [--cuda] [--no-gpu]
 //   --gpu     provision the GPU backend even without a visible GPU (it then runs on CPU; the CUDA
 //             wheels are skipped, since nothing could use them)
 //   --cuda    like --gpu, and fetch the CUDA wheels even without a visible GPU
@@ -20,11 +21,12 @@ import { ensureNativeTensorFlow } from './native-tf.mjs';
 import { GPU_MARKER, checkGpuPlacement, detectGpus, ensureCudaWheels, ensureGpuAddon, ensureGpuPackage, linkCachedCuda } from './gpu.mjs';
 import { ensureStderrAddon } from './stderr-addon.mjs';
 import { ensurePythonEnv } from './python-env.mjs';
+import { ensureRedisServer } from './redis.mjs';
 import { ROOT, SetupError, step } from './util.mjs';
 import { join } from 'node:path';
 
 const args = new Set(process.argv.slice(2));
-const known = new Set(['--skip-python', '--skip-tf', '--bench', '--gpu', '--cuda', '--no-gpu']);
+const known = new Set(['--skip-python', '--skip-tf', '--skip-redis', '--bench', '--gpu', '--cuda', '--no-gpu']);
 const unknown = [...args].filter((a) => !known.has(a));
 if (unknown.length) {
   console.error(`[setup] unknown option ${unknown.join(' ')}; known: ${[...known].join(' ')}`);
@@ -61,6 +63,7 @@ try {
     }
   }
   if (!args.has('--skip-python')) await step('Python environment (.venv)', () => ensurePythonEnv({ bench: args.has('--bench') }));
+  if (!args.has('--skip-redis')) await step('redis-server', ensureRedisServer);
   console.error(`[setup] ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   if (err instanceof SetupError) {

@@ -8,6 +8,7 @@
  *   nx run finetune:segment -- --data DIR --encoder REF     any labelled EM folder (images/ + masks/), by IoU
  *   nx run finetune:benchmark -- --data DIR --encoders A,B  CEM500K protocol: frozen / fine-tuned / random init
  *   nx run finetune:predict -- IMAGES... --out DIR          probability maps + binary submissions
+ *   nx run finetune:predict -- VOL.zarr --out OUT.zarr --workers 2   a Zarr volume, block by block (--shard i/n)
  *   nx run finetune:score -- --pred DIR --labels DIR        official U-RISC F1 of a folder
  *   nx run finetune:attribute -- --image IMG --label LBL    integrated gradients and S_k per class
  */
@@ -19,11 +20,12 @@ import type { PredictArgs } from './predict-command.js';
 import type { ScoreArgs } from './score-command.js';
 import type { SegmentArgs } from './segment-run.js';
 import type { UriscArgs } from './urisc-run.js';
+import type { WorkerArgs } from './worker-command.js';
 import { DEFAULT_CONFIG, DEFAULT_PREDICTIONS, DEFAULT_SEGMENT_CONFIG, WORKSPACE } from './workspace.js';
 
 // Commands are imported when they run, so `--help` answers at once, without loading TensorFlow.
 
-commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predict, score or attribute', (y) =>
+commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predict, worker, score or attribute', (y) =>
   y
     .command(
       'urisc',
@@ -162,7 +164,7 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
             type: 'string',
             default: DEFAULT_PREDICTIONS,
             describe:
-              'output folder: <stem>.png submissions, probability/<stem>.png maps (a stack: <stem>.tif mask stack, probability/<stem>.tif); must not hold any input, and is created and checked writable before predicting',
+              'output folder: <stem>.png submissions, probability/<stem>.png maps (a stack: <stem>.tif mask stack, probability/<stem>.tif); must not hold any input, and is created and checked writable before predicting. A Zarr input: the output Zarr store (default <this folder>/<input name>)',
           })
           .option('tile-size', { type: 'number', describe: 'tile edge, a multiple of 32 (default: as validated)' })
           .option('overlap', { type: 'number', describe: 'pixels shared by neighbouring tiles (default: as validated)' })
@@ -190,10 +192,64 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
               'a multi-page TIFF input is a 3D stack, written as an 8-bit mask stack (foreground 255) and a 16-bit probability stack: stack = slice by slice, orthoplane = mean of the xy, xz and yz plane predictions',
           })
           .option('tracking-uri', { type: 'string', describe: 'MLflow server for a runs:/ --model' })
+          .group(
+            ['dataset', 'scale', 'dtype', 'zarr-format', 'ome', 'chunks', 'block-chunks', 'halo', 'workers', 'shard'],
+            'Zarr volumes (an input that is a Zarr array or OME-Zarr image; --out is then the output Zarr):',
+          )
+          .option('dataset', { type: 'string', describe: 'array or OME-Zarr image inside the input store (default: its root)' })
+          .option('scale', { type: 'number', describe: 'OME-Zarr scale level to predict (default 0, full resolution)' })
+          .option('dtype', {
+            type: 'string',
+            choices: ['uint8', 'uint16'] as const,
+            default: 'uint8' as const,
+            describe: 'output probabilities: round(p * 255) or round(p * 65535)',
+          })
+          .option('zarr-format', { type: 'number', choices: [2, 3] as const, default: 3 as const, describe: 'Zarr format of the output' })
+          .option('ome', { type: 'boolean', default: true, describe: 'write the output as an OME-Zarr image (array at <out>/0; --no-ome: a plain array)' })
+          .option('chunks', { type: 'string', describe: 'output chunk shape "z,y,x" (default: the input\'s chunks)' })
+          .option('block-chunks', { type: 'string', describe: 'output chunks per block "z,y,x" (default 1 in z, in y and x enough to hold a tile)' })
+          .option('halo', { type: 'number', describe: 'context pixels read around each block in y and x (default: the tile overlap)' })
+          .option('workers', { type: 'number', default: 1, describe: 'local worker processes predicting blocks (each loads the model once)' })
+          .option('queue', {
+            type: 'string',
+            describe:
+              'enqueue the blocks on this Redis (BullMQ, redis://HOST:PORT[/DB]) for `finetune worker --queue` processes, and wait for them (3 attempts per block)',
+          })
+          .option('wait', { type: 'boolean', default: true, describe: 'with --queue: wait for the blocks (--no-wait: exit once they are enqueued)' })
+          .option('shard', {
+            type: 'string',
+            describe:
+              'predict only shard i of n ("i/n": every n-th block from i); default from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/EMSEG_SHARD_COUNT',
+          })
           .example('$0 predict data/imgs/Track1/test --out out/test --tta', 'a submission folder for the test images')
+          .example(
+            '$0 predict em.ome.zarr --scale 1 --out pred.zarr --workers 2',
+            'an OME-Zarr volume at half resolution, blocks on two processes; a rerun resumes',
+          )
+          .example('$0 predict em.zarr --out pred.zarr --shard 0/2', 'half of the blocks (run 1/2 anywhere that sees the same files for the other half)')
           .example('$0 predict big.png --model .emseg/runs/finetune/r1 --tile-size 1024 --overlap 512', 'one 10k x 10k image')
           .epilogue(EXIT_CODES_HELP),
       lazyCommand<PredictArgs>(async () => (await import('./predict-command.js')).predict),
+    )
+    .command(
+      'worker',
+      'predict blocks of Zarr block prediction jobs from a Redis queue (`predict <volume.zarr> --queue redis://...` fills it), on any number of machines',
+      (y) =>
+        y
+          .option('queue', {
+            type: 'string',
+            describe: 'take blocks from the BullMQ queue on this Redis (redis://HOST:PORT[/DB]), filled by `predict --queue`',
+          })
+          .option('lock-seconds', {
+            type: 'number',
+            default: 60,
+            describe: "a block's lock: a worker killed mid-block has its block picked up by another this long after",
+          })
+          .option('until-empty', { type: 'boolean', default: false, describe: 'exit once the queue holds no waiting, delayed or active block' })
+          .option('job', { type: 'string', describe: 'the output Zarr of a local pool job (started by `predict --workers N`)' })
+          .example('$0 worker --queue redis://10.0.0.5:6379', 'predict blocks from the queue until stopped (Ctrl-C finishes the current block)')
+          .epilogue(EXIT_CODES_HELP),
+      lazyCommand<WorkerArgs>(async () => (await import('./worker-command.js')).worker),
     )
     .command(
       'score',

@@ -11,16 +11,21 @@
  * `--stack` mode ('stack': slice by slice; 'orthoplane': the mean of the xy, xz and yz planes),
  * into `<out>/<stem>.tif` (8-bit mask stack, foreground 255) and `<out>/probability/<stem>.tif`
  * (16-bit), with memory bounded by a few slices (see @emseg/segmentation's stack-inference).
+ *
+ * An input that is a Zarr array or OME-Zarr image (a directory with Zarr metadata) is predicted on
+ * its own, block by block, into the Zarr store `--out` (see predict-blocks.ts).
  */
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
-import { ensureDefaultData, fileStem, readStackInfo, type StackInfo } from '@emseg/data';
+import { ensureDefaultData, fileStem, isZarrNode, readStackInfo, type StackInfo } from '@emseg/data';
 import { gracefulStop, ProgressBar } from '@emseg/training';
 import { checkTileFits, inferenceProblem, predictStack, PredictionStopped, Segmenter, type InferenceOptions, type StackMode } from '@emseg/segmentation';
 import { checkOutputOutsideInputs, checkWritableFolder, listInputs, predictFiles, readInputHeaders, type PredictedImage } from './predict.js';
 import { locateModel } from './model-source.js';
 
-export { DEFAULT_PREDICTIONS } from './workspace.js';
+import { DEFAULT_PREDICTIONS } from './workspace.js';
+
+export { DEFAULT_PREDICTIONS };
 
 export interface PredictArgs {
   inputs: string[];
@@ -38,6 +43,56 @@ export interface PredictArgs {
   /** How a multi-page TIFF input is predicted (default 'stack'). */
   stack?: StackMode;
   trackingUri?: string;
+  /** Zarr input (an input that is a Zarr array or OME-Zarr image): see predict-blocks.ts. */
+  dataset?: string;
+  scale?: number;
+  dtype?: 'uint8' | 'uint16';
+  zarrFormat?: 2 | 3;
+  ome?: boolean;
+  chunks?: string;
+  blockChunks?: string;
+  halo?: number;
+  workers?: number;
+  shard?: string;
+  queue?: string;
+  wait?: boolean;
+}
+
+const ZARR_ONLY = ['dataset', 'scale', 'chunks', 'blockChunks', 'halo', 'shard', 'queue'] as const;
+
+/** "8,256,256" as numbers, naming the flag when it is not a list of whole numbers. */
+function numberList(text: string | undefined, flag: string): number[] | undefined {
+  if (text === undefined) return undefined;
+  const values = String(text).split(',').map(Number);
+  if (values.some((v) => !(Number.isInteger(v) && v >= 1))) throw new Error(`${flag} takes positive whole numbers "z,y,x", got ${JSON.stringify(text)}`);
+  return values;
+}
+
+/** Predicts a Zarr volume block by block (predict-blocks.ts). */
+async function predictZarrInput(args: PredictArgs): Promise<number> {
+  if (args.inputs.length !== 1) throw new Error(`a Zarr input is predicted on its own: got ${args.inputs.length} inputs (${args.inputs.join(', ')})`);
+  const { predictZarr } = await import('./predict-blocks.js');
+  const [input] = args.inputs;
+  const out = args.out === DEFAULT_PREDICTIONS ? join(DEFAULT_PREDICTIONS, basename(input)) : args.out;
+  const blockChunks = numberList(args.blockChunks, '--block-chunks');
+  return predictZarr({
+    input,
+    dataset: args.dataset,
+    scale: args.scale,
+    out,
+    model: await locateModel(args.model, args.trackingUri),
+    inference: { tileSize: args.tileSize, overlap: args.overlap, window: args.window, batchSize: args.batchSize, flipTta: args.tta },
+    halo: args.halo,
+    dtype: args.dtype ?? 'uint8',
+    format: args.zarrFormat ?? 3,
+    ome: args.ome ?? true,
+    chunks: numberList(args.chunks, '--chunks'),
+    blockChunks: blockChunks?.length === 1 ? [1, blockChunks[0], blockChunks[0]] : blockChunks,
+    workers: args.workers ?? 1,
+    shard: args.shard,
+    queue: args.queue,
+    wait: args.wait,
+  });
 }
 
 /** The inputs that are multi-page stacks (a file whose header does not read is left to readInputHeaders, which names it). */
@@ -72,6 +127,12 @@ function summary(
 }
 
 export async function predict(args: PredictArgs): Promise<number> {
+  if (args.inputs.length > 0 && (await isZarrNode(args.inputs[0]))) return predictZarrInput(args);
+  const zarrOnly = ZARR_ONLY.filter((k) => args[k] !== undefined);
+  if (zarrOnly.length > 0 || (args.workers ?? 1) !== 1)
+    throw new Error(
+      `${[...zarrOnly, ...((args.workers ?? 1) !== 1 ? ['workers'] : [])].map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} apply to a Zarr input (a Zarr array or OME-Zarr image directory); ${args.inputs[0] ?? 'the default input'} is not one`,
+    );
   let inputs = args.inputs;
   if (inputs.length === 0) {
     const data = await ensureDefaultData();

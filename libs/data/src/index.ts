@@ -69,3 +69,5 @@ export type {
   SyntheticMitoStackDataset,
   SyntheticMitoStackOptions,
 } from './synthetic/mito.js';
+export { ZarrVolume, createZarrVolume, isZarrNode, openZarrVolume } from './zarr-io.js';
+export type { CreateZarrOptions, OpenZarrOptions, ZarrData, ZarrDtype, ZarrFormat } from './zarr-io.js';

@@ -23,3 +23,5 @@ export { classesTask, iouTask, pixelTask } from './task.js';
 export type { BinaryScore, PredictedSample, SegmentationTask } from './task.js';
 export { predictPlane, predictStack, stripHeight } from './stack-inference.js';
 export type { PlaneAxis, StackMode, StackPrediction, StackPredictOptions } from './stack-inference.js';
+export { blockAt, doneMarkerPath, inputRegion, isBlockDone, jobFolder, planBlocks, predictBlock, shardIndices, writeDoneMarker } from './blocks.js';
+export type { Block, BlockPlan, BlockPredictOptions, BlockResult, Region } from './blocks.js';

@@ -1,0 +1,366 @@
+/**
+ * `predict` of a Zarr volume, block by block (see @emseg/segmentation's blocks): the job is planned
+ * once and recorded in `<out>/.emseg-job/job.json` (input, model, tiling, halo, block shape, output
+ * array), so that every engine and every rerun predicts exactly the same blocks:
+ *
+ * - a local pool of `--workers N` child processes (`finetune worker --job <out>`, over IPC, each
+ *   with TF_NUM_INTRAOP_THREADS = cores / N unless set); with N = 1 the blocks are predicted in
+ *   this process;
+ * - a BullMQ queue on Redis (`--queue`, see block-queue.ts);
+ * - `--shard i/n` (or SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with
+ *   EMSEG_SHARD_COUNT): this process takes every n-th block from i; shards may run at once, on any
+ *   machines that share the output.
+ *
+ * Blocks with a done marker are skipped, so an interrupted job resumes. Progress (blocks done /
+ * total, blocks/s, failures) goes to stderr; the summary names every failed block.
+ */
+import { fork } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { availableParallelism, hostname } from 'node:os';
+import { basename, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EXIT } from '@emseg/config';
+import { createZarrVolume, openZarrVolume, type ZarrFormat, type ZarrVolume } from '@emseg/data';
+import { writeJsonAtomic } from '@emseg/fs';
+import {
+  blockAt,
+  inferenceProblem,
+  isBlockDone,
+  jobFolder,
+  planBlocks,
+  predictBlock,
+  resolveModelDir,
+  Segmenter,
+  shardIndices,
+  writeDoneMarker,
+  type BlockPlan,
+  type InferenceOptions,
+} from '@emseg/segmentation';
+import { gracefulStop, ProgressBar } from '@emseg/training';
+
+/** Everything that decides what the blocks hold; equal for every engine, shard and rerun of a job. */
+export interface BlockJob {
+  version: 1;
+  input: { path: string; dataset: string | null; scale: number | null };
+  model: string;
+  inference: InferenceOptions;
+  halo: number;
+  output: { path: string; dtype: 'uint8' | 'uint16'; format: ZarrFormat; ome: boolean; shape: number[]; chunks: number[] };
+  /** Chunks per block, [z, y, x]. */
+  blockChunks: number[];
+}
+
+export interface ZarrPredictArgs {
+  input: string;
+  dataset?: string;
+  scale?: number;
+  out: string;
+  model: string;
+  inference: Partial<InferenceOptions>;
+  halo?: number;
+  dtype: 'uint8' | 'uint16';
+  format: ZarrFormat;
+  ome: boolean;
+  chunks?: number[];
+  blockChunks?: number[];
+  workers: number;
+  shard?: string;
+  /** Enqueue the blocks on this Redis (BullMQ) instead of predicting them here (block-queue.ts). */
+  queue?: string;
+  /** With `queue`: wait for the blocks (default) or exit once they are enqueued. */
+  wait?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A shard of the blocks: this process takes index, index + count, ... */
+export interface Shard {
+  index: number;
+  count: number;
+  /** Where it came from: '--shard', 'SLURM_ARRAY_TASK_ID', 'JOB_COMPLETION_INDEX'. */
+  source: string;
+}
+
+/**
+ * The shard from `--shard i/n`, else Slurm's array variables (SLURM_ARRAY_TASK_ID minus
+ * SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT), else a Kubernetes Indexed Job's
+ * JOB_COMPLETION_INDEX of EMSEG_SHARD_COUNT; null when none is set (all blocks).
+ *
+ * @example parseShard(undefined, { SLURM_ARRAY_TASK_ID: '3', SLURM_ARRAY_TASK_COUNT: '4' }) // { index: 3, count: 4, source: 'SLURM_ARRAY_TASK_ID' }
+ */
+export function parseShard(flag: string | undefined, env: NodeJS.ProcessEnv): Shard | null {
+  const whole = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v.trim()) ? Number(v) : NaN);
+  const check = (index: number, count: number, source: string, shown: string): Shard => {
+    if (!(count >= 1 && index >= 0 && index < count)) throw new Error(`${shown}: a shard is i/n with whole numbers 0 <= i < n`);
+    return { index, count, source };
+  };
+  if (flag !== undefined) {
+    const m = /^(\d+)\/(\d+)$/.exec(flag.trim());
+    return check(m ? Number(m[1]) : NaN, m ? Number(m[2]) : NaN, '--shard', `--shard ${JSON.stringify(flag)}`);
+  }
+  if (env.SLURM_ARRAY_TASK_ID !== undefined) {
+    const min = env.SLURM_ARRAY_TASK_MIN === undefined ? 0 : whole(env.SLURM_ARRAY_TASK_MIN);
+    const id = whole(env.SLURM_ARRAY_TASK_ID);
+    const count = whole(env.SLURM_ARRAY_TASK_COUNT);
+    return check(
+      id - min,
+      count,
+      'SLURM_ARRAY_TASK_ID',
+      `SLURM_ARRAY_TASK_ID=${env.SLURM_ARRAY_TASK_ID} (min ${min}) of SLURM_ARRAY_TASK_COUNT=${env.SLURM_ARRAY_TASK_COUNT}`,
+    );
+  }
+  if (env.JOB_COMPLETION_INDEX !== undefined) {
+    if (env.EMSEG_SHARD_COUNT === undefined)
+      throw new Error(
+        `JOB_COMPLETION_INDEX=${env.JOB_COMPLETION_INDEX} is set but EMSEG_SHARD_COUNT is not: set it to the Job's completions (see deploy/k8s/predict-job.yaml)`,
+      );
+    return check(
+      whole(env.JOB_COMPLETION_INDEX),
+      whole(env.EMSEG_SHARD_COUNT),
+      'JOB_COMPLETION_INDEX',
+      `JOB_COMPLETION_INDEX=${env.JOB_COMPLETION_INDEX} of EMSEG_SHARD_COUNT=${env.EMSEG_SHARD_COUNT}`,
+    );
+  }
+  return null;
+}
+
+const jobFile = (out: string) => join(jobFolder(out), 'job.json');
+
+/** Reads the job recorded in output store `out`. */
+export async function readJob(out: string): Promise<BlockJob> {
+  const path = jobFile(out);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new Error(`${path} does not exist: ${out} is not the output of a block prediction job (start one with \`predict <volume.zarr> --out ${out}\`)`);
+  }
+  return JSON.parse(text) as BlockJob;
+}
+
+/**
+ * Records `job` in its output, or checks that the job already recorded there is the same one
+ * (identical JSON: a rerun or another shard), else refuses, naming what differs.
+ */
+async function recordJob(job: BlockJob): Promise<void> {
+  const path = jobFile(job.output.path);
+  const existing = await readJob(job.output.path).catch(() => null);
+  if (!existing) return writeJsonAtomic(path, job);
+  const differs = (Object.keys(job) as (keyof BlockJob)[]).filter((k) => JSON.stringify(job[k]) !== JSON.stringify(existing[k]));
+  if (differs.length > 0)
+    throw new Error(
+      `${path}: ${job.output.path} holds a block job with other settings (${differs.map((k) => `${k}: ${JSON.stringify(existing[k])} there, ${JSON.stringify(job[k])} now`).join('; ')}); resume it with the same options, or choose another --out`,
+    );
+}
+
+/** The plan of a job's blocks. */
+export const jobPlan = (job: BlockJob): BlockPlan => planBlocks(job.output.shape, job.output.chunks, job.blockChunks);
+
+/** A job's volumes and model, opened to predict its blocks. */
+export class BlockWorker {
+  private constructor(
+    readonly job: BlockJob,
+    readonly plan: BlockPlan,
+    private readonly segmenter: Segmenter,
+    private readonly input: ZarrVolume,
+    private readonly output: ZarrVolume,
+  ) {}
+
+  static async open(job: BlockJob, segmenter?: Segmenter): Promise<BlockWorker> {
+    const input = await openZarrVolume(job.input.path, { dataset: job.input.dataset ?? undefined, scale: job.input.scale ?? undefined });
+    const output = await openZarrVolume(job.output.path);
+    return new BlockWorker(job, jobPlan(job), segmenter ?? Segmenter.load(job.model), input, output);
+  }
+
+  /** Predicts block `index` unless it is done; writes its data, then its done marker. */
+  async run(index: number, stop?: { readonly requested: boolean }): Promise<'done' | 'skipped'> {
+    const block = blockAt(this.plan, index);
+    if (await isBlockDone(this.job.output.path, block.id)) return 'skipped';
+    const result = await predictBlock(this.segmenter, this.input, this.output, block, { inference: this.job.inference, halo: this.job.halo, stop });
+    await writeDoneMarker(this.job.output.path, result, `${hostname()}:${process.pid}`);
+    return 'done';
+  }
+
+  dispose(): void {
+    this.segmenter.dispose();
+  }
+}
+
+const parsePositive = (v: number, flag: string) => {
+  if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${flag} must be a positive whole number, got ${v}`);
+  return v;
+};
+
+/** Plans the job: opens the input, settles the output's chunks and the tiling, records the job and creates the output array. */
+async function planJob(args: ZarrPredictArgs, segmenter: Segmenter): Promise<BlockJob> {
+  const input = await openZarrVolume(args.input, { dataset: args.dataset, scale: args.scale });
+  const info = segmenter.loadedInfo!;
+  const inference: InferenceOptions = { ...info.inference, ...Object.fromEntries(Object.entries(args.inference).filter(([, v]) => v !== undefined)) };
+  const problem = inferenceProblem(inference);
+  if (problem) throw new Error(problem);
+  const shape = input.shape;
+  const chunks = args.chunks ?? input.chunks;
+  if (chunks.length !== shape.length)
+    throw new Error(`--chunks ${chunks.join(',')} has ${chunks.length} sizes; ${input.path} has ${shape.length} dimensions [${shape.join(', ')}]`);
+  chunks.forEach((c) => parsePositive(c, '--chunks'));
+  const [cy, cx] = chunks.slice(-2);
+  const k = args.blockChunks ?? [1, Math.max(1, Math.ceil(inference.tileSize / cy)), Math.max(1, Math.ceil(inference.tileSize / cx))];
+  k.forEach((c) => parsePositive(c, '--block-chunks'));
+  const halo = args.halo ?? inference.overlap;
+  if (!(Number.isInteger(halo) && halo >= 0)) throw new Error(`--halo must be a whole number of pixels, got ${halo}`);
+  const small = shape.slice(-2).some((n) => n < inference.tileSize);
+  if (small)
+    throw new Error(
+      `${input.path}: its slices are ${shape.slice(-2).join(' x ')} pixels, smaller than the inference tile (${inference.tileSize}); use a smaller --tile-size`,
+    );
+  const job: BlockJob = {
+    version: 1,
+    input: { path: resolve(args.input), dataset: args.dataset ?? null, scale: args.scale ?? null },
+    model: resolve(resolveModelDir(args.model)),
+    inference,
+    halo,
+    output: { path: resolve(args.out), dtype: args.dtype, format: args.format, ome: args.ome, shape, chunks },
+    blockChunks: k,
+  };
+  const rel = relative(resolve(args.input), job.output.path);
+  if (rel === '' || (!rel.startsWith('..') && !rel.startsWith('/')))
+    throw new Error(`--out ${args.out} is inside the input ${args.input}: choose an output outside it`);
+  await createZarrVolume(job.output.path, {
+    shape,
+    chunks,
+    dtype: args.dtype,
+    format: args.format,
+    ome: args.ome ? { name: basename(args.input) } : undefined,
+    attributes: { emseg: { kind: 'foreground probability', scale: args.dtype === 'uint8' ? 255 : 65535, model: job.model } },
+  });
+  await recordJob(job);
+  return job;
+}
+
+/** What a local worker process sends back for a block. */
+type WorkerReply = { index: number; status: 'done' | 'skipped' } | { index: number; status: 'failed'; message: string } | { status: 'ready' };
+
+/** The built CLI (main.js beside this file), which the pool forks as `worker --job <out>`. */
+const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+
+/** Runs `indices` on `n` worker processes; `onResult` per block. Resolves when all are done or stop is requested. */
+async function runPool(
+  out: string,
+  indices: readonly number[],
+  n: number,
+  stop: { readonly requested: boolean },
+  onResult: (index: number, error: string | null) => void,
+): Promise<void> {
+  const queue = [...indices];
+  await Promise.all(
+    Array.from({ length: Math.min(n, queue.length) }, async (_, w) => {
+      // the cores shared out between the workers, unless the caller sized TensorFlow's pools
+      const threads = process.env.TF_NUM_INTRAOP_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / n)));
+      const env = { ...process.env, EMSEG_WORKER: String(w), TF_NUM_INTRAOP_THREADS: threads };
+      const child = fork(MAIN, ['worker', '--job', out], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env });
+      let current: number | null = null;
+      await new Promise<void>((done) => {
+        const next = () => {
+          current = stop.requested ? null : (queue.shift() ?? null);
+          if (current === null) child.disconnect();
+          else child.send({ index: current });
+        };
+        child.on('message', (m: WorkerReply) => {
+          if (m.status === 'ready') return next();
+          onResult(m.index, m.status === 'failed' ? m.message : null);
+          next();
+        });
+        // a worker that ends fails its block (if any); the rest of its share goes to the others
+        const end = (why: string) => {
+          if (current !== null) onResult(current, `worker process ${child.pid ?? '?'} ${why} during the block`);
+          current = null;
+          done();
+        };
+        child.on('exit', (code, signal) => end(`ended (${signal ?? `exit ${code}`})`));
+        child.on('error', (err) => end(`failed (${err.message})`));
+      });
+    }),
+  );
+}
+
+/** `predict` of a Zarr volume: plan, record, predict the (shard's) blocks not done yet, summarise. */
+export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
+  const shard = parseShard(args.shard, args.env ?? process.env);
+  parsePositive(args.workers, '--workers');
+  if (args.queue && args.workers !== 1)
+    throw new Error(`--workers ${args.workers} is the local pool; with --queue, start \`finetune worker --queue ${args.queue}\` processes instead`);
+  // an unreachable queue is refused before anything is written
+  const queueing = args.queue ? await import('./block-queue.js') : null;
+  if (args.queue) await queueing!.checkRedis(args.queue);
+  const segmenter = Segmenter.load(args.model);
+  let job: BlockJob;
+  try {
+    job = await planJob(args, segmenter);
+  } catch (err) {
+    segmenter.dispose();
+    throw err;
+  }
+  const plan = jobPlan(job);
+  const mine = shard ? shardIndices(plan.count, shard) : Array.from({ length: plan.count }, (_, i) => i);
+  const todo: number[] = [];
+  for (const i of mine) if (!(await isBlockDone(job.output.path, blockAt(plan, i).id))) todo.push(i);
+  const { inference } = job;
+  process.stderr.write(
+    `blocks: ${plan.count} of ${plan.blockShape.join(' x ')} (z, y, x; chunks ${job.output.chunks.join(' x ')}, halo ${job.halo}) over ${plan.shape.join(' x ')}${shard ? `; shard ${shard.index}/${shard.count} (${shard.source}): ${mine.length}` : ''}; ${mine.length - todo.length} already done, ${todo.length} to predict ${args.queue ? `by the workers of ${args.queue}` : `with ${Math.min(args.workers, Math.max(1, todo.length))} worker(s)`}; tiles ${inference.tileSize} overlap ${inference.overlap}; ${job.output.dtype} probabilities -> ${job.output.path}\n`,
+  );
+  const failed = new Map<number, string>();
+  let done = 0;
+  const bar = todo.length > 0 && (!args.queue || (args.wait ?? true)) ? new ProgressBar({ label: 'blocks', total: todo.length, unit: 'block' }) : undefined;
+  const onResult = (index: number, error: string | null) => {
+    if (error) {
+      failed.set(index, error);
+      process.stderr.write(`\nerror: block ${blockAt(plan, index).id}: ${error}\n`);
+    } else done++;
+    bar?.tick(1, { failed: failed.size });
+  };
+  let signals = 0;
+  const stop = gracefulStop({
+    log: (m) =>
+      process.stderr.write(
+        `\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the blocks in progress; a rerun resumes (send it again to exit at once)` : m}\n`,
+      ),
+  });
+  try {
+    if (queueing) {
+      segmenter.dispose();
+      await queueing.queueBlocks(args.queue!, job, todo, { wait: args.wait ?? true, onResult });
+      if (!(args.wait ?? true)) {
+        process.stdout.write(`${todo.length} block(s) enqueued on ${args.queue}; run \`finetune worker --queue ${args.queue}\` to predict them\n`);
+        return EXIT.ok;
+      }
+    } else if (args.workers > 1 && todo.length > 1) {
+      segmenter.dispose();
+      await runPool(job.output.path, todo, args.workers, stop, onResult);
+    } else {
+      const worker = await BlockWorker.open(job, segmenter);
+      try {
+        for (const i of todo) {
+          if (stop.requested) break;
+          try {
+            await worker.run(i, stop);
+            onResult(i, null);
+          } catch (err) {
+            if (stop.requested) break;
+            onResult(i, (err as Error).message);
+          }
+        }
+      } finally {
+        worker.dispose();
+      }
+    }
+  } finally {
+    bar?.done();
+    stop.dispose();
+  }
+  const notRun = todo.length - done - failed.size;
+  process.stdout.write(
+    `${done} block(s) predicted, ${mine.length - todo.length} already done, ${failed.size} failed${notRun > 0 ? `, ${notRun} not run` : ''} -> ${job.output.path}\n`,
+  );
+  for (const [i, why] of failed) process.stdout.write(`  failed: block ${blockAt(plan, i).id} (index ${i}): ${why}\n`);
+  if (stop.requested) return EXIT.interrupted;
+  return failed.size > 0 || notRun > 0 ? EXIT.failed : EXIT.ok;
+}

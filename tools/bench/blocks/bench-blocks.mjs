@@ -1,0 +1,243 @@
+#!/usr/bin/env node
+/**
+ * Block-wise Zarr prediction benchmark (issue 15): a ResNet-18 U-Net (random init, the full
+ * decoder) predicts a synthetic uint8 volume (Zarr v3, written once under .emseg/bench/blocks/) with
+ * 1 and 2 local worker processes and with 2 BullMQ workers on a redis-server started on a free
+ * port. Reports blocks/s, peak RSS per process (VmHWM, sampled from /proc every 200 ms), the Redis
+ * traffic per block (INFO stats: bytes in + out and commands, over the whole queued run), and
+ * whether every run wrote the same chunks. Prints one JSON object and writes it to
+ * .emseg/bench/blocks/<time>.json (git-ignored).
+ *
+ *   node tools/bench/blocks/bench-blocks.mjs [--quick] [--size 16x1024] [--chunk 8x256] [--tile 512] [--overlap 128]
+ *     [--engines local1,local2,queue2] [--out FILE]
+ *
+ * Defaults: 16 x 1024 x 1024 in chunks of 8 x 256 x 256, tiles of 512 (overlap 128); --quick:
+ * 8 x 512 x 512, chunks 4 x 128 x 128, tiles 256 (overlap 64). Needs `tsc -b` and redis-server.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..', '..');
+const MAIN = join(root, 'apps', 'finetune', 'dist', 'main.js');
+const { values: o } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    size: { type: 'string' },
+    chunk: { type: 'string' },
+    tile: { type: 'string' },
+    overlap: { type: 'string' },
+    engines: { type: 'string', default: 'local1,local2,queue2' },
+    out: { type: 'string' },
+  },
+});
+const [depth, side] = (o.size ?? (o.quick ? '8x512' : '16x1024')).split('x').map(Number);
+const [chunkZ, chunkXY] = (o.chunk ?? (o.quick ? '4x128' : '8x256')).split('x').map(Number);
+const tile = Number(o.tile ?? (o.quick ? 256 : 512));
+const overlap = Number(o.overlap ?? (o.quick ? 64 : 128));
+const work = join(root, '.emseg', 'bench', 'blocks');
+const round = (v, d = 2) => Number(v.toFixed(d));
+const load = () => loadavg().map((v) => round(v));
+
+/** The built libraries, for the fixtures. */
+const lib = (name) => import(join(root, 'libs', name, 'dist', 'index.js'));
+
+async function fixtures() {
+  const volume = join(work, `volume-${depth}x${side}-c${chunkZ}x${chunkXY}.zarr`);
+  const model = join(work, `model-t${tile}-o${overlap}`);
+  if (!existsSync(join(volume, 'zarr.json'))) {
+    const { createZarrVolume } = await lib('data');
+    const v = await createZarrVolume(volume, { shape: [depth, side, side], chunks: [chunkZ, chunkXY, chunkXY], dtype: 'uint8' });
+    for (let z = 0; z < depth; z += chunkZ) {
+      const n = Math.min(chunkZ, depth - z);
+      const data = new Uint8Array(n * side * side);
+      for (let i = 0; i < data.length; i++) {
+        const [zz, y, x] = [z + Math.floor(i / (side * side)), Math.floor(i / side) % side, i % side];
+        data[i] = Math.max(0, Math.min(255, Math.round(128 + 80 * Math.sin((x + 3 * zz) / 11) * Math.cos((y - 2 * zz) / 13) + ((x * 31 + y * 17) % 23) - 11)));
+      }
+      await v.write([z, 0, 0], [n, side, side], data);
+    }
+  }
+  if (!existsSync(model)) {
+    const { resnetEncoder } = await lib('models');
+    const { Segmenter } = await lib('segmentation');
+    const s = Segmenter.create(
+      resnetEncoder({ depth: 18, seed: 1 }),
+      { mean: [0.5], std: [0.2] },
+      { encoderSource: 'random', encoderRunId: null },
+      { seed: 2 },
+    );
+    const inference = { tileSize: tile, overlap, window: 'gaussian', batchSize: 1, flipTta: false };
+    await s.save(model, s.info({ threshold: 0.5, inference, step: 0, valF1: null, mlflowRunId: null, task: 'iou', metric: 'iou', valScore: null }));
+    s.dispose();
+  }
+  return { volume, model };
+}
+
+/** Peak RSS (MB) of every process in the tree under `pid`, sampled until `stop()`. */
+function sampleTree(pid) {
+  const peaks = new Map();
+  const children = () => {
+    const all = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+    const parent = new Map();
+    for (const p of all) {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+        parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      } catch {
+        /* gone */
+      }
+    }
+    const tree = new Set([pid]);
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const [p, pp] of parent) {
+        if (tree.has(pp) && !tree.has(p)) {
+          tree.add(p);
+          grew = true;
+        }
+      }
+    }
+    return tree;
+  };
+  const tick = () => {
+    for (const p of children()) {
+      try {
+        const status = readFileSync(`/proc/${p}/status`, 'utf8');
+        const hwm = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+        const name = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(2, 3).join(' ');
+        if (name && hwm) peaks.set(p, { command: name, peakMB: round(Math.max(hwm, peaks.get(p)?.peakMB ?? 0), 1) });
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  const timer = setInterval(tick, 200);
+  return () => {
+    clearInterval(timer);
+    return [...peaks.values()].filter((p) => p.command === 'predict' || p.command === 'worker');
+  };
+}
+
+/** Runs the CLI, resolves with its exit status, output and wall time; samples RSS of its tree. */
+function cli(args, env = {}) {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [MAIN, ...args], { cwd: root, env: { ...process.env, MLFLOW_TRACKING_URI: '', ...env } });
+  const stop = sampleTree(child.pid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return {
+    child,
+    stderr: () => stderr,
+    done: new Promise((done) => child.on('close', (status) => done({ status, stdout, stderr, seconds: (performance.now() - t0) / 1000, processes: stop() }))),
+  };
+}
+
+/** A digest of every chunk file of an output (job state excluded). */
+function chunkDigest(dir) {
+  const h = createHash('sha256');
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (e.name === '.emseg-job') continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else h.update(relative(dir, p)).update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex').slice(0, 16);
+}
+
+const freePort = () =>
+  new Promise((done) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => done(port));
+    });
+  });
+
+async function redisStats(url) {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(url);
+  const info = await r.info('stats');
+  r.disconnect();
+  const get = (k) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)[1]);
+  return { bytes: get('total_net_input_bytes') + get('total_net_output_bytes'), commands: get('total_commands_processed') };
+}
+
+async function main() {
+  const loadBefore = load();
+  const { volume, model } = await fixtures();
+  const blocksOf = (stdout) => Number(/(\d+) block\(s\) predicted/.exec(stdout)?.[1] ?? NaN);
+  const results = [];
+  for (const engine of o.engines.split(',')) {
+    const out = join(work, `out-${engine}.zarr`);
+    rmSync(out, { recursive: true, force: true });
+    const base = ['predict', volume, '--model', model, '--out', out];
+    let r;
+    let traffic = null;
+    if (engine === 'local1' || engine === 'local2') {
+      r = await cli([...base, '--workers', engine === 'local1' ? '1' : '2']).done;
+    } else if (engine === 'queue2') {
+      const port = await freePort();
+      const url = `redis://127.0.0.1:${port}`;
+      const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise((ok) => redis.stdout.on('data', (d) => String(d).includes('Ready to accept') && ok()));
+      try {
+        const before = await redisStats(url);
+        const predict = cli([...base, '--queue', url]);
+        while (!/to predict by the workers/.test(predict.stderr())) await new Promise((ok) => setTimeout(ok, 100));
+        const workers = [0, 1].map(
+          () => cli(['worker', '--queue', url, '--until-empty'], { TF_NUM_INTRAOP_THREADS: String(Math.max(1, Math.floor(cpus().length / 2))) }).done,
+        );
+        r = await predict.done;
+        const ws = await Promise.all(workers);
+        r.processes.push(...ws.flatMap((w) => w.processes));
+        const after = await redisStats(url);
+        const n = blocksOf(r.stdout);
+        traffic = { bytesPerBlock: Math.round((after.bytes - before.bytes) / n), commandsPerBlock: round((after.commands - before.commands) / n, 1) };
+      } finally {
+        redis.kill('SIGTERM');
+      }
+    } else throw new Error(`unknown engine ${engine}; known: local1, local2, queue2`);
+    if (r.status !== 0) throw new Error(`${engine} exited ${r.status}:\n${r.stderr.slice(-3000)}`);
+    const blocks = blocksOf(r.stdout);
+    results.push({
+      engine,
+      blocks,
+      seconds: round(r.seconds, 1),
+      blocksPerSecond: round(blocks / r.seconds, 3),
+      processes: r.processes,
+      redis: traffic,
+      chunks: chunkDigest(out),
+      loadAfter: load(),
+    });
+    process.stderr.write(`${engine}: ${blocks} blocks in ${r.seconds.toFixed(1)} s\n`);
+  }
+  const report = {
+    benchmark: 'blocks',
+    volume: { shape: [depth, side, side], chunks: [chunkZ, chunkXY, chunkXY], dtype: 'uint8' },
+    model: { architecture: 'resnet18', tile, overlap, batchSize: 1, flipTta: false },
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGB: round(totalmem() / 2 ** 30, 1), loadBefore },
+    results,
+    identical: new Set(results.map((r) => r.chunks)).size === 1,
+  };
+  const json = JSON.stringify(report, null, 2);
+  process.stdout.write(`${json}\n`);
+  const file = o.out ?? join(work, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${json}\n`);
+}
+
+await main();
