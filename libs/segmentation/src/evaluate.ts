@@ -86,6 +86,16 @@ export interface EvaluateOptions {
   onImage?: (result: ImageEvaluation, index: number, total: number) => void;
 }
 
+/** Each image of `images` loaded, checked by the task and predicted whole, one at a time. */
+async function* predictedImages(segmenter: Segmenter, images: LabeledImages, options: EvaluateOptions) {
+  for (let i = 0; i < images.size; i++) {
+    const pair = images.pairs[i];
+    const sample = await images.load(i);
+    options.task.checkSample?.(pair, sample, images);
+    yield { i, pair, sample, probability: await predictImage(segmenter, sample.image, options.inference, pair.image) };
+  }
+}
+
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
 
 /**
@@ -103,12 +113,8 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
   const curveSum = new Float64Array(thresholds.length);
   const results: ImageEvaluation[] = [];
   const overlays: string[] = [];
-  for (let i = 0; i < images.size; i++) {
-    const pair = images.pairs[i];
-    const sample = await images.load(i);
-    task.checkSample?.(pair, sample, images);
+  for await (const { i, pair, sample, probability } of predictedImages(segmenter, images, options)) {
     const { width, height } = sample.image;
-    const probability = await predictImage(segmenter, sample.image, options.inference, pair.image);
     const binary = new Uint8Array(probability.length);
     let foreground = 0;
     for (let k = 0; k < binary.length; k++) foreground += binary[k] = probability[k] >= threshold ? 1 : 0;
@@ -183,12 +189,8 @@ async function evaluateClasses(segmenter: Segmenter, classMap: readonly ClassEnt
   const pooled = all.map(() => ({ tp: 0, truePixels: 0, predictedPixels: 0 }));
   const results: ImageEvaluation[] = [];
   const overlays: string[] = [];
-  for (let i = 0; i < images.size; i++) {
-    const pair = images.pairs[i];
-    const sample = await images.load(i);
-    task.checkSample?.(pair, sample, images);
+  for await (const { i, pair, sample, probability } of predictedImages(segmenter, images, options)) {
     const { width, height } = sample.image;
-    const probability = await predictImage(segmenter, sample.image, options.inference, pair.image);
     const predicted = { width, height, data: argmaxClasses(probability, k) };
     const byClass = classScores(sample.mask, predicted, { classes: all });
     for (const c of byClass.perClass) {

@@ -494,6 +494,12 @@ export interface InstanceFolderScore {
   mean: { pq: number; sq: number; rq: number; f1At50: number; f1At75: number };
 }
 
+/** The per-image (or per-stack) instance scores with their means. */
+function instanceFolderScore(images: InstanceImageScore[]): InstanceFolderScore {
+  const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
+  return { images, mean: { pq: mean('pq'), sq: mean('sq'), rq: mean('rq'), f1At50: mean('f1At50'), f1At75: mean('f1At75') } };
+}
+
 /**
  * Turns the written masks `predictions` (name -> file, foreground 255) of `truth` into instances,
  * writes them as 16-bit label images into `outDir` (`<name>.png`, atomically) and scores them
@@ -520,8 +526,7 @@ export async function scoreInstanceMasks(
     const { matches: _matches, ...scores } = instanceScores(await readInstanceLabels(truthFile, pair.width, pair.height, pair.slice?.z), instances);
     images.push({ name: pair.name, prediction: out, groundTruth: truthFile, ...scores });
   }
-  const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
-  return { images, mean: { pq: mean('pq'), sq: mean('sq'), rq: mean('rq'), f1At50: mean('f1At50'), f1At75: mean('f1At75') } };
+  return instanceFolderScore(images);
 }
 
 /**
@@ -567,8 +572,7 @@ export async function scoreInstanceStacks(
     const { matches: _matches, ...scores } = instanceScores({ width, height, depth, data: labels }, { width, height, depth, data: instances.data });
     images.push({ name: stem, prediction: out, groundTruth: truthFile, ...scores });
   }
-  const mean = (key: 'pq' | 'sq' | 'rq' | 'f1At50' | 'f1At75') => images.reduce((a, r) => a + r[key], 0) / Math.max(1, images.length);
-  return { images, mean: { pq: mean('pq'), sq: mean('sq'), rq: mean('rq'), f1At50: mean('f1At50'), f1At75: mean('f1At75') } };
+  return instanceFolderScore(images);
 }
 
 /** Per-image instance scores as CSV, with the mean row. */

@@ -285,8 +285,11 @@ function rounds(rng: Rng, n: number, W: number, H: number, D: number, r: () => n
   }));
 }
 
-/** Adds `amount * profile((d / r)^2)` around a round object's centre on slice z (d: distance in px, up to `reach` * r). */
-function addRound(grey: Float32Array, W: number, H: number, o: Round, z: number, reach: number, amount: number, profile: (t2: number) => number): void {
+/**
+ * Calls `visit(x, y, d2 / r^2)` for every pixel of slice z within `reach` radii of round object `o`'s
+ * centre there (d2: squared distance in px; r: its radius on that slice), if it crosses the slice.
+ */
+function forRound(W: number, H: number, o: Round, z: number, reach: number, visit: (x: number, y: number, t2: number) => void): void {
   const dz = o.rz === Infinity ? 0 : (z - o.z) / o.rz;
   if (dz * dz >= 1) return;
   const r = o.r * Math.sqrt(1 - dz * dz);
@@ -298,9 +301,14 @@ function addRound(grey: Float32Array, W: number, H: number, o: Round, z: number,
   for (let y = Math.max(0, Math.ceil(cy - ext)); y <= Math.min(H - 1, Math.floor(cy + ext)); y++) {
     for (let x = Math.max(0, Math.ceil(cx - ext)); x <= Math.min(W - 1, Math.floor(cx + ext)); x++) {
       const d2 = (x - cx) ** 2 + (y - cy) ** 2;
-      if (d2 <= ext * ext) grey[y * W + x] += amount * profile(d2 * ir2);
+      if (d2 <= ext * ext) visit(x, y, d2 * ir2);
     }
   }
+}
+
+/** Adds `amount * profile((d / r)^2)` around a round object's centre on slice z (d: distance in px, up to `reach` * r). */
+function addRound(grey: Float32Array, W: number, H: number, o: Round, z: number, reach: number, amount: number, profile: (t2: number) => number): void {
+  forRound(W, H, o, z, reach, (x, y, t2) => (grey[y * W + x] += amount * profile(t2)));
 }
 
 /** Where a granule counts as one in class labels: within this many radii (its profile is above ~0.6 there). */
@@ -308,20 +316,11 @@ const GRANULE_REACH = 1.2;
 
 /** Sets `out` to 1 on slice z where round `o` reaches (reach radii, as addRound draws it) and no mitochondrion is. */
 function markRound(out: Uint8Array, instances: Uint16Array, W: number, H: number, o: Round, z: number, reach: number): void {
-  const dz = o.rz === Infinity ? 0 : (z - o.z) / o.rz;
-  if (dz * dz >= 1) return;
-  const r = o.r * Math.sqrt(1 - dz * dz);
-  if (r < 0.5) return;
-  const cx = o.x + o.sx * (z - o.z);
-  const cy = o.y + o.sy * (z - o.z);
-  const ext = reach * r;
   const offset = z * W * H;
-  for (let y = Math.max(0, Math.ceil(cy - ext)); y <= Math.min(H - 1, Math.floor(cy + ext)); y++) {
-    for (let x = Math.max(0, Math.ceil(cx - ext)); x <= Math.min(W - 1, Math.floor(cx + ext)); x++) {
-      const i = offset + y * W + x;
-      if ((x - cx) ** 2 + (y - cy) ** 2 <= ext * ext && instances[i] === 0) out[i] = 1;
-    }
-  }
+  forRound(W, H, o, z, reach, (x, y) => {
+    const i = offset + y * W + x;
+    if (instances[i] === 0) out[i] = 1;
+  });
 }
 
 /** Darkens a thin ring (membrane) of radius o.r on slice z: a Gaussian profile of sigma 1.5 px. */
