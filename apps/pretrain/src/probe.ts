@@ -25,19 +25,27 @@ export interface ProbeResult {
   recall: number;
 }
 
-/** Non-overlapping `size` patches of each sample (at most `max`), images normalised, masks 0/1. */
+/**
+ * `max` non-overlapping `size` patches, spread evenly over the grid positions of all samples
+ * (image after image, row by row; every k-th one, so a handful of patches still sees every image
+ * and every part of it, not one strip of the first), images normalised, masks 0/1.
+ */
 function patches(samples: LabeledSample[], size: number, max: number, norm: { mean: number; std: number }): { images: Tensor4D; masks: Tensor4D } {
+  const grid: { s: number; x: number; y: number }[] = [];
+  samples.forEach((sample, s) => {
+    for (let y = 0; y + size <= sample.image.height; y += size) for (let x = 0; x + size <= sample.image.width; x += size) grid.push({ s, x, y });
+  });
+  const picked = grid.length <= max ? grid : Array.from({ length: max }, (_, i) => grid[Math.floor(((i + 0.5) * grid.length) / max)]);
   const imgs: Float32Array[] = [];
   const masks: Float32Array[] = [];
-  for (const s of samples) {
-    const img = toFloatImage(s.image);
-    for (let y = 0; y + size <= s.image.height && imgs.length < max; y += size) {
-      for (let x = 0; x + size <= s.image.width && imgs.length < max; x += size) {
-        const rect = { x, y, width: size, height: size };
-        imgs.push(cutRegion(img.data, img.width, img.height, rect).map((v) => (v - norm.mean) / norm.std));
-        masks.push(Float32Array.from(cutRegion(s.mask.data, s.mask.width, s.mask.height, rect)));
-      }
-    }
+  const floats = new Map<number, ReturnType<typeof toFloatImage>>();
+  for (const { s, x, y } of picked) {
+    const sample = samples[s];
+    let img = floats.get(s);
+    if (img === undefined) floats.set(s, (img = toFloatImage(sample.image)));
+    const rect = { x, y, width: size, height: size };
+    imgs.push(cutRegion(img.data, img.width, img.height, rect).map((v) => (v - norm.mean) / norm.std));
+    masks.push(Float32Array.from(cutRegion(sample.mask.data, sample.mask.width, sample.mask.height, rect)));
   }
   if (imgs.length === 0) throw new Error(`probe images are smaller than probe.patchSize ${size}`);
   const stack = (xs: Float32Array[]) => {
@@ -108,6 +116,9 @@ function pixelFeatures(encoder: Encoder, x: Tensor4D): Tensor4D {
   });
 }
 
+/** The probe's threshold sweep: 0.01, 0.02, ..., 0.99. */
+const PROBE_THRESHOLDS: readonly number[] = Array.from({ length: 99 }, (_, k) => (k + 1) / 100);
+
 /** Fits the probe on the train patches and scores it on the val patches. Frees everything. */
 export function runProbe(encoder: Encoder, data: ProbeData, { steps = 60, lr = 0.05 } = {}): ProbeResult {
   const trainX = pixelFeatures(encoder, data.train.images);
@@ -148,7 +159,8 @@ export function runProbe(encoder: Encoder, data: ProbeData, { steps = 60, lr = 0
     const truth = Uint8Array.from(data.val.masks.dataSync());
     const [n, h, w] = prob.shape;
     prob.dispose();
-    const sweep = bestThresholdF1({ width: w, height: h * n, data: probs }, { width: w, height: h * n, data: truth });
+    // A fine sweep over (0, 1): the class-weighted fit puts its best threshold high, often above 0.95.
+    const sweep = bestThresholdF1({ width: w, height: h * n, data: probs }, { width: w, height: h * n, data: truth }, PROBE_THRESHOLDS);
     return { f1: sweep.best.f1, threshold: sweep.best.threshold, precision: sweep.best.precision, recall: sweep.best.recall };
   } finally {
     tf.dispose([trainX, valX, vars.w, vars.b, mean, variance, std] as Tensor[]);
