@@ -319,11 +319,27 @@ const TASKS = [
 // Child processes
 // ---------------------------------------------------------------------------------------------
 
+/** The children running now: a SIGINT / SIGTERM of the benchmark is passed on to them, so none is left training. */
+const children = new Set();
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stopping = true;
+    progress(`${signal}: stopping ${children.size} running child process(es); nothing new starts`);
+    for (const child of children) child.kill(signal);
+    process.exitCode = 130;
+    setTimeout(() => process.exit(130), 30_000).unref();
+  });
+}
+
 /** Runs a command (under nice when asked); resolves with its code and captured output. Progress lines go through to stderr. */
 function run(cmd, args, { label, niced = false, echo = () => false, env } = {}) {
   const [file, argv] = niced && niceness > 0 ? ['nice', ['-n', String(niceness), cmd, ...args]] : [cmd, args];
   return new Promise((resolvePromise, reject) => {
+    if (stopping) return reject(new Error(`${label}: not started, the benchmark is stopping`));
     const child = spawn(file, argv, { cwd: root, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    child.on('exit', () => children.delete(child));
     let stdout = '';
     let stderr = '';
     let pending = '';
@@ -340,7 +356,7 @@ function run(cmd, args, { label, niced = false, echo = () => false, env } = {}) 
       for (const line of lines) onLine(line);
     });
     child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
+    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
   });
 }
 
@@ -422,7 +438,7 @@ async function runEmseg(ctx, task, data, seed, opts = {}) {
   const label = opts.label ?? `emseg ${task.name} seed ${seed}`;
   const res = await run(process.execPath, args, { label, niced: true, echo: (l) => VAL_LINE.test(l) });
   const trainSeconds = (performance.now() - t0) / 1000;
-  if (res.code !== 0) throw new Error(`finetune urisc exited ${res.code}: ${(res.stderr + res.stdout).slice(-2000)}`);
+  if (res.code !== 0) throw new Error(`finetune ${task.command} exited ${res.code ?? res.signal ?? '?'}: ${(res.stderr + res.stdout).slice(-2000)}`);
   const history = (res.stderr + res.stdout)
     .split(/\r|\n/)
     .map((l) => VAL_LINE.exec(l))
