@@ -504,7 +504,7 @@ async function runTorch(ctx, task, data, seed) {
   const res = await run(
     python,
     [join(here, 'torch_quality.py'), 'train', '--config', cfgFile, '--data', data.root, '--seed', String(seed), '--pred-out', predDir, '--threads', o.threads],
-    { label: `torch ${task.name} seed ${seed}`, niced: true, echo: (l) => /validation (F1|IoU)/.test(l) },
+    { label: `torch ${task.name} seed ${seed}`, niced: true, echo: (l) => /validation (F1|IoU)/.test(l), env: TWIN_ENV },
   );
   const seconds = (performance.now() - t0) / 1000;
   if (res.code !== 0) throw new Error(`torch_quality.py train exited ${res.code}: ${res.stderr.slice(-2000)}`);
@@ -574,7 +574,7 @@ const pretrainFinetuneSets = (seed) => [
 ];
 
 /**
- * The pretrain twin's environment: OpenMP threads that sleep rather than spin at barriers. On a
+ * The twins' environment (U-Net and MoCo): OpenMP threads that sleep rather than spin at barriers. On a
  * shared 2-core machine a spinning torch thread waits for a preempted peer: measured under load 5,
  * 4678 ms a MoCo step spinning vs 527 ms passive, with the same losses. Set OMP_WAIT_POLICY to override.
  */
