@@ -178,3 +178,52 @@ export function classScores(trueClasses: ClassMap, predictedClasses: ClassMap, o
     pixels: counts.pixels,
   };
 }
+
+/**
+ * The per-class scores of several class maps pooled, as if their pixels were one map: counts
+ * summed class by class (the lists must score the same classes in the same order), ratios and
+ * means recomputed with `zeroDivision` (default 0), as {@link classScores} would compute them.
+ * @example pooledClassScores([classScores(t1, p1, { classes }), classScores(t2, p2, { classes })]).meanIoU
+ */
+export function pooledClassScores(scores: readonly ClassScores[], zeroDivision = 0): ClassScores {
+  if (scores.length === 0) throw new EvaluationInputError('pooledClassScores: no scores to pool');
+  const ids = scores[0].perClass.map((c) => c.classId);
+  for (const s of scores) {
+    if (s.perClass.map((c) => c.classId).join() !== ids.join()) {
+      throw new EvaluationInputError(`pooledClassScores: class lists differ (${ids.join(', ')} vs ${s.perClass.map((c) => c.classId).join(', ')})`);
+    }
+  }
+  const perClass = ids.map((classId, k): ClassScore => {
+    const sum = (key: 'truePositives' | 'falsePositives' | 'falseNegatives' | 'truePixels' | 'predictedPixels') =>
+      scores.reduce((a, s) => a + s.perClass[k][key], 0);
+    const tp = sum('truePositives');
+    const fp = sum('falsePositives');
+    const fn = sum('falseNegatives');
+    return {
+      classId,
+      truePixels: sum('truePixels'),
+      predictedPixels: sum('predictedPixels'),
+      truePositives: tp,
+      falsePositives: fp,
+      falseNegatives: fn,
+      present: tp + fp + fn > 0,
+      iou: ratio(tp, tp + fp + fn, zeroDivision),
+      dice: ratio(2 * tp, 2 * tp + fp + fn, zeroDivision),
+      precision: ratio(tp, tp + fp, zeroDivision),
+      recall: ratio(tp, tp + fn, zeroDivision),
+    };
+  });
+  const present = perClass.filter((c) => c.present);
+  const pixels = scores.reduce((a, s) => a + s.pixels, 0);
+  const correct = scores.reduce((a, s) => a + (s.pixels === 0 ? 0 : s.pixelAccuracy * s.pixels), 0);
+  return {
+    perClass,
+    presentClasses: present.length,
+    meanIoU: meanOf(present.map((c) => c.iou)),
+    meanDice: meanOf(present.map((c) => c.dice)),
+    meanPrecision: meanOf(present.map((c) => c.precision)),
+    meanRecall: meanOf(present.map((c) => c.recall)),
+    pixelAccuracy: pixels === 0 ? NaN : Math.round(correct) / pixels,
+    pixels,
+  };
+}

@@ -3,6 +3,7 @@
  * emseg-eval: score segmentations from the command line.
  *
  *   node libs/evaluation/dist/cli.js --pred DIR --gt DIR --protocol urisc --metrics f1,vrand,vinfo,assd --json out.json
+ *   node libs/evaluation/dist/cli.js classes --pred DIR --gt DIR [--classes 0,128,255] [--ignore 255] --json out.json
  *   node libs/evaluation/dist/cli.js definition --images DIR
  *
  * Exit codes (EXIT of @emseg/config): 0 scored, 1 bad input (the message names the file) or no
@@ -19,7 +20,8 @@ import { definitionCriteria, type DefinitionCriteria } from './definition.js';
 import { EvaluationInputError } from './image.js';
 import { IMAGE_EXTENSIONS } from './pairing.js';
 import { readGrey8 } from './read-grey.js';
-import { definitionTable, scoreTable } from './report.js';
+import { cell, definitionTable, renderTable, scoreTable } from './report.js';
+import { scoreClassFiles } from './class-folder.js';
 import { METRICS, type MetricName, PROTOCOLS, type Protocol, scoreFiles } from './score-files.js';
 import { rejectionReport } from './urisc-folder.js';
 
@@ -111,6 +113,54 @@ async function main(argv: string[]): Promise<void> {
         if (error) {
           process.stderr.write(`error: ${error}\n`);
           process.exitCode = EXIT.failed;
+        }
+      },
+    )
+    .command(
+      'classes',
+      'multi-class scores of class maps (pixel value = class): per-class IoU, Dice, precision, recall, per image and pooled',
+      (y) =>
+        y
+          .option('pred', { type: 'string', demandOption: true, describe: 'predicted class maps: a folder or a file (8-bit, pixel value = class)' })
+          .option('gt', { type: 'string', demandOption: true, describe: 'true class maps, paired by file name (same convention)' })
+          .option('classes', { type: 'string', describe: 'comma-separated class values to score, in this order (default: every value found)' })
+          .option('ignore', { type: 'number', describe: 'a true value that is not scored (e.g. an unlabelled region)' })
+          .option('json', { type: 'string', describe: 'also write the per-image and pooled scores to this JSON file' })
+          .option('ignore-unpaired-gt', { type: 'boolean', default: false, describe: 'skip ground truths without a prediction instead of failing' })
+          .option('quiet', { type: 'boolean', default: false, describe: 'no progress lines on stderr' })
+          .example('$0 classes --pred out/pred --gt data/test/masks --classes 0,128,255', 'three classes, background 0'),
+      async (args) => {
+        const classes = args.classes?.split(',').map((v) => {
+          const n = Number(v.trim());
+          if (!Number.isInteger(n) || n < 0 || n > 255) throw new EvaluationInputError(`--classes: "${v}" is not a class value (an integer 0..255)`);
+          return n;
+        });
+        const result = await scoreClassFiles(args.pred, args.gt, {
+          classes,
+          ignoreValue: args.ignore,
+          ignoreUnpairedGroundTruth: args['ignore-unpaired-gt'],
+          onImage: (r, k, total) => {
+            if (!args.quiet) process.stderr.write(`[${k + 1}/${total}] ${r.name}\n`);
+          },
+        });
+        const header = ['class', 'IoU', 'Dice', 'precision', 'recall', 'true px', 'predicted px'];
+        const rows = result.pooled.perClass.map((c) => [
+          String(c.classId),
+          cell(c.iou),
+          cell(c.dice),
+          cell(c.precision),
+          cell(c.recall),
+          String(c.truePixels),
+          String(c.predictedPixels),
+        ]);
+        const p = result.pooled;
+        rows.push(['mean', cell(p.meanIoU), cell(p.meanDice), cell(p.meanPrecision), cell(p.meanRecall), '', '']);
+        process.stdout.write(
+          `${renderTable(header, rows)}\n\n${result.images.length} image(s), pixels pooled; mean over the classes present (scikit-learn macro); pixel accuracy ${cell(p.pixelAccuracy)}\n`,
+        );
+        if (args.json) {
+          await writeJsonAtomic(args.json, { prediction: args.pred, groundTruth: args.gt, ...result });
+          process.stdout.write(`wrote ${args.json}\n`);
         }
       },
     )

@@ -49,7 +49,9 @@ export { METRICS, PROTOCOLS, scoreFiles } from './score-files.js';
 export type { ImageResult, MetricName, Protocol, ScoreFilesOptions, ScoreFilesResult, ScoreSummary } from './score-files.js';
 export { definitionTable, renderTable, scoreTable } from './report.js';
 
-export { classScores } from './class-metrics.js';
+export { classScores, pooledClassScores } from './class-metrics.js';
+export { scoreClassFiles } from './class-folder.js';
+export type { ClassFilesOptions, ClassFilesResult, ClassImageResult } from './class-folder.js';
 export type { ClassMap, ClassScore, ClassScoreOptions, ClassScores } from './class-metrics.js';
 export {
   assertInstanceLabels,

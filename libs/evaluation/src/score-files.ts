@@ -90,7 +90,8 @@ export interface ScoreFilesResult {
   randErrorCurve?: IsbiThresholdScores[];
 }
 
-async function pairsOf(pred: string, gt: string, options: ScoreFilesOptions): Promise<ImagePair[]> {
+/** The (prediction, ground truth) pairs of two folders (by name, see pairImageFolders) or of two files. */
+export async function pairsOf(pred: string, gt: string, options: Pick<ScoreFilesOptions, 'ignoreUnpairedGroundTruth'>): Promise<ImagePair[]> {
   const kind = async (p: string, role: string) => {
     try {
       return (await stat(p)).isDirectory() ? 'dir' : 'file';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classScores, image, type ClassMap } from '@emseg/evaluation';
+import { classScores, image, pooledClassScores, type ClassMap } from '@emseg/evaluation';
 import { loadFixture } from './helpers.js';
 
 /** Expected values of one case, from make_instance_fixtures.py (scikit-learn, null = NaN). */
@@ -81,6 +81,37 @@ describe('classScores against scikit-learn', () => {
       expect(s.pixels).toBe(e.pixels);
     });
   }
+
+  it('pooledClassScores of a map cut into row bands equals scikit-learn on the whole map, for every case', () => {
+    for (const c of fx.classes) {
+      const t = classMap(c, c.true);
+      const p = classMap(c, c.pred);
+      const options = {
+        classes: c.expected.classes,
+        ...(c.ignore !== null && { ignoreValue: c.ignore }),
+        zeroDivision: c.zeroDivision ?? NaN,
+      };
+      // three bands of unequal height, so a class can be absent from one band and present in another
+      const cuts = [0, Math.floor(c.height / 5), Math.floor((c.height * 3) / 5), c.height];
+      const band = (m: ClassMap, k: number) => image(c.width, cuts[k + 1] - cuts[k], m.data.slice(cuts[k] * c.width, cuts[k + 1] * c.width));
+      const pooled = pooledClassScores(
+        [0, 1, 2].map((k) => classScores(band(t, k), band(p, k), options)),
+        options.zeroDivision,
+      );
+      const e = c.expected;
+      pooled.perClass.forEach((k, i) => {
+        expectClose(k.iou, e.iou[i]);
+        expectClose(k.dice, e.dice[i]);
+        expectClose(k.precision, e.precision[i]);
+        expectClose(k.recall, e.recall[i]);
+      });
+      expectClose(pooled.meanIoU, e.meanIoU);
+      expectClose(pooled.meanDice, e.meanDice);
+      expectClose(pooled.pixelAccuracy, e.accuracy);
+      expect(pooled.pixels).toBe(e.pixels);
+    }
+    expect(() => pooledClassScores([])).toThrow(/no scores/);
+  });
 
   it('the fixture exercises every 0 / 0 rule', () => {
     const cases = fx.classes.map((c) => c.expected);

@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cellMaskFromGrey, isbiScores, probabilityFromGrey, readGrey8 } from '@emseg/evaluation';
 import { FIXTURES, loadFixture } from './helpers.js';
@@ -102,5 +103,55 @@ describe('score CLI', () => {
     const json = JSON.parse(readFileSync(out, 'utf8')) as { images: { name: string; criteria: { brenner: number } }[] };
     expect(json.images.map((i) => i.name)).toEqual(['img01.png', 'img02.png', 'img03.png']);
     expect(json.images[0].criteria.brenner).toBeGreaterThan(0);
+  });
+
+  it('classes command: per-class IoU and Dice of class-map folders, pixels pooled, as scikit-learn on all pixels', async () => {
+    // the fixture's 4-class case (scikit-learn), its maps cut into two files of 20 rows each
+    const fx = loadFixture<{
+      classes: Array<{
+        name: string;
+        width: number;
+        height: number;
+        true: number[];
+        pred: number[];
+        expected: { iou: number[]; dice: number[]; meanIoU: number };
+      }>;
+    }>('instances.json');
+    const c = fx.classes.find((k) => k.name === '4-classes')!;
+    const runs = (r: number[]) => r.flatMap((v, k) => (k % 2 === 0 ? Array<number>(r[k + 1]).fill(v) : []));
+    const half = c.height / 2;
+    for (const [dir, values] of [
+      ['cls-pred', runs(c.pred)],
+      ['cls-gt', runs(c.true)],
+    ] as const) {
+      mkdirSync(join(tmp, dir), { recursive: true });
+      for (const k of [0, 1]) {
+        const data = Uint8Array.from(values.slice(k * half * c.width, (k + 1) * half * c.width));
+        await sharp(data, { raw: { width: c.width, height: half, channels: 1 } })
+          .png()
+          .toFile(join(tmp, dir, `part${k}.png`));
+      }
+    }
+    const out = join(tmp, 'classes.json');
+    const r = cli(['classes', '--pred', join(tmp, 'cls-pred'), '--gt', join(tmp, 'cls-gt'), '--json', out, '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^class\s+IoU\s+Dice\s+precision\s+recall/);
+    expect(r.stdout).toContain(c.expected.meanIoU.toFixed(4));
+    const json = JSON.parse(readFileSync(out, 'utf8')) as {
+      classes: number[];
+      images: unknown[];
+      pooled: { perClass: { iou: number; dice: number }[]; meanIoU: number };
+    };
+    expect(json.classes).toEqual([0, 1, 2, 3]);
+    expect(json.images).toHaveLength(2);
+    json.pooled.perClass.forEach((k, i) => {
+      expect(k.iou).toBeCloseTo(c.expected.iou[i], 12);
+      expect(k.dice).toBeCloseTo(c.expected.dice[i], 12);
+    });
+    expect(json.pooled.meanIoU).toBeCloseTo(c.expected.meanIoU, 12);
+    const bad = cli(['classes', '--pred', join(tmp, 'cls-pred'), '--gt', join(tmp, 'cls-gt'), '--classes', '0,1,x']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('--classes: "x" is not a class value');
   });
 });

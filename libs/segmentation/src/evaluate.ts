@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import type { LabeledImages } from '@emseg/data';
 import { writeFileAtomic } from '@emseg/fs';
-import { bestThresholdF1, classScores, defaultThresholds } from '@emseg/evaluation';
+import { bestThresholdF1, classScores, defaultThresholds, pooledClassScores, type ClassScores } from '@emseg/evaluation';
 import { argmaxClasses, predictImage, type InferenceOptions } from './inference.js';
 import { centreCrop, overlayPng } from './overlay.js';
 import type { ClassEntry, Segmenter } from './segmenter.js';
@@ -186,18 +186,13 @@ async function evaluateClasses(segmenter: Segmenter, classMap: readonly ClassEnt
   const k = classMap.length;
   const all = Array.from({ length: k }, (_, c) => c);
   const foreground = all.slice(1);
-  const pooled = all.map(() => ({ tp: 0, truePixels: 0, predictedPixels: 0 }));
+  const byImage: ClassScores[] = [];
   const results: ImageEvaluation[] = [];
   const overlays: string[] = [];
   for await (const { i, pair, sample, probability } of predictedImages(segmenter, images, options)) {
     const { width, height } = sample.image;
     const predicted = { width, height, data: argmaxClasses(probability, k) };
-    const byClass = classScores(sample.mask, predicted, { classes: all });
-    for (const c of byClass.perClass) {
-      pooled[c.classId].tp += c.truePositives;
-      pooled[c.classId].truePixels += c.truePixels;
-      pooled[c.classId].predictedPixels += c.predictedPixels;
-    }
+    byImage.push(classScores(sample.mask, predicted, { classes: all }));
     const fg = classScores(sample.mask, predicted, { classes: foreground });
     const none = fg.presentClasses === 0; // nothing to find and nothing found
     let predictedForeground = 0;
@@ -233,7 +228,7 @@ async function evaluateClasses(segmenter: Segmenter, classMap: readonly ClassEnt
     recall: mean(results.map((r) => r.recall)),
     rejected: 0,
   };
-  const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
+  const pooled = byImage.length > 0 ? pooledClassScores(byImage).perClass : null;
   return {
     metric: task.metric,
     score: chosen.score,
@@ -246,15 +241,8 @@ async function evaluateClasses(segmenter: Segmenter, classMap: readonly ClassEnt
     bestThreshold: threshold,
     images: results,
     classes: classMap.map((c, j) => {
-      const { tp, truePixels, predictedPixels } = pooled[j];
-      return {
-        name: c.name,
-        value: c.value,
-        iou: ratio(tp, truePixels + predictedPixels - tp),
-        dice: ratio(2 * tp, truePixels + predictedPixels),
-        truePixels,
-        predictedPixels,
-      };
+      const k = pooled?.[j];
+      return { name: c.name, value: c.value, iou: k?.iou ?? 0, dice: k?.dice ?? 0, truePixels: k?.truePixels ?? 0, predictedPixels: k?.predictedPixels ?? 0 };
     }),
     overlays,
     seconds: (performance.now() - t0) / 1000,

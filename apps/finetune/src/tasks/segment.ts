@@ -38,6 +38,8 @@ import {
 import {
   classScores,
   connectedInstances,
+  pooledClassScores,
+  type ClassScores,
   instanceScores,
   isbiBinaryScores,
   type Mask,
@@ -428,8 +430,7 @@ export async function scoreClassMasks(
 ): Promise<ClassFolderScore> {
   const values = classes.map((c) => c.value);
   const all = classes.map((_, i) => i);
-  const pooled = classes.map(() => ({ tp: 0, truePixels: 0, predictedPixels: 0 }));
-  const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
+  const byImage: ClassScores[] = [];
   const images: ClassMaskScore[] = [];
   for (let i = 0; i < truth.size; i++) {
     const pair = truth.pairs[i];
@@ -440,11 +441,7 @@ export async function scoreClassMasks(
     const map = labelToClasses(predicted, values, file);
     const byClass = classScores(sample.mask, map, { classes: all });
     const fg = classScores(sample.mask, map, { classes: all.slice(1) });
-    byClass.perClass.forEach((c, j) => {
-      pooled[j].tp += c.truePositives;
-      pooled[j].truePixels += c.truePixels;
-      pooled[j].predictedPixels += c.predictedPixels;
-    });
+    byImage.push(byClass);
     images.push({
       name: pair.name,
       prediction: file,
@@ -454,9 +451,10 @@ export async function scoreClassMasks(
       perClass: byClass.perClass.map((c, j) => ({ ...classes[j], iou: c.iou, dice: c.dice, truePixels: c.truePixels, predictedPixels: c.predictedPixels })),
     });
   }
+  const pooledClasses = byImage.length > 0 ? pooledClassScores(byImage).perClass : null;
   const perClass = classes.map((c, j) => {
-    const { tp, truePixels, predictedPixels } = pooled[j];
-    return { ...c, iou: ratio(tp, truePixels + predictedPixels - tp), dice: ratio(2 * tp, truePixels + predictedPixels), truePixels, predictedPixels };
+    const k = pooledClasses?.[j];
+    return { ...c, iou: k?.iou ?? 0, dice: k?.dice ?? 0, truePixels: k?.truePixels ?? 0, predictedPixels: k?.predictedPixels ?? 0 };
   });
   const present = perClass.slice(1).filter((c) => c.truePixels + c.predictedPixels > 0);
   const avg = (xs: number[]) => (xs.length === 0 ? 1 : xs.reduce((a, b) => a + b, 0) / xs.length);
