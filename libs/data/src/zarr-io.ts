@@ -4,10 +4,10 @@
  *
  * - `openZarrVolume(path, { dataset, scale })`: an array with 2 (y, x) or 3 (z, y, x) spatial
  *   dimensions (leading axes of size 1, e.g. OME-Zarr's c or t, are dropped), of dtype uint8,
- *   uint16 or float32. `dataset` is a path inside the store; an OME-Zarr image picks `scale`
- *   (default 0, the full resolution).
+ *   uint16 or float32 (or, with `labels`, also uint32 instance labels). `dataset` is a path inside
+ *   the store; an OME-Zarr image picks `scale` (default 0, the full resolution).
  * - `ZarrVolume.read(start, shape)`: one region, C order, as the array's typed array.
- * - `createZarrVolume(path, { shape, chunks, dtype })`: a new uint8 or uint16 array (v3 by default,
+ * - `createZarrVolume(path, { shape, chunks, dtype })`: a new uint8, uint16 or uint32 array (v3 by default,
  *   gzip level 1), optionally inside an OME-Zarr image group with single-scale `multiscales`
  *   (dataset "0"); metadata is written atomically, and an existing identical array is reused, so
  *   several processes may create the same output at once.
@@ -27,11 +27,13 @@ import type { AbsolutePath, AsyncMutable, RangeQuery } from '@zarrita/storage';
 import { writeFileAtomic } from '@emseg/fs';
 import { DataError, describeFsError } from './errors.js';
 
-export type ZarrDtype = 'uint8' | 'uint16' | 'float32';
-export type ZarrData = Uint8Array | Uint16Array | Float32Array;
+export type ZarrDtype = 'uint8' | 'uint16' | 'uint32' | 'float32';
+export type ZarrData = Uint8Array | Uint16Array | Uint32Array | Float32Array;
 export type ZarrFormat = 2 | 3;
 
 const READABLE: readonly ZarrDtype[] = ['uint8', 'uint16', 'float32'];
+/** What `openZarrVolume(path, { labels: true })` also opens: label arrays. */
+const LABELS: readonly ZarrDtype[] = [...READABLE, 'uint32'];
 
 /**
  * gzip and zlib through node:zlib: zarrita's own codecs only decode (DecompressionStream), so they
@@ -129,7 +131,7 @@ export class ZarrVolume {
       throw new DataError(this.path, `region start ${fmt(start)} shape ${fmt(shape)} is not aligned to the chunks ${fmt(chunks)}`, 'chunk-aligned writes');
     const size = shape.reduce((a, b) => a * b, 1);
     if (data.length !== size) throw new DataError(this.path, `write of ${data.length} values to a region of ${fmt(shape)} (${size} values)`);
-    const want = this.dtype === 'uint8' ? Uint8Array : this.dtype === 'uint16' ? Uint16Array : Float32Array;
+    const want = { uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array, float32: Float32Array }[this.dtype];
     if (!(data instanceof want)) throw new DataError(this.path, `write of a ${data.constructor.name} to a ${this.dtype} array`);
     const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
     await zarr.set(this.array, this.selection(start, shape), { data, shape: [...shape], stride } as zarr.Chunk<zarr.DataType>);
@@ -155,6 +157,8 @@ export interface OpenZarrOptions {
   dataset?: string;
   /** OME-Zarr scale level (index into multiscales[0].datasets); default 0. Only for an OME-Zarr image. */
   scale?: number;
+  /** Also open uint32 arrays (instance labels); by default only grey values (uint8, uint16, float32). */
+  labels?: boolean;
 }
 
 /** The `multiscales` of OME-Zarr 0.4 (attributes) or 0.5 (attributes.ome), or null. */
@@ -237,8 +241,9 @@ export async function openZarrVolume(path: string, options: OpenZarrOptions = {}
     throw new DataError(where, `is a plain Zarr array; scale ${options.scale} needs an OME-Zarr image (a group with multiscales metadata)`);
   }
   const array = node;
-  if (!READABLE.includes(array.dtype as ZarrDtype))
-    throw new DataError(arrayPath, `has dtype ${array.dtype}`, `an array of ${READABLE.join(', ')} grey values`);
+  const readable = options.labels ? LABELS : READABLE;
+  if (!readable.includes(array.dtype as ZarrDtype))
+    throw new DataError(arrayPath, `has dtype ${array.dtype}`, `an array of ${readable.join(', ')} ${options.labels ? 'values' : 'grey values'}`);
   const shape = array.shape;
   const spatial = Math.min(3, shape.length);
   if (shape.length < 2 || shape.slice(0, shape.length - spatial).some((n) => n !== 1))
@@ -251,7 +256,8 @@ export interface CreateZarrOptions {
   /** Spatial shape, [z, y, x] or [y, x]. */
   shape: readonly number[];
   chunks: readonly number[];
-  dtype: 'uint8' | 'uint16';
+  /** uint8 / uint16 probabilities or masks, uint16 / uint32 instance labels. */
+  dtype: 'uint8' | 'uint16' | 'uint32';
   /** Zarr format, default 3. */
   format?: ZarrFormat;
   /**
@@ -274,7 +280,7 @@ function arrayMetadata(o: CreateZarrOptions): { file: string; value: Record<stri
         zarr_format: 2,
         shape: [...o.shape],
         chunks: [...o.chunks],
-        dtype: o.dtype === 'uint8' ? '|u1' : '<u2',
+        dtype: { uint8: '|u1', uint16: '<u2', uint32: '<u4' }[o.dtype],
         compressor: { id: 'zlib', level: 1 },
         fill_value: 0,
         order: 'C',
@@ -331,11 +337,12 @@ export async function createZarrVolume(path: string, options: CreateZarrOptions)
     throw new DataError(path, `output shape ${fmt(shape)} with chunks ${fmt(chunks)}`, '2 or 3 dimensions and one chunk size per dimension');
   if ([...shape, ...chunks].some((n) => !(Number.isInteger(n) && n >= 1)))
     throw new DataError(path, `output shape ${fmt(shape)} with chunks ${fmt(chunks)}`, 'positive whole numbers');
-  if (dtype !== 'uint8' && dtype !== 'uint16') throw new DataError(path, `output dtype ${JSON.stringify(dtype)}`, 'uint8 or uint16');
+  if (dtype !== 'uint8' && dtype !== 'uint16' && dtype !== 'uint32')
+    throw new DataError(path, `output dtype ${JSON.stringify(dtype)}`, 'uint8, uint16 or uint32');
   const format = options.format ?? 3;
   const arrayDir = options.ome ? join(path, '0') : path;
   const meta = arrayMetadata(options);
-  const existing = await openZarrVolume(path).catch((err: unknown) => {
+  const existing = await openZarrVolume(path, { labels: true }).catch((err: unknown) => {
     if (err instanceof DataError && err.path === path && /is not a Zarr array or group|does not exist/.test(err.message)) return null;
     throw err;
   });
@@ -358,5 +365,5 @@ export async function createZarrVolume(path: string, options: CreateZarrOptions)
   if (format === 2 && options.attributes) await writeFileAtomic(join(arrayDir, '.zattrs'), json(options.attributes));
   // the group's metadata last: a reader that finds the image finds its array too
   if (options.ome) for (const m of omeGroup(options)) await writeFileAtomic(join(path, m.file), json(m.value));
-  return openZarrVolume(path);
+  return openZarrVolume(path, { labels: true });
 }

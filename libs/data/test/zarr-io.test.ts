@@ -181,7 +181,20 @@ describe('createZarrVolume and chunk-aligned writes', () => {
     );
     await expect(first.write([0, 0, 0], [2, 8, 8], new Uint16Array(128))).rejects.toThrow(/out-reuse\.zarr: write of a Uint16Array to a uint8 array/);
     await expect(createZarrVolume(join(dir, 'bad.zarr'), { ...options, dtype: 'float32' as 'uint8' })).rejects.toThrow(
-      /bad\.zarr: output dtype "float32"; expected uint8 or uint16/,
+      /bad\.zarr: output dtype "float32"; expected uint8, uint16 or uint32/,
     );
+  });
+
+  it('uint32 label arrays (v3 and v2): written, read back, opened only with labels', async () => {
+    for (const format of [3, 2] as const) {
+      const path = join(dir, `labels-v${format}.zarr`);
+      const vol = await createZarrVolume(path, { shape: [2, 6, 5], chunks: [1, 4, 4], dtype: 'uint32', format });
+      const ids = Uint32Array.from({ length: 60 }, (_, i) => i * 100_000_007);
+      await vol.write([0, 0, 0], [2, 6, 5], ids);
+      expect(Array.from(await vol.read([0, 0, 0], [2, 6, 5]))).toEqual(Array.from(ids));
+      expect((await openZarrVolume(path, { labels: true })).dtype).toBe('uint32');
+      await expect(openZarrVolume(path)).rejects.toThrow(/has dtype uint32; expected an array of uint8, uint16, float32 grey values/);
+      await expect(vol.write([0, 0, 0], [1, 4, 4], new Uint16Array(16))).rejects.toThrow(/write of a Uint16Array to a uint32 array/);
+    }
   });
 });

@@ -25,3 +25,14 @@ export { predictPlane, predictStack, stripHeight } from './stack-inference.js';
 export type { PlaneAxis, StackMode, StackPrediction, StackPredictOptions } from './stack-inference.js';
 export { blockAt, doneMarkerPath, inputRegion, isBlockDone, jobFolder, planBlocks, predictBlock, shardIndices, writeDoneMarker } from './blocks.js';
 export type { Block, BlockPlan, BlockPredictOptions, BlockResult, Region } from './blocks.js';
+export {
+  blockwiseInstances,
+  labelBlockPass1,
+  mergeBlockLabels,
+  openInstanceLabels,
+  prepareInstanceJob,
+  probabilityLevel,
+  readMerge,
+  relabelBlock,
+} from './block-instances.js';
+export type { BlockInstanceOptions, BlockLabelRecord, BlockwiseInstancesResult, InstanceJob, MergeResult } from './block-instances.js';
