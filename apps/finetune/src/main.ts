@@ -191,9 +191,13 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
             describe:
               'a multi-page TIFF input is a 3D stack, written as an 8-bit mask stack (foreground 255) and a 16-bit probability stack: stack = slice by slice, orthoplane = mean of the xy, xz and yz plane predictions',
           })
-          .option('tracking-uri', { type: 'string', describe: 'MLflow server for a runs:/ --model' })
+          .option('tracking-uri', {
+            type: 'string',
+            describe:
+              "MLflow server for a runs:/ --model, and of a Zarr job's run (default MLFLOW_TRACKING_URI, else the project store started on a free port)",
+          })
           .group(
-            ['dataset', 'scale', 'dtype', 'zarr-format', 'ome', 'chunks', 'block-chunks', 'halo', 'workers', 'shard'],
+            ['dataset', 'scale', 'dtype', 'zarr-format', 'ome', 'chunks', 'block-chunks', 'halo', 'workers', 'shard', 'mask-out', 'experiment', 'tracking'],
             'Zarr volumes (an input that is a Zarr array or OME-Zarr image; --out is then the output Zarr):',
           )
           .option('dataset', { type: 'string', describe: 'array or OME-Zarr image inside the input store (default: its root)' })
@@ -216,6 +220,12 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
               'enqueue the blocks on this Redis (BullMQ, redis://HOST:PORT[/DB]) for `finetune worker --queue` processes, and wait for them (3 attempts per block)',
           })
           .option('wait', { type: 'boolean', default: true, describe: 'with --queue: wait for the blocks (--no-wait: exit once they are enqueued)' })
+          .option('mask-out', {
+            type: 'string',
+            describe: "also write the thresholded mask (uint8, foreground 255, at --threshold or the model's) into this Zarr store, block by block",
+          })
+          .option('experiment', { type: 'string', describe: "MLflow experiment of the job's run (default MLFLOW_EXPERIMENT_NAME, else emseg-predict)" })
+          .option('tracking', { type: 'boolean', describe: 'log the job to one MLflow run (default; --no-tracking: none)' })
           .option('shard', {
             type: 'string',
             describe:

@@ -12,15 +12,18 @@
  *   machines that share the output.
  *
  * Blocks with a done marker are skipped, so an interrupted job resumes. Progress (blocks done /
- * total, blocks/s, failures) goes to stderr; the summary names every failed block.
+ * total, blocks/s, failures) goes to stderr and to one MLflow run per planning process (this one:
+ * the job for a local pool or a queue, one run per shard; see JobRun), logged every few seconds;
+ * the summary names every failed block.
  */
 import { fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT } from '@emseg/config';
-import { createZarrVolume, openZarrVolume, type ZarrFormat, type ZarrVolume } from '@emseg/data';
+import { createZarrVolume, openZarrVolume, type ZarrData, type ZarrFormat, type ZarrVolume } from '@emseg/data';
 import { writeJsonAtomic } from '@emseg/fs';
 import {
   blockAt,
@@ -29,6 +32,7 @@ import {
   jobFolder,
   planBlocks,
   predictBlock,
+  probabilityLevel,
   resolveModelDir,
   Segmenter,
   shardIndices,
@@ -36,7 +40,8 @@ import {
   type BlockPlan,
   type InferenceOptions,
 } from '@emseg/segmentation';
-import { gracefulStop, ProgressBar } from '@emseg/training';
+import { redactUri, runUiLink, Tracker, type EndStatus, type TrackedRun } from '@emseg/tracking';
+import { gracefulStop, ProgressBar, runUiHint } from '@emseg/training';
 
 /** Everything that decides what the blocks hold; equal for every engine, shard and rerun of a job. */
 export interface BlockJob {
@@ -48,6 +53,8 @@ export interface BlockJob {
   output: { path: string; dtype: 'uint8' | 'uint16'; format: ZarrFormat; ome: boolean; shape: number[]; chunks: number[] };
   /** Chunks per block, [z, y, x]. */
   blockChunks: number[];
+  /** The optional mask store (`--mask-out`): uint8, 255 where the stored probability is at least `threshold`, 0 elsewhere; same shape, chunks and format as the output. */
+  mask?: { path: string; threshold: number };
 }
 
 export interface ZarrPredictArgs {
@@ -67,8 +74,20 @@ export interface ZarrPredictArgs {
   shard?: string;
   /** Enqueue the blocks on this Redis (BullMQ) instead of predicting them here (block-queue.ts). */
   queue?: string;
+  /** Also write the thresholded mask (uint8, foreground 255) into this Zarr store, block by block. */
+  maskOut?: string;
+  /** The mask's probability threshold (default: the model's). */
+  threshold?: number;
   /** With `queue`: wait for the blocks (default) or exit once they are enqueued. */
   wait?: boolean;
+  /** MLflow server of the job's run (default MLFLOW_TRACKING_URI, else the project store). */
+  trackingUri?: string;
+  /** MLflow experiment (default MLFLOW_EXPERIMENT_NAME, else DEFAULT_PREDICT_EXPERIMENT). */
+  experiment?: string;
+  /** false: no MLflow run (default true). */
+  tracking?: boolean;
+  /** How often progress metrics go to the run (default PROGRESS_EVERY_MS). */
+  progressEveryMs?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -145,7 +164,8 @@ async function recordJob(job: BlockJob): Promise<void> {
   const path = jobFile(job.output.path);
   const existing = await readJob(job.output.path).catch(() => null);
   if (!existing) return writeJsonAtomic(path, job);
-  const differs = (Object.keys(job) as (keyof BlockJob)[]).filter((k) => JSON.stringify(job[k]) !== JSON.stringify(existing[k]));
+  const keys = [...new Set([...Object.keys(existing), ...Object.keys(job)])] as (keyof BlockJob)[];
+  const differs = keys.filter((k) => JSON.stringify(job[k]) !== JSON.stringify(existing[k]));
   if (differs.length > 0)
     throw new Error(
       `${path}: ${job.output.path} holds a block job with other settings (${differs.map((k) => `${k}: ${JSON.stringify(existing[k])} there, ${JSON.stringify(job[k])} now`).join('; ')}); resume it with the same options, or choose another --out`,
@@ -154,6 +174,22 @@ async function recordJob(job: BlockJob): Promise<void> {
 
 /** The plan of a job's blocks. */
 export const jobPlan = (job: BlockJob): BlockPlan => planBlocks(job.output.shape, job.output.chunks, job.blockChunks);
+
+/**
+ * `output`, whose writes also write the thresholded mask of the same region into `mask` (after the
+ * probabilities; both before the block's done marker, so a block is done with both or redone).
+ */
+function withMask(output: ZarrVolume, mask: ZarrVolume, threshold: number): ZarrVolume {
+  const level = probabilityLevel(threshold, output.dtype === 'uint8' ? 255 : 65535);
+  const write = async (start: readonly number[], shape: readonly number[], data: ZarrData): Promise<void> => {
+    await output.write(start, shape, data);
+    const m = new Uint8Array(data.length);
+    for (let i = 0; i < data.length; i++) m[i] = data[i] >= level ? 255 : 0;
+    await mask.write(start, shape, m);
+  };
+  // every other member (path, shape, chunks, dtype, read) is the output's
+  return Object.defineProperty(Object.create(output) as ZarrVolume, 'write', { value: write });
+}
 
 /** A job's volumes and model, opened to predict its blocks. */
 export class BlockWorker {
@@ -167,7 +203,8 @@ export class BlockWorker {
 
   static async open(job: BlockJob, segmenter?: Segmenter): Promise<BlockWorker> {
     const input = await openZarrVolume(job.input.path, { dataset: job.input.dataset ?? undefined, scale: job.input.scale ?? undefined });
-    const output = await openZarrVolume(job.output.path);
+    const probability = await openZarrVolume(job.output.path);
+    const output = job.mask ? withMask(probability, await openZarrVolume(job.mask.path), job.mask.threshold) : probability;
     return new BlockWorker(job, jobPlan(job), segmenter ?? Segmenter.load(job.model), input, output);
   }
 
@@ -221,9 +258,20 @@ async function planJob(args: ZarrPredictArgs, segmenter: Segmenter): Promise<Blo
     output: { path: resolve(args.out), dtype: args.dtype, format: args.format, ome: args.ome, shape, chunks },
     blockChunks: k,
   };
-  const rel = relative(resolve(args.input), job.output.path);
-  if (rel === '' || (!rel.startsWith('..') && !rel.startsWith('/')))
-    throw new Error(`--out ${args.out} is inside the input ${args.input}: choose an output outside it`);
+  const inside = (path: string, dir: string) => {
+    const rel = relative(resolve(dir), path);
+    return rel === '' || (!rel.startsWith('..') && !rel.startsWith('/'));
+  };
+  if (inside(job.output.path, args.input)) throw new Error(`--out ${args.out} is inside the input ${args.input}: choose an output outside it`);
+  if (args.maskOut !== undefined) {
+    const threshold = args.threshold ?? info.threshold;
+    if (!(threshold >= 0 && threshold <= 1)) throw new Error(`--threshold must be a probability in [0, 1], got ${threshold}`);
+    const path = resolve(args.maskOut);
+    if (inside(path, args.input)) throw new Error(`--mask-out ${args.maskOut} is inside the input ${args.input}: choose a mask store outside it`);
+    if (inside(path, job.output.path) || inside(job.output.path, path))
+      throw new Error(`--mask-out ${args.maskOut} and --out ${args.out} overlap: the mask is a Zarr store of its own, beside the probabilities`);
+    job.mask = { path, threshold };
+  }
   await createZarrVolume(job.output.path, {
     shape,
     chunks,
@@ -233,7 +281,165 @@ async function planJob(args: ZarrPredictArgs, segmenter: Segmenter): Promise<Blo
     attributes: { emseg: { kind: 'foreground probability', scale: args.dtype === 'uint8' ? 255 : 65535, model: job.model } },
   });
   await recordJob(job);
+  if (job.mask) {
+    const max = args.dtype === 'uint8' ? 255 : 65535;
+    await createZarrVolume(job.mask.path, {
+      shape,
+      chunks,
+      dtype: 'uint8',
+      format: args.format,
+      ome: args.ome ? { name: `${basename(args.input)} mask` } : undefined,
+      attributes: {
+        emseg: {
+          kind: 'foreground mask',
+          foreground: 255,
+          threshold: job.mask.threshold,
+          rule: `255 where the probability stored in ${job.output.path} is >= ${probabilityLevel(job.mask.threshold, max)} / ${max}`,
+          probability: job.output.path,
+          model: job.model,
+        },
+      },
+    });
+  }
   return job;
+}
+
+/** The experiment of block prediction runs unless --experiment / MLFLOW_EXPERIMENT_NAME name one. */
+export const DEFAULT_PREDICT_EXPERIMENT = 'emseg-predict';
+/** How often a job's run gets its progress metrics. */
+export const PROGRESS_EVERY_MS = 5000;
+
+/**
+ * A job's id: a digest of its recorded settings (job.json), the same for every engine, shard and
+ * rerun of the job; its runs carry it as tag `emseg.predict.job` (with the output path as
+ * `emseg.predict.output`), so that the runs of one job group in the MLflow UI.
+ */
+export const jobId = (job: BlockJob): string => createHash('sha256').update(JSON.stringify(job)).digest('hex').slice(0, 12);
+
+/** How this process predicts its blocks. */
+export type BlockEngine = 'local' | 'local-pool' | 'queue' | 'shard';
+
+/** Counts of this process's share of the job (all blocks, or its shard's). */
+interface BlockCounts {
+  /** Blocks of this process's share. */
+  total: number;
+  /** Done before this process started (skipped). */
+  alreadyDone: number;
+  /** Predicted by this process (or its pool / the queue's workers). */
+  done: number;
+  failed: number;
+}
+
+/**
+ * The MLflow run of one prediction process: params (input, model, tiling, halo, chunks, block
+ * shape, engine, workers or shard), tags linking the job and the model's run, and progress metrics
+ * (blocks_done of blocks_total, blocks_per_second, failures) on a timer, never per tile or block,
+ * so that logging costs the prediction nothing; ended FINISHED, FAILED (failed or unrun blocks, or
+ * an error) or KILLED (SIGINT / SIGTERM).
+ */
+class JobRun {
+  private readonly timer: NodeJS.Timeout;
+  private readonly t0 = performance.now();
+
+  private constructor(
+    readonly run: TrackedRun,
+    private readonly counts: BlockCounts,
+    everyMs: number,
+  ) {
+    this.timer = setInterval(() => this.log(), everyMs);
+    this.timer.unref();
+    this.log();
+  }
+
+  static async start(
+    args: ZarrPredictArgs,
+    job: BlockJob,
+    plan: BlockPlan,
+    shard: Shard | null,
+    engine: BlockEngine,
+    workers: number,
+    counts: BlockCounts,
+    modelRunId: string | null,
+  ): Promise<JobRun> {
+    const experiment = args.experiment ?? (args.env ?? process.env).MLFLOW_EXPERIMENT_NAME?.trim() ?? '';
+    const id = jobId(job);
+    const { inference } = job;
+    const run = await Tracker.start({
+      trackingUri: args.trackingUri,
+      env: args.env,
+      experiment: experiment === '' ? DEFAULT_PREDICT_EXPERIMENT : experiment,
+      runName: `predict-${basename(job.output.path)}-${shard ? `shard-${shard.index}-of-${shard.count}` : engine}`,
+      // the command ends the run itself: KILLED once the blocks in progress are done
+      handleProcessEvents: false,
+      description: `Block-wise prediction of ${job.input.path} into ${job.output.path}: ${shard ? `shard ${shard.index}/${shard.count} of ` : ''}${plan.count} blocks of ${plan.blockShape.join(' x ')} (${engine}).`,
+      tags: {
+        'emseg.app': 'finetune',
+        'emseg.predict.job': id,
+        'emseg.predict.output': job.output.path,
+        'emseg.predict.engine': engine,
+        ...(shard ? { 'emseg.predict.shard': String(shard.index), 'emseg.predict.shardCount': String(shard.count) } : {}),
+        ...(modelRunId ? { 'emseg.model.runId': modelRunId } : {}),
+      },
+      params: {
+        input: job.input.path,
+        'input.dataset': job.input.dataset ?? 'none',
+        scale: job.input.scale ?? 0,
+        shape: job.output.shape.join(','),
+        model: job.model,
+        tile: inference.tileSize,
+        overlap: inference.overlap,
+        window: inference.window,
+        batch_size: inference.batchSize,
+        flip_tta: inference.flipTta,
+        halo: job.halo,
+        chunks: job.output.chunks.join(','),
+        block_chunks: job.blockChunks.join(','),
+        block_shape: plan.blockShape.join(','),
+        output: job.output.path,
+        dtype: job.output.dtype,
+        engine,
+        workers,
+        shard: shard ? `${shard.index}/${shard.count}` : 'none',
+        'shard.source': shard?.source ?? 'none',
+        queue: args.queue ? redactUri(args.queue) : 'none',
+        'blocks.job': plan.count,
+        'blocks.total': counts.total,
+        'blocks.already_done': counts.alreadyDone,
+        mask: job.mask?.path ?? 'none',
+        ...(job.mask ? { threshold: job.mask.threshold } : {}),
+        job_id: id,
+      },
+    });
+    if (modelRunId) {
+      const link = await runUiLink(run.client, modelRunId);
+      if (link) run.setTag('emseg.model.link', link);
+    }
+    process.stderr.write(`MLflow run ${run.id} at ${run.client.trackingUri} (job ${id}); see it: ${runUiHint(run, args.trackingUri)}\n`);
+    return new JobRun(run, counts, args.progressEveryMs ?? PROGRESS_EVERY_MS);
+  }
+
+  /** Logs the progress so far (step: whole seconds since the start). */
+  log(): void {
+    const seconds = (performance.now() - this.t0) / 1000;
+    const c = this.counts;
+    this.run.logMetrics(
+      {
+        blocks_done: c.alreadyDone + c.done,
+        blocks_total: c.total,
+        blocks_predicted: c.done,
+        blocks_per_second: seconds > 0 ? c.done / seconds : 0,
+        failures: c.failed,
+      },
+      Math.round(seconds),
+    );
+  }
+
+  /** Logs the last progress and ends the run. */
+  async end(status: EndStatus, reason?: string): Promise<void> {
+    clearInterval(this.timer);
+    this.log();
+    await this.run.end(status, reason ? { reason } : {});
+  }
 }
 
 /** What a local worker process sends back for a block. */
@@ -305,18 +511,12 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
   for (const i of mine) if (!(await isBlockDone(job.output.path, blockAt(plan, i).id))) todo.push(i);
   const { inference } = job;
   process.stderr.write(
-    `blocks: ${plan.count} of ${plan.blockShape.join(' x ')} (z, y, x; chunks ${job.output.chunks.join(' x ')}, halo ${job.halo}) over ${plan.shape.join(' x ')}${shard ? `; shard ${shard.index}/${shard.count} (${shard.source}): ${mine.length}` : ''}; ${mine.length - todo.length} already done, ${todo.length} to predict ${args.queue ? `by the workers of ${args.queue}` : `with ${Math.min(args.workers, Math.max(1, todo.length))} worker(s)`}; tiles ${inference.tileSize} overlap ${inference.overlap}; ${job.output.dtype} probabilities -> ${job.output.path}\n`,
+    `blocks: ${plan.count} of ${plan.blockShape.join(' x ')} (z, y, x; chunks ${job.output.chunks.join(' x ')}, halo ${job.halo}) over ${plan.shape.join(' x ')}${shard ? `; shard ${shard.index}/${shard.count} (${shard.source}): ${mine.length}` : ''}; ${mine.length - todo.length} already done, ${todo.length} to predict ${args.queue ? `by the workers of ${args.queue}` : `with ${Math.min(args.workers, Math.max(1, todo.length))} worker(s)`}; tiles ${inference.tileSize} overlap ${inference.overlap}; ${job.output.dtype} probabilities -> ${job.output.path}${job.mask ? `, mask (threshold ${job.mask.threshold}) -> ${job.mask.path}` : ''}\n`,
   );
-  const failed = new Map<number, string>();
-  let done = 0;
-  const bar = todo.length > 0 && (!args.queue || (args.wait ?? true)) ? new ProgressBar({ label: 'blocks', total: todo.length, unit: 'block' }) : undefined;
-  const onResult = (index: number, error: string | null) => {
-    if (error) {
-      failed.set(index, error);
-      process.stderr.write(`\nerror: block ${blockAt(plan, index).id}: ${error}\n`);
-    } else done++;
-    bar?.tick(1, { failed: failed.size });
-  };
+  const pooled = !args.queue && args.workers > 1 && todo.length > 1;
+  const engine: BlockEngine = args.queue ? 'queue' : shard ? 'shard' : pooled ? 'local-pool' : 'local';
+  const counts: BlockCounts = { total: mine.length, alreadyDone: mine.length - todo.length, done: 0, failed: 0 };
+  // (from here on, a signal stops the job and ends its run KILLED, while the run starts included)
   let signals = 0;
   const stop = gracefulStop({
     log: (m) =>
@@ -324,15 +524,38 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
         `\n${signals++ === 0 ? `${stop.signal ?? 'signal'} received: stopping after the blocks in progress; a rerun resumes (send it again to exit at once)` : m}\n`,
       ),
   });
+  let tracked: JobRun | null = null;
+  if (args.tracking ?? true) {
+    try {
+      tracked = await JobRun.start(args, job, plan, shard, engine, args.workers, counts, segmenter.loadedInfo?.mlflowRunId ?? null);
+    } catch (err) {
+      stop.dispose();
+      segmenter.dispose();
+      throw err;
+    }
+  }
+  const failed = new Map<number, string>();
+  const bar = todo.length > 0 && (!args.queue || (args.wait ?? true)) ? new ProgressBar({ label: 'blocks', total: todo.length, unit: 'block' }) : undefined;
+  const onResult = (index: number, error: string | null) => {
+    if (error) {
+      failed.set(index, error);
+      counts.failed++;
+      process.stderr.write(`\nerror: block ${blockAt(plan, index).id}: ${error}\n`);
+    } else counts.done++;
+    bar?.tick(1, { failed: failed.size });
+  };
   try {
     if (queueing) {
       segmenter.dispose();
       await queueing.queueBlocks(args.queue!, job, todo, { wait: args.wait ?? true, onResult });
       if (!(args.wait ?? true)) {
+        tracked?.run.logMetric('blocks_enqueued', todo.length);
+        tracked?.run.setTag('emseg.predict.wait', 'false');
+        await tracked?.end('FINISHED');
         process.stdout.write(`${todo.length} block(s) enqueued on ${args.queue}; run \`finetune worker --queue ${args.queue}\` to predict them\n`);
         return EXIT.ok;
       }
-    } else if (args.workers > 1 && todo.length > 1) {
+    } else if (pooled) {
       segmenter.dispose();
       await runPool(job.output.path, todo, args.workers, stop, onResult);
     } else {
@@ -352,15 +575,34 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
         worker.dispose();
       }
     }
-  } finally {
+  } catch (err) {
     bar?.done();
     stop.dispose();
+    await tracked?.end('FAILED', (err as Error).message);
+    throw err;
   }
+  bar?.done();
+  stop.dispose();
+  const { done } = counts;
   const notRun = todo.length - done - failed.size;
   process.stdout.write(
     `${done} block(s) predicted, ${mine.length - todo.length} already done, ${failed.size} failed${notRun > 0 ? `, ${notRun} not run` : ''} -> ${job.output.path}\n`,
   );
   for (const [i, why] of failed) process.stdout.write(`  failed: block ${blockAt(plan, i).id} (index ${i}): ${why}\n`);
+  const failedIds = [...failed.keys()].map((i) => blockAt(plan, i).id);
+  if (tracked) {
+    if (failedIds.length > 0) tracked.run.setTag('emseg.predict.failedBlocks', failedIds.join(' ').slice(0, 4000));
+    await tracked.end(
+      stop.requested ? 'KILLED' : failed.size > 0 || notRun > 0 ? 'FAILED' : 'FINISHED',
+      stop.requested
+        ? `stopped by ${stop.signal ?? 'a signal'} (${notRun} block(s) not run; a rerun resumes)`
+        : failed.size > 0
+          ? `${failed.size} block(s) failed: ${failedIds.join(', ').slice(0, 1000)}`
+          : notRun > 0
+            ? `${notRun} block(s) not run`
+            : undefined,
+    );
+  }
   if (stop.requested) return EXIT.interrupted;
   return failed.size > 0 || notRun > 0 ? EXIT.failed : EXIT.ok;
 }

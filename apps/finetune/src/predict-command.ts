@@ -56,9 +56,15 @@ export interface PredictArgs {
   shard?: string;
   queue?: string;
   wait?: boolean;
+  /** A Zarr job's MLflow experiment (default MLFLOW_EXPERIMENT_NAME, else emseg-predict). */
+  experiment?: string;
+  /** false (--no-tracking): a Zarr job logs no MLflow run. */
+  tracking?: boolean;
+  /** A Zarr job also writes its thresholded mask (uint8, foreground 255, at --threshold or the model's) into this Zarr store. */
+  maskOut?: string;
 }
 
-const ZARR_ONLY = ['dataset', 'scale', 'chunks', 'blockChunks', 'halo', 'shard', 'queue'] as const;
+const ZARR_ONLY = ['dataset', 'scale', 'chunks', 'blockChunks', 'halo', 'shard', 'queue', 'experiment', 'tracking', 'maskOut'] as const;
 
 /** "8,256,256" as numbers, naming the flag when it is not a list of whole numbers. */
 function numberList(text: string | undefined, flag: string): number[] | undefined {
@@ -92,6 +98,11 @@ async function predictZarrInput(args: PredictArgs): Promise<number> {
     shard: args.shard,
     queue: args.queue,
     wait: args.wait,
+    trackingUri: args.trackingUri,
+    experiment: args.experiment,
+    tracking: args.tracking,
+    maskOut: args.maskOut,
+    threshold: args.threshold,
   });
 }
 

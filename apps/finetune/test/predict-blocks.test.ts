@@ -3,7 +3,10 @@
  * into an OME-Zarr output, chunk for chunk the same with 1 worker, 2 worker processes and two
  * concurrent shards (--shard 0/2 and Slurm's array variables for 1/2); a rerun skips every done
  * block; bad input is refused naming the path, before anything is written; a block that fails is
- * reported by id and the job ends non-zero while the other blocks are written.
+ * reported by id and the job ends non-zero while the other blocks are written. Each planning
+ * process logs one MLflow run (a real server): params, blocks_done up to the total on a timer,
+ * FINISHED; shards tagged with the job id and their index; FAILED for a failed block; KILLED on
+ * SIGTERM.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -13,8 +16,9 @@ import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openZarrVolume } from '@emseg/data';
 import { resnetEncoder } from '@emseg/models';
-import { Segmenter } from '@emseg/segmentation';
-import { parseShard } from '../src/predict-blocks.js';
+import { probabilityLevel, Segmenter } from '@emseg/segmentation';
+import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
+import { DEFAULT_PREDICT_EXPERIMENT, jobId, parseShard, predictZarr, readJob, type ZarrPredictArgs } from '../src/predict-blocks.js';
 import { WORKSPACE } from '../src/workspace.js';
 import { buildFinetune, runCli, startCli, tempDir } from './helpers.js';
 
@@ -22,6 +26,18 @@ const tmp = tempDir('predict-blocks');
 const [D, H, W] = [4, 96, 160];
 let model: string;
 let volume: string;
+let server: MlflowServer;
+let client: MlflowClient;
+
+/** The runs of the default experiment whose tag emseg.predict.output is `out`, oldest first. */
+async function runsOf(out: string): Promise<Run[]> {
+  const experiment = await client.getExperimentByName(DEFAULT_PREDICT_EXPERIMENT);
+  if (!experiment) return [];
+  const runs = await client.searchRuns({ experimentIds: [experiment.experimentId], filter: `tags."emseg.predict.output" = '${out}'` });
+  return runs.sort((a, b) => Number(a.info.startTime) - Number(b.info.startTime));
+}
+
+const metric = (run: Run, key: string) => run.metrics.find((m) => m.key === key)?.value;
 
 /** Every file under `dir` (relative path -> bytes), hidden job state excluded. */
 function chunkFiles(dir: string): Map<string, Buffer> {
@@ -38,10 +54,12 @@ function chunkFiles(dir: string): Map<string, Buffer> {
   return files;
 }
 
-const predictArgs = (out: string, ...extra: string[]) => ['predict', volume, '--model', model, '--out', out, ...extra];
+const predictArgs = (out: string, ...extra: string[]) => ['predict', volume, '--model', model, '--out', out, '--tracking-uri', server.uri, ...extra];
 
 beforeAll(async () => {
   buildFinetune();
+  server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
+  client = new MlflowClient({ trackingUri: server.uri });
   const segmenter = Segmenter.create(
     resnetEncoder({ depth: 18, seed: 1 }),
     { mean: [0.5], std: [0.2] },
@@ -72,14 +90,19 @@ beforeAll(async () => {
   await zarr.set(arr, null, { data, shape: [D, H, W], stride: [H * W, W, 1] });
 }, 180_000);
 
-afterAll(() => tmp.cleanup());
+afterAll(async () => {
+  await server?.stop();
+  tmp.cleanup();
+});
 
 describe('predict of a Zarr volume, block by block', () => {
   let single: Map<string, Buffer>;
 
   it('one worker: 12 blocks of 2 x 64 x 64 into an OME-Zarr uint8 array; a rerun skips them all', async () => {
     const out = join(tmp.dir, 'single.zarr');
+    const t0 = Date.now();
     const r = await runCli(predictArgs(out));
+    const seconds = (Date.now() - t0) / 1000;
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(
       `blocks: 12 of 2 x 64 x 64 (z, y, x; chunks 2 x 32 x 32, halo 16) over ${D} x ${H} x ${W}; 0 already done, 12 to predict with 1 worker(s)`,
@@ -95,6 +118,40 @@ describe('predict of a Zarr volume, block by block', () => {
     const again = await runCli(predictArgs(out));
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toContain(`0 block(s) predicted, 12 already done, 0 failed`);
+
+    // one MLflow run per job process: the job's settings as params, progress up to the total, FINISHED
+    const [run, rerun] = await runsOf(out);
+    expect(r.stderr).toContain(`MLflow run ${run.info.runId} at ${server.uri} (job ${jobId(await readJob(out))})`);
+    expect(run.info.status).toBe('FINISHED');
+    expect(run.params).toMatchObject({
+      input: volume,
+      model,
+      tile: '64',
+      overlap: '16',
+      halo: '16',
+      chunks: '2,32,32',
+      block_shape: '2,64,64',
+      block_chunks: '1,2,2',
+      shape: `${D},${H},${W}`,
+      scale: '0',
+      dtype: 'uint8',
+      engine: 'local',
+      workers: '1',
+      shard: 'none',
+      'blocks.total': '12',
+      'blocks.already_done': '0',
+    });
+    expect(run.tags).toMatchObject({ 'emseg.predict.job': jobId(await readJob(out)), 'emseg.predict.output': out, 'emseg.predict.engine': 'local' });
+    expect([metric(run, 'blocks_done'), metric(run, 'blocks_total'), metric(run, 'failures')]).toEqual([12, 12, 0]);
+    expect(metric(run, 'blocks_per_second')).toBeGreaterThan(0);
+    // on a timer (every 5 s, plus the first and the last), not per block
+    const history = await client.getMetricHistory(run.info.runId, 'blocks_done');
+    expect(history.length).toBeLessThanOrEqual(Math.ceil(seconds / 5) + 2);
+    expect(history.map((p) => p.value)).toEqual([...history.map((p) => p.value)].sort((a, b) => a - b));
+    // the rerun: a run of its own, every block already done
+    expect(rerun.info.status).toBe('FINISHED');
+    expect([rerun.params['blocks.already_done'], metric(rerun, 'blocks_done'), metric(rerun, 'blocks_predicted')]).toEqual(['12', 12, 0]);
+    expect(rerun.tags['emseg.predict.job']).toBe(run.tags['emseg.predict.job']);
   });
 
   it('two worker processes write the same chunks', async () => {
@@ -103,6 +160,8 @@ describe('predict of a Zarr volume, block by block', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain('12 to predict with 2 worker(s)');
     expect(chunkFiles(out)).toEqual(single);
+    const [run] = await runsOf(out);
+    expect([run.info.status, run.params.engine, run.params.workers, metric(run, 'blocks_done')]).toEqual(['FINISHED', 'local-pool', '2', 12]);
   });
 
   it('shards 0/2 (--shard) and 1/2 (SLURM_ARRAY_TASK_ID, run at the same time) write the same chunks', async () => {
@@ -116,6 +175,21 @@ describe('predict of a Zarr volume, block by block', () => {
     expect(rb.stderr).toContain('shard 1/2 (SLURM_ARRAY_TASK_ID): 6');
     expect(ra.stdout + rb.stdout).toMatch(/6 block\(s\) predicted[^]*6 block\(s\) predicted/);
     expect(chunkFiles(out)).toEqual(single);
+    // one run per shard, grouped by the job id, told apart by the shard index
+    const runs = await runsOf(out);
+    expect(runs.map((x) => x.tags['emseg.predict.shard']).sort()).toEqual(['0', '1']);
+    for (const run of runs) {
+      expect(run.info.status).toBe('FINISHED');
+      expect(run.tags['emseg.predict.job']).toBe(jobId(await readJob(out)));
+      expect(run.tags['emseg.predict.shardCount']).toBe('2');
+      expect([run.params.engine, run.params.shard, run.params['blocks.total'], metric(run, 'blocks_done')]).toEqual([
+        'shard',
+        `${run.tags['emseg.predict.shard']}/2`,
+        '6',
+        6,
+      ]);
+    }
+    expect(runs.map((x) => x.params['shard.source']).sort()).toEqual(['--shard', 'SLURM_ARRAY_TASK_ID']);
   });
 
   it('deploy/slurm/predict.sbatch as two array tasks writes the same chunks; the Kubernetes Job shards by its completions', async () => {
@@ -126,7 +200,7 @@ describe('predict of a Zarr volume, block by block', () => {
           cwd: tmp.dir,
           env: {
             ...process.env,
-            MLFLOW_TRACKING_URI: '',
+            MLFLOW_TRACKING_URI: server.uri,
             SLURM_SUBMIT_DIR: WORKSPACE,
             SLURM_ARRAY_TASK_ID: String(id + 4),
             SLURM_ARRAY_TASK_MIN: '4',
@@ -170,16 +244,107 @@ describe('predict of a Zarr volume, block by block', () => {
     const good = readFileSync(chunk);
     writeFileSync(chunk, 'not gzip');
     const out = join(tmp.dir, 'partial.zarr');
-    const r = await runCli(['predict', broken, '--model', model, '--out', out, '--halo', '0', '--no-ome']);
+    const brokenArgs = ['predict', broken, '--model', model, '--out', out, '--halo', '0', '--no-ome', '--tracking-uri', server.uri];
+    const r = await runCli(brokenArgs);
     expect(r.status).toBe(1);
     // chunk z 2-3, y 0-31, x 0-31 is read by block 1-0-0 only (halo 0, a tile of 64 from x 0)
     expect(r.stdout).toMatch(/11 block\(s\) predicted, 0 already done, 1 failed/);
     expect(r.stdout).toMatch(/failed: block 1-0-0 \(index 6\): /);
     expect(existsSync(join(out, '.emseg-job', 'done', '1-0-0.json'))).toBe(false);
+    // its run is FAILED, naming the block
+    const [failedRun] = await runsOf(out);
+    expect(failedRun.info.status).toBe('FAILED');
+    expect([metric(failedRun, 'failures'), metric(failedRun, 'blocks_done'), metric(failedRun, 'blocks_total')]).toEqual([1, 11, 12]);
+    expect(failedRun.tags['emseg.predict.failedBlocks']).toBe('1-0-0');
+    expect(failedRun.tags['emseg.error']).toMatch(/^1 block\(s\) failed: 1-0-0/);
     writeFileSync(chunk, good);
-    const again = await runCli(['predict', broken, '--model', model, '--out', out, '--halo', '0', '--no-ome']);
+    const again = await runCli(brokenArgs);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toContain('1 block(s) predicted, 11 already done, 0 failed');
+    expect((await runsOf(out)).map((x) => x.info.status)).toEqual(['FAILED', 'FINISHED']);
+  });
+
+  it('SIGTERM stops after the blocks in progress: exit 130, the run KILLED; a rerun resumes', async () => {
+    const out = join(tmp.dir, 'stopped.zarr');
+    const p = startCli(predictArgs(out));
+    while (!/MLflow run \w+ at/.test(p.stderr())) await new Promise((ok) => setTimeout(ok, 50));
+    p.child.kill('SIGTERM');
+    const r = await p.done;
+    expect(r.status, r.stderr).toBe(130);
+    expect(r.stderr).toContain('SIGTERM received: stopping after the blocks in progress');
+    const [run] = await runsOf(out);
+    expect(run.info.status).toBe('KILLED');
+    expect(run.tags['emseg.error']).toMatch(/^stopped by SIGTERM \(\d+ block\(s\) not run; a rerun resumes\)/);
+    const again = await runCli(predictArgs(out));
+    expect(again.status, again.stderr).toBe(0);
+    expect(chunkFiles(out)).toEqual(single);
+  });
+});
+
+describe('the thresholded mask (--mask-out), block by block', () => {
+  const zarrArgs = (out: string, extra: Partial<ZarrPredictArgs> = {}): ZarrPredictArgs => ({
+    input: volume,
+    out,
+    model,
+    inference: {},
+    dtype: 'uint8',
+    format: 3,
+    ome: true,
+    workers: 1,
+    tracking: false,
+    ...extra,
+  });
+
+  it('probabilityLevel: the stored value from which a voxel is foreground', () => {
+    expect([probabilityLevel(0.5, 255), probabilityLevel(0.5, 65535), probabilityLevel(0, 255), probabilityLevel(1, 255), probabilityLevel(0.3, 255)]).toEqual([
+      128, 32768, 0, 255, 77,
+    ]);
+    // round(p * 255) >= 128 exactly when p >= 0.5
+    for (const p of [0.4980392, 0.4999, 0.5, 0.5001]) expect(Math.round(p * 255) >= probabilityLevel(0.5, 255)).toBe(p >= 0.5);
+  });
+
+  it('one process, then two shards: probabilities as without a mask, a uint8 OME-Zarr mask 255 where p >= the threshold, identical across engines; reruns skip', async () => {
+    const out = join(tmp.dir, 'masked.zarr');
+    const maskOut = join(tmp.dir, 'masked-mask.zarr');
+    expect(await predictZarr(zarrArgs(out, { maskOut, threshold: 0.5 }))).toBe(0);
+    expect(chunkFiles(out)).toEqual(chunkFiles(join(tmp.dir, 'single.zarr')));
+    const mask = await openZarrVolume(maskOut);
+    expect([mask.path, mask.shape, mask.chunks, mask.dtype]).toEqual([join(maskOut, '0'), [D, H, W], [2, 32, 32], 'uint8']);
+    const [m, q] = [await mask.read([0, 0, 0], [D, H, W]), await (await openZarrVolume(out)).read([0, 0, 0], [D, H, W])];
+    const expected = Uint8Array.from(q, (v) => (v >= 128 ? 255 : 0));
+    expect(Buffer.from(m as Uint8Array).equals(Buffer.from(expected))).toBe(true);
+    const foreground = expected.reduce((n, v) => n + (v === 255 ? 1 : 0), 0);
+    expect(foreground).toBeGreaterThan(0);
+    expect(foreground).toBeLessThan(expected.length);
+    expect(mask.attributes).toMatchObject({ emseg: { kind: 'foreground mask', foreground: 255, threshold: 0.5, probability: out } });
+    expect((await readJob(out)).mask).toEqual({ path: maskOut, threshold: 0.5 });
+    // a rerun skips every block: no chunk of either store is written again
+    const written = join(maskOut, '0', 'c', '0', '0', '0');
+    const before = [statSync(written).mtimeMs, statSync(join(out, '0', 'c', '0', '0', '0')).mtimeMs];
+    expect(await predictZarr(zarrArgs(out, { maskOut, threshold: 0.5 }))).toBe(0);
+    expect([statSync(written).mtimeMs, statSync(join(out, '0', 'c', '0', '0', '0')).mtimeMs]).toEqual(before);
+
+    const shardsOut = join(tmp.dir, 'masked-shards.zarr');
+    const shardsMask = join(tmp.dir, 'masked-shards-mask.zarr');
+    for (const shard of ['0/2', '1/2']) expect(await predictZarr(zarrArgs(shardsOut, { maskOut: shardsMask, threshold: 0.5, shard }))).toBe(0);
+    expect(chunkFiles(shardsOut)).toEqual(chunkFiles(out));
+    // chunk for chunk (the metadata name each mask's own probability store)
+    const chunksOf = (dir: string) => new Map([...chunkFiles(dir)].filter(([k]) => k.startsWith('0/c/')));
+    const [a, b] = [chunksOf(maskOut), chunksOf(shardsMask)];
+    expect(a.size).toBe(2 * 3 * 5);
+    expect(b).toEqual(a);
+    // the same output without the mask is another job
+    await expect(predictZarr(zarrArgs(out))).rejects.toThrow(/holds a block job with other settings \(mask: /);
+  });
+
+  it('a mask store that overlaps the output or sits in the input is refused before writing', async () => {
+    const out = join(tmp.dir, 'm-out.zarr');
+    await expect(predictZarr(zarrArgs(out, { maskOut: out }))).rejects.toThrow(/--mask-out .* and --out .* overlap/);
+    await expect(predictZarr(zarrArgs(out, { maskOut: join(volume, 'mask') }))).rejects.toThrow(/--mask-out .* is inside the input/);
+    await expect(predictZarr(zarrArgs(out, { maskOut: join(tmp.dir, 'm.zarr'), threshold: 2 }))).rejects.toThrow(
+      /--threshold must be a probability in \[0, 1\], got 2/,
+    );
+    expect(existsSync(out)).toBe(false);
   });
 });
 

@@ -3,7 +3,9 @@
  * enqueues the blocks and waits; two `worker --queue` processes predict them, one SIGKILLed in
  * the middle of a block, whose block another worker picks up once its lock expires: the output
  * equals a single-process run chunk for chunk; a rerun has nothing to do; an unreachable Redis is
- * refused before anything is written; a block that fails three times is named, exit 1.
+ * refused before anything is written; a block that fails three times is named, exit 1. The
+ * `predict --queue` process logs the job's MLflow run (a real server): FINISHED with every block
+ * done, FAILED with the failed block.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -12,7 +14,9 @@ import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resnetEncoder } from '@emseg/models';
 import { Segmenter } from '@emseg/segmentation';
-import { buildFinetune, runCli, startCli, tempDir } from './helpers.js';
+import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
+import { DEFAULT_PREDICT_EXPERIMENT } from '../src/predict-blocks.js';
+import { buildFinetune, runCli as runCliBare, startCli as startCliBare, tempDir, type CliOptions } from './helpers.js';
 import { startRedis } from './redis-server.js';
 
 const tmp = tempDir('predict-queue');
@@ -20,6 +24,23 @@ const [D, H, W] = [4, 256, 256];
 let model: string;
 let volume: string;
 let redis: Awaited<ReturnType<typeof startRedis>>;
+let server: MlflowServer;
+
+/** The CLI, logging to the test MLflow server. */
+const cliOptions = (): CliOptions => ({ env: { MLFLOW_TRACKING_URI: server.uri } });
+const runCli = (args: string[]) => runCliBare(args, cliOptions());
+const startCli = (args: string[]) => startCliBare(args, cliOptions());
+
+/** The MLflow run of the job writing `out` (the only one). */
+async function runOf(out: string): Promise<Run> {
+  const client = new MlflowClient({ trackingUri: server.uri });
+  const experiment = await client.getExperimentByName(DEFAULT_PREDICT_EXPERIMENT);
+  const runs = await client.searchRuns({ experimentIds: [experiment!.experimentId], filter: `tags."emseg.predict.output" = '${out}'` });
+  expect(runs).toHaveLength(1);
+  return runs[0];
+}
+
+const metric = (run: Run, key: string) => run.metrics.find((m) => m.key === key)?.value;
 
 /** Every file under `dir` but the job state (relative path -> bytes). */
 function chunkFiles(dir: string): Map<string, Buffer> {
@@ -50,6 +71,7 @@ async function until(read: () => string, pattern: RegExp, ms = 120_000): Promise
 beforeAll(async () => {
   buildFinetune();
   redis = await startRedis(tmp.dir);
+  server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
   const segmenter = Segmenter.create(
     resnetEncoder({ depth: 18, seed: 1 }),
     { mean: [0.5], std: [0.2] },
@@ -81,6 +103,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await redis?.stop();
+  await server?.stop();
   tmp.cleanup();
 });
 
@@ -113,6 +136,9 @@ describe('predict --queue with BullMQ workers', () => {
     expect(rp.stdout).toContain(`8 block(s) predicted, 0 already done, 0 failed -> ${out}`);
     expect(readdirSync(join(out, '.emseg-job', 'done'))).toHaveLength(8);
     expect(chunkFiles(out)).toEqual(chunkFiles(single));
+    const run = await runOf(out);
+    expect(run.info.status).toBe('FINISHED');
+    expect([run.params.engine, run.params.queue, metric(run, 'blocks_done'), metric(run, 'failures')]).toEqual(['queue', redis.url, 8, 0]);
 
     const again = await runCli([...blockArgs(out), '--queue', redis.url]);
     expect(again.status, again.stderr).toBe(0);
@@ -153,5 +179,7 @@ describe('predict --queue with BullMQ workers', () => {
     expect(r.stdout).toMatch(/failed: block 0-0-0 \(index 0\): failed 3 times; last: .*gzip/i);
     expect(w.stderr).toMatch(/block 0-0-0 failed \(attempt 3 of 3\)/);
     expect(readdirSync(join(out, '.emseg-job', 'done')).sort()).not.toContain('0-0-0.json');
+    const run = await runOf(out);
+    expect([run.info.status, metric(run, 'failures'), metric(run, 'blocks_done'), run.tags['emseg.predict.failedBlocks']]).toEqual(['FAILED', 1, 7, '0-0-0']);
   });
 });

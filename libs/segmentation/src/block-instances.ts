@@ -132,8 +132,12 @@ function connectivitySteps(connectivity: number, depth: number): 1 | 2 | 3 {
 }
 
 /**
- * The smallest quantised value q (of round(p * max)) counted as foreground for `threshold`: the
- * level of the block predictor's mask, so labels and mask agree voxel for voxel.
+ * The smallest stored value q (of round(p * max)) that counts as foreground at `threshold`: the
+ * level of the block predictor's `--mask-out` and of these labels, so both agree voxel for voxel.
+ * That is p >= threshold exactly when threshold * max + 0.5 is whole (0.5 with uint8 or uint16
+ * outputs), else up to half a quantisation step above the threshold.
+ *
+ * @example probabilityLevel(0.5, 255) // 128: q >= 128 <=> p >= 0.5
  */
 export function probabilityLevel(threshold: number, max: number): number {
   return threshold <= 0 ? 0 : Math.min(max, Math.ceil(threshold * max + 0.5 - 1e-9));

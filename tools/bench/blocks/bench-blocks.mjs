@@ -5,8 +5,9 @@
  * 1 and 2 local worker processes and with 2 BullMQ workers on a redis-server started on a free
  * port. Reports blocks/s, peak RSS per process (VmHWM, sampled from /proc every 200 ms), the Redis
  * traffic per block (INFO stats: bytes in + out and commands, over the whole queued run), and
- * whether every run wrote the same chunks. Prints one JSON object and writes it to
- * .emseg/bench/blocks/<time>.json (git-ignored).
+ * whether every run wrote the same chunks. Every job logs its MLflow run to one server started for
+ * the benchmark (store .emseg/bench/blocks/mlflow/), as a user's would. Prints one JSON object and
+ * writes it to .emseg/bench/blocks/<time>.json (git-ignored).
  *
  *   node tools/bench/blocks/bench-blocks.mjs [--quick] [--size 16x1024] [--chunk 8x256] [--tile 512] [--overlap 128]
  *     [--engines local1,local2,queue2] [--out FILE]
@@ -179,10 +180,17 @@ async function main() {
   const { volume, model } = await fixtures();
   const blocksOf = (stdout) => Number(/(\d+) block\(s\) predicted/.exec(stdout)?.[1] ?? NaN);
   const results = [];
-  for (const engine of o.engines.split(',')) {
+  const { startMlflowServer } = await lib('tracking');
+  const mlflow = await startMlflowServer({ storeDir: join(work, 'mlflow') });
+  try {
+    for (const engine of o.engines.split(',')) await runEngine(engine);
+  } finally {
+    await mlflow.stop();
+  }
+  async function runEngine(engine) {
     const out = join(work, `out-${engine}.zarr`);
     rmSync(out, { recursive: true, force: true });
-    const base = ['predict', volume, '--model', model, '--out', out];
+    const base = ['predict', volume, '--model', model, '--out', out, '--tracking-uri', mlflow.uri];
     let r;
     let traffic = null;
     if (engine === 'local1' || engine === 'local2') {
