@@ -11,6 +11,8 @@ import { generateSyntheticUrisc, type SyntheticUriscDataset } from '@emseg/data'
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from '../src/config.js';
 import { uriscTask } from '../src/tasks/urisc.js';
 import { WORKSPACE } from '../src/workspace.js';
+import { resnetEncoder } from '@emseg/models';
+import { Segmenter } from '@emseg/segmentation';
 
 export const QUICK_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
 
@@ -121,4 +123,34 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
 export function buildFinetune(): void {
   const build = spawnSync('npx', ['tsc', '-b', 'apps/finetune'], { cwd: WORKSPACE, encoding: 'utf8' });
   if (build.status !== 0) throw new Error(`tsc -b apps/finetune failed:\n${build.stdout}${build.stderr}`);
+}
+
+/**
+ * Saves an untrained ResNet-18 U-Net with a small decoder (32/16/16/8/8), tiled at 64 px with
+ * overlap 16, as a model directory under `root` (what `predict --model` loads); returns its path.
+ */
+export async function saveTinyModel(root: string): Promise<string> {
+  const segmenter = Segmenter.create(
+    resnetEncoder({ depth: 18, seed: 1 }),
+    { mean: [0.5], std: [0.2] },
+    { encoderSource: 'random', encoderRunId: null },
+    { decoderChannels: [32, 16, 16, 8, 8], seed: 2 },
+  );
+  try {
+    return await segmenter.save(
+      root,
+      segmenter.info({
+        threshold: 0.5,
+        inference: { tileSize: 64, overlap: 16, window: 'gaussian', batchSize: 2, flipTta: false },
+        step: 0,
+        valF1: null,
+        mlflowRunId: null,
+        task: 'iou',
+        metric: 'iou',
+        valScore: null,
+      }),
+    );
+  } finally {
+    segmenter.dispose();
+  }
 }

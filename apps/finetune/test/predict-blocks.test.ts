@@ -15,12 +15,11 @@ import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openZarrVolume } from '@emseg/data';
-import { resnetEncoder } from '@emseg/models';
-import { probabilityLevel, Segmenter } from '@emseg/segmentation';
+import { probabilityLevel } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT, jobId, parseShard, predictZarr, readJob, type ZarrPredictArgs } from '../src/predict-blocks.js';
 import { WORKSPACE } from '../src/workspace.js';
-import { buildFinetune, runCli, startCli, tempDir } from './helpers.js';
+import { buildFinetune, runCli, saveTinyModel, startCli, tempDir } from './helpers.js';
 
 const tmp = tempDir('predict-blocks');
 const [D, H, W] = [4, 96, 160];
@@ -60,29 +59,7 @@ beforeAll(async () => {
   buildFinetune();
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
   client = new MlflowClient({ trackingUri: server.uri });
-  const segmenter = Segmenter.create(
-    resnetEncoder({ depth: 18, seed: 1 }),
-    { mean: [0.5], std: [0.2] },
-    { encoderSource: 'random', encoderRunId: null },
-    { decoderChannels: [32, 16, 16, 8, 8], seed: 2 },
-  );
-  try {
-    model = await segmenter.save(
-      join(tmp.dir, 'model'),
-      segmenter.info({
-        threshold: 0.5,
-        inference: { tileSize: 64, overlap: 16, window: 'gaussian', batchSize: 2, flipTta: false },
-        step: 0,
-        valF1: null,
-        mlflowRunId: null,
-        task: 'iou',
-        metric: 'iou',
-        valScore: null,
-      }),
-    );
-  } finally {
-    segmenter.dispose();
-  }
+  model = await saveTinyModel(join(tmp.dir, 'model'));
   // the input, written by plain zarrita (v3, uncompressed), chunks of 2 x 32 x 32
   volume = join(tmp.dir, 'em.zarr');
   const arr = await zarr.create(new FileSystemStore(volume), { shape: [D, H, W], chunkShape: [2, 32, 32], dtype: 'uint8' });

@@ -12,11 +12,9 @@ import { join, relative } from 'node:path';
 import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resnetEncoder } from '@emseg/models';
-import { Segmenter } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT } from '../src/predict-blocks.js';
-import { buildFinetune, runCli as runCliBare, startCli as startCliBare, tempDir, type CliOptions } from './helpers.js';
+import { buildFinetune, runCli as runCliBare, startCli as startCliBare, saveTinyModel, tempDir, type CliOptions } from './helpers.js';
 import { startRedis } from './redis-server.js';
 
 const tmp = tempDir('predict-queue');
@@ -72,29 +70,7 @@ beforeAll(async () => {
   buildFinetune();
   redis = await startRedis(tmp.dir);
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
-  const segmenter = Segmenter.create(
-    resnetEncoder({ depth: 18, seed: 1 }),
-    { mean: [0.5], std: [0.2] },
-    { encoderSource: 'random', encoderRunId: null },
-    { decoderChannels: [32, 16, 16, 8, 8], seed: 2 },
-  );
-  try {
-    model = await segmenter.save(
-      join(tmp.dir, 'model'),
-      segmenter.info({
-        threshold: 0.5,
-        inference: { tileSize: 64, overlap: 16, window: 'gaussian', batchSize: 2, flipTta: false },
-        step: 0,
-        valF1: null,
-        mlflowRunId: null,
-        task: 'iou',
-        metric: 'iou',
-        valScore: null,
-      }),
-    );
-  } finally {
-    segmenter.dispose();
-  }
+  model = await saveTinyModel(join(tmp.dir, 'model'));
   volume = join(tmp.dir, 'em.zarr');
   const arr = await zarr.create(new FileSystemStore(volume), { shape: [D, H, W], chunkShape: [2, 32, 32], dtype: 'uint8' });
   const data = Uint8Array.from({ length: D * H * W }, (_, i) => (i * 7 + Math.floor(i / W) * 13 + ((i >> 4) ^ (i >> 9)) * 29) % 256);

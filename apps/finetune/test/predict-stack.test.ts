@@ -8,9 +8,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImage, readStack, writeImage, writeStack, type GreyImage } from '@emseg/data';
-import { resnetEncoder } from '@emseg/models';
 import { predictStack, Segmenter, type StackMode } from '@emseg/segmentation';
-import { buildFinetune, runCli, startCli, tempDir } from './helpers.js';
+import { buildFinetune, runCli, saveTinyModel, startCli, tempDir } from './helpers.js';
 
 const tmp = tempDir('predict-stack');
 const [D, H, W] = [5, 64, 96];
@@ -25,29 +24,7 @@ function slice(z: number): GreyImage {
 
 beforeAll(async () => {
   buildFinetune();
-  const segmenter = Segmenter.create(
-    resnetEncoder({ depth: 18, seed: 1 }),
-    { mean: [0.5], std: [0.2] },
-    { encoderSource: 'random', encoderRunId: null },
-    { decoderChannels: [32, 16, 16, 8, 8], seed: 2 },
-  );
-  try {
-    model = await segmenter.save(
-      join(tmp.dir, 'model'),
-      segmenter.info({
-        threshold: 0.5,
-        inference: { tileSize: 64, overlap: 16, window: 'gaussian', batchSize: 2, flipTta: false },
-        step: 0,
-        valF1: null,
-        mlflowRunId: null,
-        task: 'iou',
-        metric: 'iou',
-        valScore: null,
-      }),
-    );
-  } finally {
-    segmenter.dispose();
-  }
+  model = await saveTinyModel(join(tmp.dir, 'model'));
   inputs = join(tmp.dir, 'inputs');
   await writeStack(
     join(inputs, 'vol.tif'),

@@ -150,22 +150,32 @@ export function classScores(trueClasses: ClassMap, predictedClasses: ClassMap, o
     const tp = counts.truePositives.get(classId) ?? 0;
     const truePixels = counts.truePixels.get(classId) ?? 0;
     const predictedPixels = counts.predictedPixels.get(classId) ?? 0;
-    const fp = predictedPixels - tp;
-    const fn = truePixels - tp;
-    return {
-      classId,
-      truePixels,
-      predictedPixels,
-      truePositives: tp,
-      falsePositives: fp,
-      falseNegatives: fn,
-      present: tp + fp + fn > 0,
-      iou: ratio(tp, tp + fp + fn, zeroDivision),
-      dice: ratio(2 * tp, 2 * tp + fp + fn, zeroDivision),
-      precision: ratio(tp, tp + fp, zeroDivision),
-      recall: ratio(tp, tp + fn, zeroDivision),
-    };
+    return classScore(classId, tp, truePixels, predictedPixels, zeroDivision);
   });
+  return summarise(perClass, counts.pixels, counts.correct);
+}
+
+/** The scores of one class from its counts. */
+function classScore(classId: number, tp: number, truePixels: number, predictedPixels: number, zeroDivision: number): ClassScore {
+  const fp = predictedPixels - tp;
+  const fn = truePixels - tp;
+  return {
+    classId,
+    truePixels,
+    predictedPixels,
+    truePositives: tp,
+    falsePositives: fp,
+    falseNegatives: fn,
+    present: tp + fp + fn > 0,
+    iou: ratio(tp, tp + fp + fn, zeroDivision),
+    dice: ratio(2 * tp, 2 * tp + fp + fn, zeroDivision),
+    precision: ratio(tp, tp + fp, zeroDivision),
+    recall: ratio(tp, tp + fn, zeroDivision),
+  };
+}
+
+/** Per-class scores with their means over the classes present, and the pixel accuracy. */
+function summarise(perClass: ClassScore[], pixels: number, correct: number): ClassScores {
   const present = perClass.filter((c) => c.present);
   return {
     perClass,
@@ -174,8 +184,8 @@ export function classScores(trueClasses: ClassMap, predictedClasses: ClassMap, o
     meanDice: meanOf(present.map((c) => c.dice)),
     meanPrecision: meanOf(present.map((c) => c.precision)),
     meanRecall: meanOf(present.map((c) => c.recall)),
-    pixelAccuracy: counts.pixels === 0 ? NaN : counts.correct / counts.pixels,
-    pixels: counts.pixels,
+    pixelAccuracy: pixels === 0 ? NaN : correct / pixels,
+    pixels,
   };
 }
 
@@ -193,37 +203,9 @@ export function pooledClassScores(scores: readonly ClassScores[], zeroDivision =
       throw new EvaluationInputError(`pooledClassScores: class lists differ (${ids.join(', ')} vs ${s.perClass.map((c) => c.classId).join(', ')})`);
     }
   }
-  const perClass = ids.map((classId, k): ClassScore => {
-    const sum = (key: 'truePositives' | 'falsePositives' | 'falseNegatives' | 'truePixels' | 'predictedPixels') =>
-      scores.reduce((a, s) => a + s.perClass[k][key], 0);
-    const tp = sum('truePositives');
-    const fp = sum('falsePositives');
-    const fn = sum('falseNegatives');
-    return {
-      classId,
-      truePixels: sum('truePixels'),
-      predictedPixels: sum('predictedPixels'),
-      truePositives: tp,
-      falsePositives: fp,
-      falseNegatives: fn,
-      present: tp + fp + fn > 0,
-      iou: ratio(tp, tp + fp + fn, zeroDivision),
-      dice: ratio(2 * tp, 2 * tp + fp + fn, zeroDivision),
-      precision: ratio(tp, tp + fp, zeroDivision),
-      recall: ratio(tp, tp + fn, zeroDivision),
-    };
-  });
-  const present = perClass.filter((c) => c.present);
+  const sum = (k: number, key: 'truePositives' | 'truePixels' | 'predictedPixels') => scores.reduce((a, s) => a + s.perClass[k][key], 0);
+  const perClass = ids.map((classId, k) => classScore(classId, sum(k, 'truePositives'), sum(k, 'truePixels'), sum(k, 'predictedPixels'), zeroDivision));
   const pixels = scores.reduce((a, s) => a + s.pixels, 0);
-  const correct = scores.reduce((a, s) => a + (s.pixels === 0 ? 0 : s.pixelAccuracy * s.pixels), 0);
-  return {
-    perClass,
-    presentClasses: present.length,
-    meanIoU: meanOf(present.map((c) => c.iou)),
-    meanDice: meanOf(present.map((c) => c.dice)),
-    meanPrecision: meanOf(present.map((c) => c.precision)),
-    meanRecall: meanOf(present.map((c) => c.recall)),
-    pixelAccuracy: pixels === 0 ? NaN : Math.round(correct) / pixels,
-    pixels,
-  };
+  const correct = scores.reduce((a, s) => a + (s.pixels === 0 ? 0 : Math.round(s.pixelAccuracy * s.pixels)), 0);
+  return summarise(perClass, pixels, correct);
 }
