@@ -3,9 +3,10 @@
  * decoded by sharp) and small configurations built through the real config loader.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import type { Run } from '@emseg/tracking';
 import { loadConfig } from '@emseg/config';
 import { generateSyntheticUrisc, type SyntheticUriscDataset } from '@emseg/data';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from '../src/config.js';
@@ -154,3 +155,21 @@ export async function saveTinyModel(root: string): Promise<string> {
     segmenter.dispose();
   }
 }
+
+/** Every file under `dir` (relative path -> bytes), the hidden job state `.emseg-job` excluded: a Zarr store's chunks. */
+export function chunkFiles(dir: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.name === '.emseg-job') continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else files.set(relative(dir, p), readFileSync(p));
+    }
+  };
+  walk(dir);
+  return files;
+}
+
+/** The latest value of metric `key` of an MLflow run. */
+export const metric = (run: Run, key: string) => run.metrics.find((m) => m.key === key)?.value;

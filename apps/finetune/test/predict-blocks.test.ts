@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ import { probabilityLevel } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT, jobId, parseShard, predictZarr, readJob, type ZarrPredictArgs } from '../src/predict-blocks.js';
 import { WORKSPACE } from '../src/workspace.js';
-import { buildFinetune, runCli, saveTinyModel, startCli, tempDir } from './helpers.js';
+import { buildFinetune, chunkFiles, metric, runCli, saveTinyModel, startCli, tempDir } from './helpers.js';
 
 const tmp = tempDir('predict-blocks');
 const [D, H, W] = [4, 96, 160];
@@ -34,23 +34,6 @@ async function runsOf(out: string): Promise<Run[]> {
   if (!experiment) return [];
   const runs = await client.searchRuns({ experimentIds: [experiment.experimentId], filter: `tags."emseg.predict.output" = '${out}'` });
   return runs.sort((a, b) => Number(a.info.startTime) - Number(b.info.startTime));
-}
-
-const metric = (run: Run, key: string) => run.metrics.find((m) => m.key === key)?.value;
-
-/** Every file under `dir` (relative path -> bytes), hidden job state excluded. */
-function chunkFiles(dir: string): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.name === '.emseg-job') continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else files.set(relative(dir, p), readFileSync(p));
-    }
-  };
-  walk(dir);
-  return files;
 }
 
 const predictArgs = (out: string, ...extra: string[]) => ['predict', volume, '--model', model, '--out', out, '--tracking-uri', server.uri, ...extra];

@@ -7,14 +7,14 @@
  * `predict --queue` process logs the job's MLflow run (a real server): FINISHED with every block
  * done, FAILED with the failed block.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT } from '../src/predict-blocks.js';
-import { buildFinetune, runCli as runCliBare, startCli as startCliBare, saveTinyModel, tempDir, type CliOptions } from './helpers.js';
+import { buildFinetune, runCli as runCliBare, startCli as startCliBare, saveTinyModel, tempDir, chunkFiles, metric, type CliOptions } from './helpers.js';
 import { startRedis } from './redis-server.js';
 
 const tmp = tempDir('predict-queue');
@@ -36,23 +36,6 @@ async function runOf(out: string): Promise<Run> {
   const runs = await client.searchRuns({ experimentIds: [experiment!.experimentId], filter: `tags."emseg.predict.output" = '${out}'` });
   expect(runs).toHaveLength(1);
   return runs[0];
-}
-
-const metric = (run: Run, key: string) => run.metrics.find((m) => m.key === key)?.value;
-
-/** Every file under `dir` but the job state (relative path -> bytes). */
-function chunkFiles(dir: string): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.name === '.emseg-job') continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else files.set(relative(dir, p), readFileSync(p));
-    }
-  };
-  walk(dir);
-  return files;
 }
 
 /** Waits until `read()` matches `pattern` (polling), or fails after `ms`. */

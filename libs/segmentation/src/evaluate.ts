@@ -174,6 +174,16 @@ export async function evaluateSegmenter(segmenter: Segmenter, images: LabeledIma
 }
 
 /**
+ * The means of a map's foreground classes (all but class 0, the first of `scores.perClass`) over
+ * those present in the truth or the prediction; 1 when none is (nothing to find, nothing found).
+ */
+export function foregroundMeans(scores: ClassScores): { meanIoU: number; meanDice: number; meanPrecision: number; meanRecall: number } {
+  const present = scores.perClass.slice(1).filter((c) => c.present);
+  const avg = (key: 'iou' | 'dice' | 'precision' | 'recall') => (present.length === 0 ? 1 : present.reduce((a, c) => a + c[key], 0) / present.length);
+  return { meanIoU: avg('iou'), meanDice: avg('dice'), meanPrecision: avg('precision'), meanRecall: avg('recall') };
+}
+
+/**
  * evaluateSegmenter for a multi-class model: the argmax class map of each image against its mask
  * (class indices), scored by the mean IoU of the foreground classes (see classesTask). No
  * threshold applies: `chosen` is the configured threshold's entry, the only one.
@@ -185,26 +195,25 @@ async function evaluateClasses(segmenter: Segmenter, classMap: readonly ClassEnt
     throw new Error(`a ${classMap.length}-class model is scored by class (task metric "miou"), not by the "${task.metric}" of task ${task.name}`);
   const k = classMap.length;
   const all = Array.from({ length: k }, (_, c) => c);
-  const foreground = all.slice(1);
   const byImage: ClassScores[] = [];
   const results: ImageEvaluation[] = [];
   const overlays: string[] = [];
   for await (const { i, pair, sample, probability } of predictedImages(segmenter, images, options)) {
     const { width, height } = sample.image;
     const predicted = { width, height, data: argmaxClasses(probability, k) };
-    byImage.push(classScores(sample.mask, predicted, { classes: all }));
-    const fg = classScores(sample.mask, predicted, { classes: foreground });
-    const none = fg.presentClasses === 0; // nothing to find and nothing found
+    const scores = classScores(sample.mask, predicted, { classes: all });
+    byImage.push(scores);
+    const fg = foregroundMeans(scores);
     let predictedForeground = 0;
     for (const v of predicted.data) if (v !== 0) predictedForeground++;
     const result: ImageEvaluation = {
       name: pair.name,
-      score: none ? 1 : fg.meanIoU,
-      f1: none ? 1 : fg.meanDice,
-      precision: none ? 1 : fg.meanPrecision,
-      recall: none ? 1 : fg.meanRecall,
+      score: fg.meanIoU,
+      f1: fg.meanDice,
+      precision: fg.meanPrecision,
+      recall: fg.meanRecall,
       rejected: null,
-      bestF1: none ? 1 : fg.meanDice,
+      bestF1: fg.meanDice,
       bestThreshold: threshold,
       predictedForeground: predictedForeground / Math.max(1, predicted.data.length),
     };

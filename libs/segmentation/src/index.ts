@@ -1,6 +1,6 @@
 export { schemaParts, segmentationConfigProblems, segmentationSchemaSections } from './config.js';
 export type { SegmentationConfig } from './config.js';
-export { chooseThreshold, evaluateSegmenter } from './evaluate.js';
+export { chooseThreshold, evaluateSegmenter, foregroundMeans } from './evaluate.js';
 export type { ClassEvaluation, EvaluateOptions, Evaluation, ImageEvaluation, ThresholdScore } from './evaluate.js';
 export { batchesPerEpoch, finetune, inferenceOptions, learningRateSchedule } from './finetune.js';
 export type { BestModel, FinetuneListener, FinetuneOptions, FinetuneResult, StepMetrics } from './finetune.js';

@@ -50,7 +50,7 @@ import {
   type InstanceScores,
   type PixelScores,
 } from '@emseg/evaluation';
-import type { ClassEntry, SegmentationTask } from '@emseg/segmentation';
+import { foregroundMeans, type ClassEntry, type SegmentationTask } from '@emseg/segmentation';
 import { checkImageSize, checkMembraneFraction, type ForegroundWords } from './urisc.js';
 
 export type SplitName = 'train' | 'val' | 'test';
@@ -315,6 +315,13 @@ export async function loadSegmentTraining(images: LabeledImages, patchSize: numb
   return samples;
 }
 
+/** A written mask (8-bit, foreground 255, as `predict --format mask` writes it) as 0/1. */
+async function readPredictedMask(file: string): Promise<Mask> {
+  const predicted = await readImage(file);
+  if (predicted.bitDepth !== 8) throw new DataError(file, `is ${predicted.bitDepth}-bit`, 'an 8-bit mask (foreground 255)');
+  return { width: predicted.width, height: predicted.height, data: Uint8Array.from(predicted.data, (v) => (v >= 128 ? 1 : 0)) };
+}
+
 /** Scores of one written mask against its label. */
 export interface MaskScore extends PixelScores {
   name: string;
@@ -350,9 +357,7 @@ export async function scoreMasks(
     const pair = truth.pairs[i];
     const file = predictions.get(pair.name);
     if (file === undefined) throw new DataError(pair.label, 'has no prediction', `a predicted mask named ${pair.name}.png`);
-    const [predicted, sample] = await Promise.all([readImage(file), truth.load(i)]);
-    if (predicted.bitDepth !== 8) throw new DataError(file, `is ${predicted.bitDepth}-bit`, 'an 8-bit mask (foreground 255)');
-    const mask = { width: predicted.width, height: predicted.height, data: Uint8Array.from(predicted.data, (v) => (v >= 128 ? 1 : 0)) };
+    const [mask, sample] = await Promise.all([readPredictedMask(file), truth.load(i)]);
     const s = pixelScores(mask, sample.mask);
     tp += s.truePositives;
     fp += s.falsePositives;
@@ -440,14 +445,14 @@ export async function scoreClassMasks(
     if (predicted.bitDepth !== 8) throw new DataError(file, `is ${predicted.bitDepth}-bit`, 'an 8-bit class map (the class values of data.classes)');
     const map = labelToClasses(predicted, values, file);
     const byClass = classScores(sample.mask, map, { classes: all });
-    const fg = classScores(sample.mask, map, { classes: all.slice(1) });
+    const fg = foregroundMeans(byClass);
     byImage.push(byClass);
     images.push({
       name: pair.name,
       prediction: file,
       groundTruth: pair.label,
-      meanIoU: fg.presentClasses === 0 ? 1 : fg.meanIoU,
-      meanDice: fg.presentClasses === 0 ? 1 : fg.meanDice,
+      meanIoU: fg.meanIoU,
+      meanDice: fg.meanDice,
       perClass: byClass.perClass.map((c, j) => ({ ...classes[j], iou: c.iou, dice: c.dice, truePixels: c.truePixels, predictedPixels: c.predictedPixels })),
     });
   }
@@ -516,9 +521,8 @@ export async function scoreInstanceMasks(
     const truthFile = instanceFiles.get(pair.label);
     if (file === undefined) throw new DataError(pair.label, 'has no prediction', `a predicted mask named ${pair.name}.png`);
     if (truthFile === undefined) throw new DataError(pair.label, 'has no instance labels', 'an instance label image per mask');
-    const predicted = await readImage(file);
-    const binary = Uint8Array.from(predicted.data, (v) => (v >= 128 ? 1 : 0));
-    const instances = predictedInstances(binary, predicted.width, predicted.height, options);
+    const predicted = await readPredictedMask(file);
+    const instances = predictedInstances(predicted.data, predicted.width, predicted.height, options);
     const out = join(outDir, `${pair.name}.png`);
     await writeImage(out, { width: instances.width, height: instances.height, bitDepth: 16, data: instances.data });
     const { matches: _matches, ...scores } = instanceScores(await readInstanceLabels(truthFile, pair.width, pair.height, pair.slice?.z), instances);
@@ -557,8 +561,7 @@ export async function scoreInstanceStacks(
     for (const [z, pair] of pairs.entries()) {
       const file = predictions.get(pair.name);
       if (file === undefined) throw new DataError(pair.label, `has no prediction for slice ${z}`, `a predicted mask named ${pair.name}.png`);
-      const predicted = await readImage(file);
-      for (let i = 0; i < plane; i++) binary[z * plane + i] = predicted.data[i] >= 128 ? 1 : 0;
+      binary.set((await readPredictedMask(file)).data, z * plane);
       labels.set((await readInstanceLabels(truthFile, width, height, pair.slice?.z)).data, z * plane);
     }
     const instances = predictedInstances(binary, width, height, options, depth);
