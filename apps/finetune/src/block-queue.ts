@@ -20,7 +20,7 @@ import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job } from 'bu
 import { Redis } from 'ioredis';
 import { blockAt } from '@emseg/segmentation';
 import { gracefulStop } from '@emseg/training';
-import { BlockWorker, jobPlan, readJob, type BlockJob } from './predict-blocks.js';
+import { BlockWorker, finishInstances, jobPlan, readJob, type BlockJob } from './predict-blocks.js';
 
 /** The queue every block job uses. */
 export const QUEUE_NAME = 'emseg-blocks';
@@ -33,6 +33,8 @@ interface BlockData {
   out: string;
   index: number;
   block: string;
+  /** Set when nobody waits for the blocks (`--no-wait`): the worker that finds every block done writes the job's instance labels. */
+  finish?: boolean;
 }
 
 /** Connection options for `url` (redis:// or rediss://, with optional user, password and /db). */
@@ -105,7 +107,7 @@ export async function queueBlocks(url: string, job: BlockJob, indices: readonly 
     await queue.addBulk(
       [...ids].map(([jobId, index]) => ({
         name: 'block',
-        data: { out: job.output.path, index, block: blockAt(plan, index).id },
+        data: { out: job.output.path, index, block: blockAt(plan, index).id, finish: !options.wait && job.instances !== undefined },
         opts: { jobId, attempts: ATTEMPTS, backoff: { type: 'exponential', delay: BACKOFF_MS }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } },
       })),
     );
@@ -151,6 +153,10 @@ export async function runQueueWorker(url: string, options: QueueWorkerOptions): 
     const status = await current.worker.run(index, yieldOnly);
     if (status === 'done') predicted++;
     options.log(`${name}: block ${block} of ${out} ${status} in ${((performance.now() - t0) / 1000).toFixed(1)} s (attempt ${job.attemptsMade + 1})`);
+    if (job.data.finish) {
+      const merge = await finishInstances(current.worker.job);
+      if (merge) options.log(`${name}: every block of ${out} is done: ${merge.count} instance(s) -> ${current.worker.job.instances?.path}`);
+    }
     return status;
   }
   const worker = new Worker<BlockData>(

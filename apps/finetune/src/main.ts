@@ -197,7 +197,24 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
               "MLflow server for a runs:/ --model, and of a Zarr job's run (default MLFLOW_TRACKING_URI, else the project store started on a free port)",
           })
           .group(
-            ['dataset', 'scale', 'dtype', 'zarr-format', 'ome', 'chunks', 'block-chunks', 'halo', 'workers', 'shard', 'mask-out', 'experiment', 'tracking'],
+            [
+              'dataset',
+              'scale',
+              'dtype',
+              'zarr-format',
+              'ome',
+              'chunks',
+              'block-chunks',
+              'halo',
+              'workers',
+              'shard',
+              'mask-out',
+              'instances-out',
+              'connectivity',
+              'min-size',
+              'experiment',
+              'tracking',
+            ],
             'Zarr volumes (an input that is a Zarr array or OME-Zarr image; --out is then the output Zarr):',
           )
           .option('dataset', { type: 'string', describe: 'array or OME-Zarr image inside the input store (default: its root)' })
@@ -224,6 +241,17 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
             type: 'string',
             describe: "also write the thresholded mask (uint8, foreground 255, at --threshold or the model's) into this Zarr store, block by block",
           })
+          .option('instances-out', {
+            type: 'string',
+            describe:
+              'also write instance labels into this Zarr store: the connected components of the thresholded mask, labelled block by block and merged across blocks once all are done (ids 1..n, uint16 or uint32, as one whole-volume labelling would give)',
+          })
+          .option('connectivity', {
+            type: 'number',
+            choices: [4, 8, 6, 18, 26],
+            describe: "--instances-out's neighbours: 6 (default), 18 or 26; 2D: 4 (default) or 8",
+          })
+          .option('min-size', { type: 'number', describe: '--instances-out drops instances of fewer voxels (default 1: keep all)' })
           .option('experiment', { type: 'string', describe: "MLflow experiment of the job's run (default MLFLOW_EXPERIMENT_NAME, else emseg-predict)" })
           .option('tracking', { type: 'boolean', describe: 'log the job to one MLflow run (default; --no-tracking: none)' })
           .option('shard', {
@@ -235,6 +263,10 @@ commandLine('emseg-finetune', 'name a command: urisc, segment, benchmark, predic
           .example(
             '$0 predict em.ome.zarr --scale 1 --out pred.zarr --workers 2',
             'an OME-Zarr volume at half resolution, blocks on two processes; a rerun resumes',
+          )
+          .example(
+            '$0 predict em.zarr --out pred.zarr --instances-out cells.zarr --connectivity 26 --min-size 500',
+            'probabilities and 3D instance labels of the whole volume, block by block',
           )
           .example('$0 predict em.zarr --out pred.zarr --shard 0/2', 'half of the blocks (run 1/2 anywhere that sees the same files for the other half)')
           .example('$0 predict big.png --model .emseg/runs/finetune/r1 --tile-size 1024 --overlap 512', 'one 10k x 10k image')

@@ -30,16 +30,24 @@ import {
   inferenceProblem,
   isBlockDone,
   jobFolder,
+  labelBlockPass1,
+  mergeBlockLabels,
+  openInstanceLabels,
   planBlocks,
+  prepareInstanceJob,
   predictBlock,
   probabilityLevel,
+  relabelBlock,
   resolveModelDir,
   Segmenter,
   shardIndices,
   writeDoneMarker,
   type BlockPlan,
   type InferenceOptions,
+  type InstanceJob,
+  type MergeResult,
 } from '@emseg/segmentation';
+import type { Connectivity } from '@emseg/evaluation';
 import { redactUri, runUiLink, Tracker, type EndStatus, type TrackedRun } from '@emseg/tracking';
 import { gracefulStop, ProgressBar, runUiHint } from '@emseg/training';
 
@@ -55,6 +63,12 @@ export interface BlockJob {
   blockChunks: number[];
   /** The optional mask store (`--mask-out`): uint8, 255 where the stored probability is at least `threshold`, 0 elsewhere; same shape, chunks and format as the output. */
   mask?: { path: string; threshold: number };
+  /**
+   * The optional instance labels (`--instances-out`): the connected components of the same
+   * thresholded probabilities, block-wise (see @emseg/segmentation's block-instances): pass 1 per
+   * block right after its probabilities, the merge and relabel once every block is done.
+   */
+  instances?: { path: string; threshold: number; connectivity: Connectivity; minSize: number };
 }
 
 export interface ZarrPredictArgs {
@@ -76,7 +90,13 @@ export interface ZarrPredictArgs {
   queue?: string;
   /** Also write the thresholded mask (uint8, foreground 255) into this Zarr store, block by block. */
   maskOut?: string;
-  /** The mask's probability threshold (default: the model's). */
+  /** Also write instance labels (connected components of the thresholded mask, uint16 or uint32) into this Zarr store. */
+  instancesOut?: string;
+  /** The instances' neighbour count: 6 (default), 18 or 26; 4 (default) or 8 for a 2D volume. */
+  connectivity?: Connectivity;
+  /** Instances of fewer voxels are dropped (default 1: keep all). */
+  minSize?: number;
+  /** The mask's and instances' probability threshold (default: the model's). */
   threshold?: number;
   /** With `queue`: wait for the blocks (default) or exit once they are enqueued. */
   wait?: boolean;
@@ -199,20 +219,27 @@ export class BlockWorker {
     private readonly segmenter: Segmenter,
     private readonly input: ZarrVolume,
     private readonly output: ZarrVolume,
+    private readonly instances: InstanceJob | null,
   ) {}
 
   static async open(job: BlockJob, segmenter?: Segmenter): Promise<BlockWorker> {
     const input = await openZarrVolume(job.input.path, { dataset: job.input.dataset ?? undefined, scale: job.input.scale ?? undefined });
     const probability = await openZarrVolume(job.output.path);
     const output = job.mask ? withMask(probability, await openZarrVolume(job.mask.path), job.mask.threshold) : probability;
-    return new BlockWorker(job, jobPlan(job), segmenter ?? Segmenter.load(job.model), input, output);
+    const instances = job.instances ? await instanceJob(job, probability) : null;
+    return new BlockWorker(job, jobPlan(job), segmenter ?? Segmenter.load(job.model), input, output, instances);
   }
 
-  /** Predicts block `index` unless it is done; writes its data, then its done marker. */
+  /**
+   * Predicts block `index` unless it is done; writes its data (probabilities, mask, pass 1 of the
+   * instance labels), then its done marker.
+   */
   async run(index: number, stop?: { readonly requested: boolean }): Promise<'done' | 'skipped'> {
     const block = blockAt(this.plan, index);
     if (await isBlockDone(this.job.output.path, block.id)) return 'skipped';
     const result = await predictBlock(this.segmenter, this.input, this.output, block, { inference: this.job.inference, halo: this.job.halo, stop });
+    // (a block relabelled before a crash keeps its record: the rerun's identical probabilities need no new one)
+    if (this.instances) await labelBlockPass1(this.instances, index);
     await writeDoneMarker(this.job.output.path, result, `${hostname()}:${process.pid}`);
     return 'done';
   }
@@ -220,6 +247,47 @@ export class BlockWorker {
   dispose(): void {
     this.segmenter.dispose();
   }
+}
+
+/** The block-wise labelling of a job's probabilities (same blocks and chunks as the job's output). */
+function instanceJob(job: BlockJob, probability: ZarrVolume): Promise<InstanceJob> {
+  const { path, threshold, connectivity, minSize } = job.instances!;
+  return prepareInstanceJob(probability, path, {
+    threshold,
+    connectivity,
+    minSize,
+    chunks: job.output.chunks,
+    blockChunks: job.blockChunks,
+    format: job.output.format,
+    ome: job.output.ome ? { name: `${basename(job.input.path)} instances` } : undefined,
+  });
+}
+
+/** Blocks of the job without a done marker (all engines, all shards). */
+async function blocksNotDone(job: BlockJob, plan: BlockPlan): Promise<number> {
+  let left = 0;
+  for (let i = 0; i < plan.count; i++) if (!(await isBlockDone(job.output.path, blockAt(plan, i).id))) left++;
+  return left;
+}
+
+/**
+ * Passes 2 and 3 of a job's instance labels once every block of the job is done (by any engine or
+ * shard): the merge, then every block relabelled into the labels store. Returns null (doing nothing)
+ * while blocks are left. Safe to run by two processes at once (both write the same files,
+ * atomically) and skips what is done, so any rerun finishes an interrupted one.
+ */
+export async function finishInstances(job: BlockJob, onBlock?: () => void): Promise<MergeResult | null> {
+  if (!job.instances) return null;
+  const plan = jobPlan(job);
+  if ((await blocksNotDone(job, plan)) > 0) return null;
+  const labelling = await instanceJob(job, await openZarrVolume(job.output.path));
+  const { merge } = await mergeBlockLabels(labelling);
+  const labels = await openInstanceLabels(labelling);
+  for (let i = 0; i < plan.count; i++) {
+    await relabelBlock(labelling, i, labels);
+    onBlock?.();
+  }
+  return merge;
 }
 
 const parsePositive = (v: number, flag: string) => {
@@ -263,14 +331,31 @@ async function planJob(args: ZarrPredictArgs, segmenter: Segmenter): Promise<Blo
     return rel === '' || (!rel.startsWith('..') && !rel.startsWith('/'));
   };
   if (inside(job.output.path, args.input)) throw new Error(`--out ${args.out} is inside the input ${args.input}: choose an output outside it`);
-  if (args.maskOut !== undefined) {
-    const threshold = args.threshold ?? info.threshold;
-    if (!(threshold >= 0 && threshold <= 1)) throw new Error(`--threshold must be a probability in [0, 1], got ${threshold}`);
-    const path = resolve(args.maskOut);
-    if (inside(path, args.input)) throw new Error(`--mask-out ${args.maskOut} is inside the input ${args.input}: choose a mask store outside it`);
-    if (inside(path, job.output.path) || inside(job.output.path, path))
-      throw new Error(`--mask-out ${args.maskOut} and --out ${args.out} overlap: the mask is a Zarr store of its own, beside the probabilities`);
-    job.mask = { path, threshold };
+  const threshold = args.threshold ?? info.threshold;
+  if ((args.maskOut !== undefined || args.instancesOut !== undefined) && !(threshold >= 0 && threshold <= 1))
+    throw new Error(`--threshold must be a probability in [0, 1], got ${threshold}`);
+  /** A store of its own beside the input, the probabilities and the other stores. */
+  const separate = (flag: string, given: string, others: [string, string][]) => {
+    const path = resolve(given);
+    if (inside(path, args.input)) throw new Error(`${flag} ${given} is inside the input ${args.input}: choose a store outside it`);
+    for (const [other, at] of others)
+      if (inside(path, at) || inside(at, path)) throw new Error(`${flag} ${given} and ${other} overlap: ${flag} is a Zarr store of its own, beside ${other}`);
+    return path;
+  };
+  if (args.maskOut !== undefined) job.mask = { path: separate('--mask-out', args.maskOut, [[`--out ${args.out}`, job.output.path]]), threshold };
+  if (args.instancesOut !== undefined) {
+    const others: [string, string][] = [
+      [`--out ${args.out}`, job.output.path],
+      ...(job.mask ? [[`--mask-out ${args.maskOut}`, job.mask.path] as [string, string]] : []),
+    ];
+    const depth = shape.length === 3 ? shape[0] : 1;
+    const connectivity = args.connectivity ?? (depth > 1 ? 6 : 4);
+    const allowed = depth > 1 ? [6, 18, 26] : [4, 8];
+    if (!allowed.includes(connectivity))
+      throw new Error(`--connectivity ${connectivity}: a ${depth > 1 ? '3D' : '2D'} volume's instances take ${allowed.join(', ')} neighbours`);
+    const minSize = args.minSize ?? 1;
+    if (!(Number.isInteger(minSize) && minSize >= 1)) throw new Error(`--min-size must be a positive whole number of voxels, got ${minSize}`);
+    job.instances = { path: separate('--instances-out', args.instancesOut, others), threshold, connectivity, minSize };
   }
   await createZarrVolume(job.output.path, {
     shape,
@@ -301,6 +386,8 @@ async function planJob(args: ZarrPredictArgs, segmenter: Segmenter): Promise<Blo
       },
     });
   }
+  // checks the labels store (a labelling job there with other settings is refused) and creates its provisional ids
+  if (job.instances) await instanceJob(job, await openZarrVolume(job.output.path));
   return job;
 }
 
@@ -406,7 +493,9 @@ class JobRun {
         'blocks.total': counts.total,
         'blocks.already_done': counts.alreadyDone,
         mask: job.mask?.path ?? 'none',
-        ...(job.mask ? { threshold: job.mask.threshold } : {}),
+        instances: job.instances?.path ?? 'none',
+        ...(job.mask || job.instances ? { threshold: (job.mask ?? job.instances)!.threshold } : {}),
+        ...(job.instances ? { connectivity: job.instances.connectivity, min_size: job.instances.minSize } : {}),
         job_id: id,
       },
     });
@@ -488,6 +577,27 @@ async function runPool(
   );
 }
 
+/** {@link finishInstances} with a progress bar and a summary line (or why it waits for other shards). */
+async function writeInstances(job: BlockJob, plan: BlockPlan): Promise<MergeResult | null> {
+  const left = await blocksNotDone(job, plan);
+  if (left > 0) {
+    process.stdout.write(
+      `instance labels: ${left} of ${plan.count} blocks of the job are not done yet (other shards); the last shard to finish writes them, as does any rerun once all are done\n`,
+    );
+    return null;
+  }
+  const t0 = performance.now();
+  process.stderr.write(`instance labels: merging the components of ${plan.count} blocks\n`);
+  const bar = new ProgressBar({ label: 'relabel', total: plan.count, unit: 'block' });
+  const merge = await finishInstances(job, () => bar.tick(1));
+  bar.done();
+  if (merge)
+    process.stdout.write(
+      `${merge.count} instance(s) (${merge.provisional} block components merged, ${merge.dtype}) in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${job.instances!.path}\n`,
+    );
+  return merge;
+}
+
 /** `predict` of a Zarr volume: plan, record, predict the (shard's) blocks not done yet, summarise. */
 export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
   const shard = parseShard(args.shard, args.env ?? process.env);
@@ -511,7 +621,7 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
   for (const i of mine) if (!(await isBlockDone(job.output.path, blockAt(plan, i).id))) todo.push(i);
   const { inference } = job;
   process.stderr.write(
-    `blocks: ${plan.count} of ${plan.blockShape.join(' x ')} (z, y, x; chunks ${job.output.chunks.join(' x ')}, halo ${job.halo}) over ${plan.shape.join(' x ')}${shard ? `; shard ${shard.index}/${shard.count} (${shard.source}): ${mine.length}` : ''}; ${mine.length - todo.length} already done, ${todo.length} to predict ${args.queue ? `by the workers of ${args.queue}` : `with ${Math.min(args.workers, Math.max(1, todo.length))} worker(s)`}; tiles ${inference.tileSize} overlap ${inference.overlap}; ${job.output.dtype} probabilities -> ${job.output.path}${job.mask ? `, mask (threshold ${job.mask.threshold}) -> ${job.mask.path}` : ''}\n`,
+    `blocks: ${plan.count} of ${plan.blockShape.join(' x ')} (z, y, x; chunks ${job.output.chunks.join(' x ')}, halo ${job.halo}) over ${plan.shape.join(' x ')}${shard ? `; shard ${shard.index}/${shard.count} (${shard.source}): ${mine.length}` : ''}; ${mine.length - todo.length} already done, ${todo.length} to predict ${args.queue ? `by the workers of ${args.queue}` : `with ${Math.min(args.workers, Math.max(1, todo.length))} worker(s)`}; tiles ${inference.tileSize} overlap ${inference.overlap}; ${job.output.dtype} probabilities -> ${job.output.path}${job.mask ? `, mask (threshold ${job.mask.threshold}) -> ${job.mask.path}` : ''}${job.instances ? `, instances (threshold ${job.instances.threshold}, ${job.instances.connectivity}-connected, min ${job.instances.minSize} voxels) -> ${job.instances.path}` : ''}\n`,
   );
   const pooled = !args.queue && args.workers > 1 && todo.length > 1;
   const engine: BlockEngine = args.queue ? 'queue' : shard ? 'shard' : pooled ? 'local-pool' : 'local';
@@ -552,7 +662,9 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
         tracked?.run.logMetric('blocks_enqueued', todo.length);
         tracked?.run.setTag('emseg.predict.wait', 'false');
         await tracked?.end('FINISHED');
-        process.stdout.write(`${todo.length} block(s) enqueued on ${args.queue}; run \`finetune worker --queue ${args.queue}\` to predict them\n`);
+        process.stdout.write(
+          `${todo.length} block(s) enqueued on ${args.queue}; run \`finetune worker --queue ${args.queue}\` to predict them${job.instances ? ` (the worker that finishes the last block writes the instance labels)` : ''}\n`,
+        );
         return EXIT.ok;
       }
     } else if (pooled) {
@@ -589,6 +701,15 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
     `${done} block(s) predicted, ${mine.length - todo.length} already done, ${failed.size} failed${notRun > 0 ? `, ${notRun} not run` : ''} -> ${job.output.path}\n`,
   );
   for (const [i, why] of failed) process.stdout.write(`  failed: block ${blockAt(plan, i).id} (index ${i}): ${why}\n`);
+  if (job.instances && !stop.requested && failed.size === 0 && notRun === 0) {
+    try {
+      const merge = await writeInstances(job, plan);
+      if (merge) tracked?.run.logMetrics({ instances: merge.count, instances_provisional: merge.provisional });
+    } catch (err) {
+      await tracked?.end('FAILED', `instance labels: ${(err as Error).message}`);
+      throw err;
+    }
+  }
   const failedIds = [...failed.keys()].map((i) => blockAt(plan, i).id);
   if (tracked) {
     if (failedIds.length > 0) tracked.run.setTag('emseg.predict.failedBlocks', failedIds.join(' ').slice(0, 4000));

@@ -17,6 +17,7 @@
  */
 import { basename, join, resolve } from 'node:path';
 import { EXIT } from '@emseg/config';
+import type { Connectivity } from '@emseg/evaluation';
 import { ensureDefaultData, fileStem, isZarrNode, readStackInfo, type StackInfo } from '@emseg/data';
 import { gracefulStop, ProgressBar } from '@emseg/training';
 import { checkTileFits, inferenceProblem, predictStack, PredictionStopped, Segmenter, type InferenceOptions, type StackMode } from '@emseg/segmentation';
@@ -62,9 +63,27 @@ export interface PredictArgs {
   tracking?: boolean;
   /** A Zarr job also writes its thresholded mask (uint8, foreground 255, at --threshold or the model's) into this Zarr store. */
   maskOut?: string;
+  /** A Zarr job also writes instance labels (connected components of the thresholded mask) into this Zarr store. */
+  instancesOut?: string;
+  connectivity?: Connectivity;
+  minSize?: number;
 }
 
-const ZARR_ONLY = ['dataset', 'scale', 'chunks', 'blockChunks', 'halo', 'shard', 'queue', 'experiment', 'tracking', 'maskOut'] as const;
+const ZARR_ONLY = [
+  'dataset',
+  'scale',
+  'chunks',
+  'blockChunks',
+  'halo',
+  'shard',
+  'queue',
+  'experiment',
+  'tracking',
+  'maskOut',
+  'instancesOut',
+  'connectivity',
+  'minSize',
+] as const;
 
 /** "8,256,256" as numbers, naming the flag when it is not a list of whole numbers. */
 function numberList(text: string | undefined, flag: string): number[] | undefined {
@@ -102,6 +121,9 @@ async function predictZarrInput(args: PredictArgs): Promise<number> {
     experiment: args.experiment,
     tracking: args.tracking,
     maskOut: args.maskOut,
+    instancesOut: args.instancesOut,
+    connectivity: args.connectivity,
+    minSize: args.minSize,
     threshold: args.threshold,
   });
 }

@@ -15,6 +15,7 @@ import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openZarrVolume } from '@emseg/data';
+import { connectedInstances } from '@emseg/evaluation';
 import { probabilityLevel } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT, jobId, parseShard, predictZarr, readJob, type ZarrPredictArgs } from '../src/predict-blocks.js';
@@ -305,6 +306,88 @@ describe('the thresholded mask (--mask-out), block by block', () => {
       /--threshold must be a probability in \[0, 1\], got 2/,
     );
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('instance labels (--instances-out), block by block', () => {
+  const zarrArgs = (out: string, extra: Partial<ZarrPredictArgs> = {}): ZarrPredictArgs => ({
+    input: volume,
+    out,
+    model,
+    inference: {},
+    dtype: 'uint8',
+    format: 3,
+    ome: true,
+    workers: 1,
+    tracking: false,
+    // (the tiny model's probabilities: 44% of the voxels >= 0.55, in 13 instances, most across blocks)
+    threshold: 0.55,
+    connectivity: 26,
+    minSize: 3,
+    ...extra,
+  });
+  const labelChunks = (dir: string) => new Map([...chunkFiles(dir)].filter(([k]) => k.startsWith('0/c/')));
+
+  it('equal, id for id, to one labelling of the whole thresholded volume; two shards give the same labels, written by the last to finish; reruns skip', async () => {
+    const out = join(tmp.dir, 'inst.zarr');
+    const instancesOut = join(tmp.dir, 'inst-labels.zarr');
+    expect(await predictZarr(zarrArgs(out, { instancesOut }))).toBe(0);
+    const labels = await openZarrVolume(instancesOut, { labels: true });
+    expect([labels.path, labels.shape, labels.chunks, labels.dtype]).toEqual([join(instancesOut, '0'), [D, H, W], [2, 32, 32], 'uint16']);
+    const q = await (await openZarrVolume(out)).read([0, 0, 0], [D, H, W]);
+    const whole = connectedInstances(
+      { width: W, height: H, depth: D, data: Uint8Array.from(q, (v) => (v >= probabilityLevel(0.55, 255) ? 1 : 0)) },
+      { connectivity: 26, minSize: 3, ids: 'uint32' },
+    );
+    const got = await labels.read([0, 0, 0], [D, H, W]);
+    // instances that cross the faces, edges and corners of the 2 x 64 x 64 blocks
+    const blocksOf = new Map<number, Set<number>>();
+    got.forEach((id, i) => {
+      const [z, y, x] = [Math.floor(i / (H * W)), Math.floor(i / W) % H, i % W];
+      if (id > 0) blocksOf.set(id, (blocksOf.get(id) ?? new Set()).add(((z >> 1) * 2 + (y >> 6)) * 3 + (x >> 6)));
+    });
+    expect(whole.count).toBeGreaterThan(5);
+    expect([...blocksOf.values()].filter((b) => b.size > 1).length).toBeGreaterThan(2);
+    expect(Array.from(got)).toEqual(Array.from(whole.data));
+    expect(labels.attributes).toMatchObject({ emseg: { kind: 'instance labels', count: whole.count, threshold: 0.55, connectivity: 26, minSize: 3 } });
+    expect((await readJob(out)).instances).toEqual({ path: instancesOut, threshold: 0.55, connectivity: 26, minSize: 3 });
+    const written = join(instancesOut, '0', 'c', '0', '0', '0');
+    const before = statSync(written).mtimeMs;
+    expect(await predictZarr(zarrArgs(out, { instancesOut }))).toBe(0);
+    expect(statSync(written).mtimeMs).toBe(before);
+
+    const shardsOut = join(tmp.dir, 'inst-shards.zarr');
+    const shardsLabels = join(tmp.dir, 'inst-shards-labels.zarr');
+    expect(await predictZarr(zarrArgs(shardsOut, { instancesOut: shardsLabels, shard: '1/2' }))).toBe(0);
+    // shard 1 finished first: the labels wait for shard 0
+    expect(existsSync(join(shardsLabels, '0'))).toBe(false);
+    expect(await predictZarr(zarrArgs(shardsOut, { instancesOut: shardsLabels, shard: '0/2' }))).toBe(0);
+    expect(labelChunks(shardsLabels)).toEqual(labelChunks(instancesOut));
+    expect(labelChunks(instancesOut).size).toBe(2 * 3 * 5);
+  });
+
+  it('through the CLI: the summary names the instances, and bad settings are refused naming the flag before writing', async () => {
+    const out = join(tmp.dir, 'inst-cli.zarr');
+    const labelsOut = join(tmp.dir, 'inst-cli-labels.zarr');
+    const r = await runCli([
+      ...predictArgs(out, '--instances-out', labelsOut, '--threshold', '0.55', '--min-size', '3', '--connectivity', '6', '--no-tracking'),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`\\d+ instance\\(s\\) \\(\\d+ block components merged, uint16\\) in [\\d.]+ s -> ${labelsOut}`));
+    const bad = join(tmp.dir, 'inst-bad.zarr');
+    await expect(predictZarr(zarrArgs(bad, { instancesOut: bad }))).rejects.toThrow(/--instances-out .* and --out .* overlap/);
+    await expect(predictZarr(zarrArgs(bad, { instancesOut: join(volume, 'labels') }))).rejects.toThrow(/--instances-out .* is inside the input/);
+    await expect(predictZarr(zarrArgs(bad, { instancesOut: join(tmp.dir, 'l.zarr'), connectivity: 4 }))).rejects.toThrow(
+      /--connectivity 4: a 3D volume's instances take 6, 18, 26 neighbours/,
+    );
+    await expect(predictZarr(zarrArgs(bad, { instancesOut: join(tmp.dir, 'l.zarr'), minSize: 0 }))).rejects.toThrow(
+      /--min-size must be a positive whole number/,
+    );
+    expect(existsSync(bad)).toBe(false);
+    // the labels store of another labelling job is refused
+    await expect(predictZarr(zarrArgs(join(tmp.dir, 'inst-other.zarr'), { instancesOut: labelsOut, minSize: 9 }))).rejects.toThrow(
+      /holds a labelling job with other parameters/,
+    );
   });
 });
 

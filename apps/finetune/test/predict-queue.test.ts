@@ -5,13 +5,17 @@
  * equals a single-process run chunk for chunk; a rerun has nothing to do; an unreachable Redis is
  * refused before anything is written; a block that fails three times is named, exit 1. The
  * `predict --queue` process logs the job's MLflow run (a real server): FINISHED with every block
- * done, FAILED with the failed block.
+ * done, FAILED with the failed block. With --no-wait and --instances-out, the worker that
+ * finishes the last block merges and writes the instance labels.
  */
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openZarrVolume } from '@emseg/data';
+import { connectedInstances } from '@emseg/evaluation';
+import { probabilityLevel } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT } from '../src/predict-blocks.js';
 import { buildFinetune, runCli as runCliBare, startCli as startCliBare, saveTinyModel, tempDir, chunkFiles, metric, type CliOptions } from './helpers.js';
@@ -102,6 +106,33 @@ describe('predict --queue with BullMQ workers', () => {
     const again = await runCli([...blockArgs(out), '--queue', redis.url]);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toContain('0 block(s) predicted, 8 already done, 0 failed');
+  });
+
+  it('--no-wait with --instances-out: predict exits once the blocks are enqueued; the worker that finishes the last block writes the instance labels', async () => {
+    const out = join(tmp.dir, 'nowait.zarr');
+    const labelsOut = join(tmp.dir, 'nowait-labels.zarr');
+    const args = [...blockArgs(out), '--queue', redis.url, '--no-wait', '--instances-out', labelsOut, '--threshold', '0.55', '--connectivity', '26'];
+    const enqueued = await runCli(args);
+    expect(enqueued.status, enqueued.stderr).toBe(0);
+    expect(enqueued.stdout).toContain(`8 block(s) enqueued on ${redis.url}`);
+    expect(existsSync(join(labelsOut, '0'))).toBe(false);
+    const w = await runCli(workerArgs());
+    expect(w.status, w.stderr).toBe(0);
+    const [, count] = w.stderr.match(new RegExp(`every block of ${out} is done: (\\d+) instance\\(s\\) -> ${labelsOut}`)) ?? [];
+    const q = await (await openZarrVolume(out)).read([0, 0, 0], [D, H, W]);
+    const whole = connectedInstances(
+      { width: W, height: H, depth: D, data: Uint8Array.from(q, (v) => (v >= probabilityLevel(0.55, 255) ? 1 : 0)) },
+      { connectivity: 26, minSize: 1, ids: 'uint32' },
+    );
+    expect(Number(count)).toBe(whole.count);
+    expect(whole.count).toBeGreaterThan(1);
+    const labels = await openZarrVolume(labelsOut, { labels: true });
+    expect(Array.from(await labels.read([0, 0, 0], [D, H, W]))).toEqual(Array.from(whole.data));
+    // a rerun of the same command finds everything done
+    const again = await runCli(args.filter((a) => a !== '--no-wait'));
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toContain('0 block(s) predicted, 8 already done, 0 failed');
+    expect(again.stdout).toContain(`${whole.count} instance(s)`);
   });
 
   it('an unreachable Redis is refused before anything is written', async () => {

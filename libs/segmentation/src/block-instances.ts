@@ -58,6 +58,8 @@ export interface BlockInstanceOptions {
   blockChunks?: readonly number[];
   /** Zarr format of the arrays written; default 3. */
   format?: ZarrFormat;
+  /** Write the final labels as an OME-Zarr image of this name (array at `<output>/0`); default a plain array. */
+  ome?: { name: string };
 }
 
 /** A block-wise labelling job: what every pass of every worker needs. */
@@ -73,6 +75,7 @@ export interface InstanceJob {
   readonly connectivity: Connectivity;
   readonly minSize: number;
   readonly format: ZarrFormat;
+  readonly ome: { name: string } | null;
 }
 
 /** Pass 1's record of a block (also its done marker). */
@@ -186,7 +189,8 @@ export async function prepareInstanceJob(input: ZarrVolume, output: string, opti
   const chunks = options.chunks ?? input.chunks;
   const plan = planBlocks(input.shape, chunks, options.blockChunks ?? [1, 1, 1]);
   const format = options.format ?? 3;
-  const parameters = { input: input.path, shape: input.shape, chunks: [...chunks], blockShape: plan.blockShape, threshold, connectivity, minSize, format };
+  const ome = options.ome ?? null;
+  const parameters = { input: input.path, shape: input.shape, chunks: [...chunks], blockShape: plan.blockShape, threshold, connectivity, minSize, format, ome };
   const paramsPath = join(stateFolder(output), 'instances.json');
   const existing = await readJson<typeof parameters>(paramsPath);
   // the input's path is recorded, not compared: workers may mount the same store elsewhere
@@ -197,7 +201,7 @@ export async function prepareInstanceJob(input: ZarrVolume, output: string, opti
       `block instances: ${output} holds a labelling job with other parameters (${JSON.stringify(existing)}); asked for ${JSON.stringify(parameters)}: choose another output or remove it`,
     );
   const provisional = await createZarrVolume(join(stateFolder(output), 'provisional.zarr'), { shape: input.shape, chunks, dtype: 'uint32', format });
-  return { input, output, provisional, plan, threshold, connectivity, minSize, format };
+  return { input, output, provisional, plan, threshold, connectivity, minSize, format, ome };
 }
 
 const flat = (job: InstanceJob) => job.input.shape.length === 2;
@@ -410,6 +414,7 @@ export async function mergeBlockLabels(job: InstanceJob): Promise<{ merge: Merge
     chunks: drop(job, plan.chunks),
     dtype,
     format: job.format,
+    ome: job.ome ?? undefined,
     attributes: { emseg: { kind: 'instance labels', count, threshold: job.threshold, connectivity: job.connectivity, minSize: job.minSize } },
   });
   const merge: MergeResult = {
