@@ -6,14 +6,17 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import * as zarr from 'zarrita';
+import FileSystemStore from '@zarrita/storage/fs';
 import type { Run } from '@emseg/tracking';
 import { loadConfig } from '@emseg/config';
-import { generateSyntheticUrisc, type SyntheticUriscDataset } from '@emseg/data';
+import { generateSyntheticUrisc, openZarrVolume, type SyntheticUriscDataset } from '@emseg/data';
+import { connectedInstances, type Connectivity } from '@emseg/evaluation';
 import { checkFinetuneConfig, finetuneSchema, type FinetuneConfig } from '../src/config.js';
 import { uriscTask } from '../src/tasks/urisc.js';
 import { WORKSPACE } from '../src/workspace.js';
 import { resnetEncoder } from '@emseg/models';
-import { Segmenter } from '@emseg/segmentation';
+import { probabilityLevel, Segmenter } from '@emseg/segmentation';
 
 export const QUICK_CONFIG = join(WORKSPACE, 'configs', 'finetune', 'quick.json');
 
@@ -173,3 +176,25 @@ export function chunkFiles(dir: string): Map<string, Buffer> {
 
 /** The latest value of metric `key` of an MLflow run. */
 export const metric = (run: Run, key: string) => run.metrics.find((m) => m.key === key)?.value;
+
+/** A synthetic uint8 test volume [D, H, W] in chunks of 2 x 32 x 32, written by plain zarrita (v3, uncompressed). */
+export async function writeTestVolume(path: string, [D, H, W]: [number, number, number]): Promise<void> {
+  const arr = await zarr.create(new FileSystemStore(path), { shape: [D, H, W], chunkShape: [2, 32, 32], dtype: 'uint8' });
+  const data = Uint8Array.from({ length: D * H * W }, (_, i) => (i * 7 + Math.floor(i / W) * 13 + ((i >> 4) ^ (i >> 9)) * 29) % 256);
+  await zarr.set(arr, null, { data, shape: [D, H, W], stride: [H * W, W, 1] });
+}
+
+/** The reference instance labels of a block job's probabilities: one connectedInstances of the whole thresholded volume. */
+export async function wholeVolumeInstances(
+  out: string,
+  o: { threshold: number; connectivity: Connectivity; minSize: number },
+): Promise<{ data: ArrayLike<number>; count: number }> {
+  const probabilities = await openZarrVolume(out);
+  const [depth, height, width] = probabilities.shape;
+  const q = await probabilities.read([0, 0, 0], probabilities.shape);
+  const level = probabilityLevel(o.threshold, 255);
+  return connectedInstances(
+    { width, height, depth, data: Uint8Array.from(q, (v) => (v >= level ? 1 : 0)) },
+    { connectivity: o.connectivity, minSize: o.minSize, ids: 'uint32' },
+  );
+}

@@ -15,12 +15,11 @@ import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openZarrVolume } from '@emseg/data';
-import { connectedInstances } from '@emseg/evaluation';
 import { probabilityLevel } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT, jobId, parseShard, predictZarr, readJob, type ZarrPredictArgs } from '../src/predict-blocks.js';
 import { WORKSPACE } from '../src/workspace.js';
-import { buildFinetune, chunkFiles, metric, runCli, saveTinyModel, startCli, tempDir } from './helpers.js';
+import { buildFinetune, chunkFiles, metric, runCli, saveTinyModel, startCli, tempDir, wholeVolumeInstances, writeTestVolume } from './helpers.js';
 
 const tmp = tempDir('predict-blocks');
 const [D, H, W] = [4, 96, 160];
@@ -37,6 +36,20 @@ async function runsOf(out: string): Promise<Run[]> {
   return runs.sort((a, b) => Number(a.info.startTime) - Number(b.info.startTime));
 }
 
+/** predictZarr's arguments for the test volume and model (no MLflow run). */
+const zarrArgs = (out: string, extra: Partial<ZarrPredictArgs> = {}): ZarrPredictArgs => ({
+  input: volume,
+  out,
+  model,
+  inference: {},
+  dtype: 'uint8',
+  format: 3,
+  ome: true,
+  workers: 1,
+  tracking: false,
+  ...extra,
+});
+
 const predictArgs = (out: string, ...extra: string[]) => ['predict', volume, '--model', model, '--out', out, '--tracking-uri', server.uri, ...extra];
 
 beforeAll(async () => {
@@ -46,9 +59,7 @@ beforeAll(async () => {
   model = await saveTinyModel(join(tmp.dir, 'model'));
   // the input, written by plain zarrita (v3, uncompressed), chunks of 2 x 32 x 32
   volume = join(tmp.dir, 'em.zarr');
-  const arr = await zarr.create(new FileSystemStore(volume), { shape: [D, H, W], chunkShape: [2, 32, 32], dtype: 'uint8' });
-  const data = Uint8Array.from({ length: D * H * W }, (_, i) => (i * 7 + Math.floor(i / W) * 13 + ((i >> 4) ^ (i >> 9)) * 29) % 256);
-  await zarr.set(arr, null, { data, shape: [D, H, W], stride: [H * W, W, 1] });
+  await writeTestVolume(volume, [D, H, W]);
 }, 180_000);
 
 afterAll(async () => {
@@ -243,19 +254,6 @@ describe('predict of a Zarr volume, block by block', () => {
 });
 
 describe('the thresholded mask (--mask-out), block by block', () => {
-  const zarrArgs = (out: string, extra: Partial<ZarrPredictArgs> = {}): ZarrPredictArgs => ({
-    input: volume,
-    out,
-    model,
-    inference: {},
-    dtype: 'uint8',
-    format: 3,
-    ome: true,
-    workers: 1,
-    tracking: false,
-    ...extra,
-  });
-
   it('probabilityLevel: the stored value from which a voxel is foreground', () => {
     expect([probabilityLevel(0.5, 255), probabilityLevel(0.5, 65535), probabilityLevel(0, 255), probabilityLevel(1, 255), probabilityLevel(0.3, 255)]).toEqual([
       128, 32768, 0, 255, 77,
@@ -310,35 +308,17 @@ describe('the thresholded mask (--mask-out), block by block', () => {
 });
 
 describe('instance labels (--instances-out), block by block', () => {
-  const zarrArgs = (out: string, extra: Partial<ZarrPredictArgs> = {}): ZarrPredictArgs => ({
-    input: volume,
-    out,
-    model,
-    inference: {},
-    dtype: 'uint8',
-    format: 3,
-    ome: true,
-    workers: 1,
-    tracking: false,
-    // (the tiny model's probabilities: 44% of the voxels >= 0.55, in 13 instances, most across blocks)
-    threshold: 0.55,
-    connectivity: 26,
-    minSize: 3,
-    ...extra,
-  });
+  // (the tiny model's probabilities: 44% of the voxels >= 0.55, in 13 instances, most across blocks)
+  const instanceArgs = (out: string, extra: Partial<ZarrPredictArgs> = {}) => zarrArgs(out, { threshold: 0.55, connectivity: 26, minSize: 3, ...extra });
   const labelChunks = (dir: string) => new Map([...chunkFiles(dir)].filter(([k]) => k.startsWith('0/c/')));
 
   it('equal, id for id, to one labelling of the whole thresholded volume; two shards give the same labels, written by the last to finish; reruns skip', async () => {
     const out = join(tmp.dir, 'inst.zarr');
     const instancesOut = join(tmp.dir, 'inst-labels.zarr');
-    expect(await predictZarr(zarrArgs(out, { instancesOut }))).toBe(0);
+    expect(await predictZarr(instanceArgs(out, { instancesOut }))).toBe(0);
     const labels = await openZarrVolume(instancesOut, { labels: true });
     expect([labels.path, labels.shape, labels.chunks, labels.dtype]).toEqual([join(instancesOut, '0'), [D, H, W], [2, 32, 32], 'uint16']);
-    const q = await (await openZarrVolume(out)).read([0, 0, 0], [D, H, W]);
-    const whole = connectedInstances(
-      { width: W, height: H, depth: D, data: Uint8Array.from(q, (v) => (v >= probabilityLevel(0.55, 255) ? 1 : 0)) },
-      { connectivity: 26, minSize: 3, ids: 'uint32' },
-    );
+    const whole = await wholeVolumeInstances(out, { threshold: 0.55, connectivity: 26, minSize: 3 });
     const got = await labels.read([0, 0, 0], [D, H, W]);
     // instances that cross the faces, edges and corners of the 2 x 64 x 64 blocks
     const blocksOf = new Map<number, Set<number>>();
@@ -353,15 +333,15 @@ describe('instance labels (--instances-out), block by block', () => {
     expect((await readJob(out)).instances).toEqual({ path: instancesOut, threshold: 0.55, connectivity: 26, minSize: 3 });
     const written = join(instancesOut, '0', 'c', '0', '0', '0');
     const before = statSync(written).mtimeMs;
-    expect(await predictZarr(zarrArgs(out, { instancesOut }))).toBe(0);
+    expect(await predictZarr(instanceArgs(out, { instancesOut }))).toBe(0);
     expect(statSync(written).mtimeMs).toBe(before);
 
     const shardsOut = join(tmp.dir, 'inst-shards.zarr');
     const shardsLabels = join(tmp.dir, 'inst-shards-labels.zarr');
-    expect(await predictZarr(zarrArgs(shardsOut, { instancesOut: shardsLabels, shard: '1/2' }))).toBe(0);
+    expect(await predictZarr(instanceArgs(shardsOut, { instancesOut: shardsLabels, shard: '1/2' }))).toBe(0);
     // shard 1 finished first: the labels wait for shard 0
     expect(existsSync(join(shardsLabels, '0'))).toBe(false);
-    expect(await predictZarr(zarrArgs(shardsOut, { instancesOut: shardsLabels, shard: '0/2' }))).toBe(0);
+    expect(await predictZarr(instanceArgs(shardsOut, { instancesOut: shardsLabels, shard: '0/2' }))).toBe(0);
     expect(labelChunks(shardsLabels)).toEqual(labelChunks(instancesOut));
     expect(labelChunks(instancesOut).size).toBe(2 * 3 * 5);
   });
@@ -375,17 +355,17 @@ describe('instance labels (--instances-out), block by block', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`\\d+ instance\\(s\\) \\(\\d+ block components merged, uint16\\) in [\\d.]+ s -> ${labelsOut}`));
     const bad = join(tmp.dir, 'inst-bad.zarr');
-    await expect(predictZarr(zarrArgs(bad, { instancesOut: bad }))).rejects.toThrow(/--instances-out .* and --out .* overlap/);
-    await expect(predictZarr(zarrArgs(bad, { instancesOut: join(volume, 'labels') }))).rejects.toThrow(/--instances-out .* is inside the input/);
-    await expect(predictZarr(zarrArgs(bad, { instancesOut: join(tmp.dir, 'l.zarr'), connectivity: 4 }))).rejects.toThrow(
+    await expect(predictZarr(instanceArgs(bad, { instancesOut: bad }))).rejects.toThrow(/--instances-out .* and --out .* overlap/);
+    await expect(predictZarr(instanceArgs(bad, { instancesOut: join(volume, 'labels') }))).rejects.toThrow(/--instances-out .* is inside the input/);
+    await expect(predictZarr(instanceArgs(bad, { instancesOut: join(tmp.dir, 'l.zarr'), connectivity: 4 }))).rejects.toThrow(
       /--connectivity 4: a 3D volume's instances take 6, 18, 26 neighbours/,
     );
-    await expect(predictZarr(zarrArgs(bad, { instancesOut: join(tmp.dir, 'l.zarr'), minSize: 0 }))).rejects.toThrow(
+    await expect(predictZarr(instanceArgs(bad, { instancesOut: join(tmp.dir, 'l.zarr'), minSize: 0 }))).rejects.toThrow(
       /--min-size must be a positive whole number/,
     );
     expect(existsSync(bad)).toBe(false);
     // the labels store of another labelling job is refused
-    await expect(predictZarr(zarrArgs(join(tmp.dir, 'inst-other.zarr'), { instancesOut: labelsOut, minSize: 9 }))).rejects.toThrow(
+    await expect(predictZarr(instanceArgs(join(tmp.dir, 'inst-other.zarr'), { instancesOut: labelsOut, minSize: 9 }))).rejects.toThrow(
       /holds a labelling job with other parameters/,
     );
   });

@@ -14,11 +14,20 @@ import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openZarrVolume } from '@emseg/data';
-import { connectedInstances } from '@emseg/evaluation';
-import { probabilityLevel } from '@emseg/segmentation';
 import { MlflowClient, startMlflowServer, type MlflowServer, type Run } from '@emseg/tracking';
 import { DEFAULT_PREDICT_EXPERIMENT } from '../src/predict-blocks.js';
-import { buildFinetune, runCli as runCliBare, startCli as startCliBare, saveTinyModel, tempDir, chunkFiles, metric, type CliOptions } from './helpers.js';
+import {
+  buildFinetune,
+  runCli as runCliBare,
+  startCli as startCliBare,
+  saveTinyModel,
+  tempDir,
+  chunkFiles,
+  metric,
+  wholeVolumeInstances,
+  writeTestVolume,
+  type CliOptions,
+} from './helpers.js';
 import { startRedis } from './redis-server.js';
 
 const tmp = tempDir('predict-queue');
@@ -59,9 +68,7 @@ beforeAll(async () => {
   server = await startMlflowServer({ storeDir: join(tmp.dir, 'mlflow') });
   model = await saveTinyModel(join(tmp.dir, 'model'));
   volume = join(tmp.dir, 'em.zarr');
-  const arr = await zarr.create(new FileSystemStore(volume), { shape: [D, H, W], chunkShape: [2, 32, 32], dtype: 'uint8' });
-  const data = Uint8Array.from({ length: D * H * W }, (_, i) => (i * 7 + Math.floor(i / W) * 13 + ((i >> 4) ^ (i >> 9)) * 29) % 256);
-  await zarr.set(arr, null, { data, shape: [D, H, W], stride: [H * W, W, 1] });
+  await writeTestVolume(volume, [D, H, W]);
 }, 180_000);
 
 afterAll(async () => {
@@ -119,11 +126,7 @@ describe('predict --queue with BullMQ workers', () => {
     const w = await runCli(workerArgs());
     expect(w.status, w.stderr).toBe(0);
     const [, count] = w.stderr.match(new RegExp(`every block of ${out} is done: (\\d+) instance\\(s\\) -> ${labelsOut}`)) ?? [];
-    const q = await (await openZarrVolume(out)).read([0, 0, 0], [D, H, W]);
-    const whole = connectedInstances(
-      { width: W, height: H, depth: D, data: Uint8Array.from(q, (v) => (v >= probabilityLevel(0.55, 255) ? 1 : 0)) },
-      { connectivity: 26, minSize: 1, ids: 'uint32' },
-    );
+    const whole = await wholeVolumeInstances(out, { threshold: 0.55, connectivity: 26, minSize: 1 });
     expect(Number(count)).toBe(whole.count);
     expect(whole.count).toBeGreaterThan(1);
     const labels = await openZarrVolume(labelsOut, { labels: true });

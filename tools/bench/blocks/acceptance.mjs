@@ -23,18 +23,12 @@
  * Needs `npx tsc -b`, redis-server and the project's MLflow (.venv). The volume and model are kept
  * for the next run; the outputs are removed at the start of each run.
  */
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, loadavg, totalmem } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { chunkDigests, cli as runCli, lib, load, redisStats, root, round, sleep, startRedis, until, writeReport } from './common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..', '..');
-const MAIN = join(root, 'apps', 'finetune', 'dist', 'main.js');
 const { values: o } = parseArgs({
   options: {
     depth: { type: 'string', default: '64' },
@@ -54,15 +48,9 @@ const [chunkZ, chunkXY] = o.chunk.split('x').map(Number);
 const tile = Number(o.tile);
 const overlap = Number(o.overlap);
 const work = join(root, '.emseg', 'bench', 'blocks', 'acceptance');
-const round = (v, d = 2) => Number(v.toFixed(d));
-const load = () => loadavg().map((v) => round(v));
 const log = (m) => process.stderr.write(`[acceptance ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 const t00 = performance.now();
 const startedAt = Date.now();
-
-/** The built libraries, for the fixtures. */
-const lib = (name) => import(join(root, 'libs', name, 'dist', 'index.js'));
 
 /** The synthetic volume (EM-like: cells with dark walls, blobs, noise) and the tiny model; kept between runs. */
 async function fixtures() {
@@ -114,65 +102,13 @@ async function fixtures() {
   return { volume, model, fixtureSeconds: round((performance.now() - t0) / 1000, 1) };
 }
 
-/** Peak RSS (MB) of every predict / worker process in the tree under `pid`, sampled until `stop()`. */
-function sampleTree(pid) {
-  const peaks = new Map();
-  const tree = () => {
-    const parent = new Map();
-    for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-      try {
-        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-        parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-      } catch {
-        /* gone */
-      }
-    }
-    const found = new Set([pid]);
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const [p, pp] of parent)
-        if (found.has(pp) && !found.has(p)) {
-          found.add(p);
-          grew = true;
-        }
-    }
-    return found;
-  };
-  const tick = () => {
-    for (const p of tree()) {
-      try {
-        const hwm = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1]) / 1024;
-        const command = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(2, 3).join(' ');
-        if (command && hwm) peaks.set(p, { pid: p, command, peakMB: round(Math.max(hwm, peaks.get(p)?.peakMB ?? 0), 1) });
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  const timer = setInterval(tick, 500);
-  return () => {
-    clearInterval(timer);
-    return [...peaks.values()].filter((p) => p.command === 'predict' || p.command === 'worker');
-  };
-}
-
-/** Runs the built CLI; `done` resolves with its status, signal, output and wall time. */
-function cli(label, args, env = {}) {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: root, env: { ...process.env, ...env } });
-  const stop = sampleTree(child.pid);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    for (const line of String(d).split('\n')) if (/^(MLflow run|blocks:|error:)| started \(| done in /.test(line)) log(`${label}: ${line.slice(0, 200)}`);
+/** The CLI, its progress lines logged under `label`; RSS sampled every 500 ms. */
+const cli = (label, args, env = {}) =>
+  runCli(args, {
+    env,
+    sampleMs: 500,
+    onStderr: (line) => /^(MLflow run|blocks:|error:)| started \(| done in /.test(line) && log(`${label}: ${line.slice(0, 200)}`),
   });
-  const done = new Promise((ok) =>
-    child.on('close', (status, signal) => ok({ status, signal, stdout, stderr, seconds: (performance.now() - t0) / 1000, processes: stop() })),
-  );
-  return { child, stderr: () => stderr, done };
-}
 
 /** Fails with the run's output unless it exited 0. */
 function ok(label, r) {
@@ -184,21 +120,6 @@ function ok(label, r) {
 function counts(r) {
   const m = /(\d+) block\(s\) predicted, (\d+) already done, (\d+) failed/.exec(r.stdout);
   return m ? { predicted: Number(m[1]), alreadyDone: Number(m[2]), failed: Number(m[3]) } : null;
-}
-
-/** relative path -> sha256 of every file of an output store (job state excluded). */
-function chunkDigests(dir) {
-  const files = new Map();
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.name === '.emseg-job') continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else files.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  walk(dir);
-  return files;
 }
 
 /** Compares every file of `dir` with the reference's: byte for byte (digests), both ways. */
@@ -215,55 +136,13 @@ function compare(reference, dir) {
   };
 }
 
-const freePort = () =>
-  new Promise((done) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => done(port));
-    });
-  });
-
-async function startRedis() {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error('redis-server did not start in 10 s')), 10_000);
-    child.once('error', (err) => fail(new Error(`cannot start redis-server (${err.message}); node tools/setup/setup.mjs installs it`)));
-    child.stdout.on('data', (d) => String(d).includes('Ready to accept') && (clearTimeout(timer), done()));
-  });
-  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
-}
-
-async function redisStats(url) {
-  const { Redis } = await import('ioredis');
-  const r = new Redis(url);
-  const info = await r.info('stats');
-  r.disconnect();
-  const get = (k) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)[1]);
-  return { bytes: get('total_net_input_bytes') + get('total_net_output_bytes'), commands: get('total_commands_processed') };
-}
-
-/** Waits until `read()` matches `pattern`. */
-async function until(read, pattern, ms = 900_000) {
-  const t0 = Date.now();
-  for (;;) {
-    const m = read().match(pattern);
-    if (m) return m;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${pattern}`);
-    await sleep(100);
-  }
-}
-
 async function main() {
   const loadBefore = load();
   mkdirSync(work, { recursive: true });
   const { volume, model, fixtureSeconds } = await fixtures();
   const { startMlflowServer, MlflowClient } = await lib('tracking');
   const mlflow = await startMlflowServer({ storeDir: join(work, 'mlflow') });
-  const redis = await startRedis();
+  const redis = await startRedis(work);
   const outs = { single: join(work, 'out-single.zarr'), queue: join(work, 'out-queue.zarr'), shards: join(work, 'out-shards.zarr') };
   for (const dir of Object.values(outs)) rmSync(dir, { recursive: true, force: true });
   const base = (out) => [
@@ -425,12 +304,8 @@ async function main() {
       mlflow: { runs },
       totalSeconds: round((performance.now() - t00) / 1000, 1),
     };
-    const json = JSON.stringify(report, null, 2);
-    process.stdout.write(`${json}\n`);
     const file = o.out ?? join(root, '.emseg', 'bench', 'blocks', `acceptance-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(`${file}.tmp`, `${json}\n`);
-    renameSync(`${file}.tmp`, file);
+    await writeReport(file, report);
     log(`written ${file}`);
     if (!report.identical || !report.skippedAll) process.exitCode = 1;
   } finally {

@@ -15,18 +15,12 @@
  * Defaults: 16 x 1024 x 1024 in chunks of 8 x 256 x 256, tiles of 512 (overlap 128); --quick:
  * 8 x 512 x 512, chunks 4 x 128 x 128, tiles 256 (overlap 64). Needs `tsc -b` and redis-server.
  */
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, loadavg, totalmem } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, rmSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cli as runCli, lib, load, redisStats, root, round, startRedis, storeDigest, writeReport } from './common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..', '..');
-const MAIN = join(root, 'apps', 'finetune', 'dist', 'main.js');
 const { values: o } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -43,11 +37,6 @@ const [chunkZ, chunkXY] = (o.chunk ?? (o.quick ? '4x128' : '8x256')).split('x').
 const tile = Number(o.tile ?? (o.quick ? 256 : 512));
 const overlap = Number(o.overlap ?? (o.quick ? 64 : 128));
 const work = join(root, '.emseg', 'bench', 'blocks');
-const round = (v, d = 2) => Number(v.toFixed(d));
-const load = () => loadavg().map((v) => round(v));
-
-/** The built libraries, for the fixtures. */
-const lib = (name) => import(join(root, 'libs', name, 'dist', 'index.js'));
 
 async function fixtures() {
   const volume = join(work, `volume-${depth}x${side}-c${chunkZ}x${chunkXY}.zarr`);
@@ -81,99 +70,8 @@ async function fixtures() {
   return { volume, model };
 }
 
-/** Peak RSS (MB) of every process in the tree under `pid`, sampled until `stop()`. */
-function sampleTree(pid) {
-  const peaks = new Map();
-  const children = () => {
-    const all = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
-    const parent = new Map();
-    for (const p of all) {
-      try {
-        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-        parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-      } catch {
-        /* gone */
-      }
-    }
-    const tree = new Set([pid]);
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const [p, pp] of parent) {
-        if (tree.has(pp) && !tree.has(p)) {
-          tree.add(p);
-          grew = true;
-        }
-      }
-    }
-    return tree;
-  };
-  const tick = () => {
-    for (const p of children()) {
-      try {
-        const status = readFileSync(`/proc/${p}/status`, 'utf8');
-        const hwm = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
-        const name = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(2, 3).join(' ');
-        if (name && hwm) peaks.set(p, { command: name, peakMB: round(Math.max(hwm, peaks.get(p)?.peakMB ?? 0), 1) });
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  const timer = setInterval(tick, 200);
-  return () => {
-    clearInterval(timer);
-    return [...peaks.values()].filter((p) => p.command === 'predict' || p.command === 'worker');
-  };
-}
-
-/** Runs the CLI, resolves with its exit status, output and wall time; samples RSS of its tree. */
-function cli(args, env = {}) {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: root, env: { ...process.env, MLFLOW_TRACKING_URI: '', ...env } });
-  const stop = sampleTree(child.pid);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return {
-    child,
-    stderr: () => stderr,
-    done: new Promise((done) => child.on('close', (status) => done({ status, stdout, stderr, seconds: (performance.now() - t0) / 1000, processes: stop() }))),
-  };
-}
-
-/** A digest of every chunk file of an output (job state excluded). */
-function chunkDigest(dir) {
-  const h = createHash('sha256');
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      if (e.name === '.emseg-job') continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else h.update(relative(dir, p)).update(readFileSync(p));
-    }
-  };
-  walk(dir);
-  return h.digest('hex').slice(0, 16);
-}
-
-const freePort = () =>
-  new Promise((done) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => done(port));
-    });
-  });
-
-async function redisStats(url) {
-  const { Redis } = await import('ioredis');
-  const r = new Redis(url);
-  const info = await r.info('stats');
-  r.disconnect();
-  const get = (k) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(info)[1]);
-  return { bytes: get('total_net_input_bytes') + get('total_net_output_bytes'), commands: get('total_commands_processed') };
-}
+/** The CLI, logging to the benchmark's MLflow server only (never the environment's). */
+const cli = (args, env = {}) => runCli(args, { env: { MLFLOW_TRACKING_URI: '', ...env } });
 
 async function main() {
   const loadBefore = load();
@@ -196,27 +94,22 @@ async function main() {
     if (engine === 'local1' || engine === 'local2') {
       r = await cli([...base, '--workers', engine === 'local1' ? '1' : '2']).done;
     } else if (engine === 'queue2') {
-      const port = await freePort();
-      const url = `redis://127.0.0.1:${port}`;
-      const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      await new Promise((ok) => redis.stdout.on('data', (d) => String(d).includes('Ready to accept') && ok()));
+      const redis = await startRedis(work);
       try {
-        const before = await redisStats(url);
-        const predict = cli([...base, '--queue', url]);
+        const before = await redisStats(redis.url);
+        const predict = cli([...base, '--queue', redis.url]);
         while (!/to predict by the workers/.test(predict.stderr())) await new Promise((ok) => setTimeout(ok, 100));
         const workers = [0, 1].map(
-          () => cli(['worker', '--queue', url, '--until-empty'], { TF_NUM_INTRAOP_THREADS: String(Math.max(1, Math.floor(cpus().length / 2))) }).done,
+          () => cli(['worker', '--queue', redis.url, '--until-empty'], { TF_NUM_INTRAOP_THREADS: String(Math.max(1, Math.floor(cpus().length / 2))) }).done,
         );
         r = await predict.done;
         const ws = await Promise.all(workers);
         r.processes.push(...ws.flatMap((w) => w.processes));
-        const after = await redisStats(url);
+        const after = await redisStats(redis.url);
         const n = blocksOf(r.stdout);
         traffic = { bytesPerBlock: Math.round((after.bytes - before.bytes) / n), commandsPerBlock: round((after.commands - before.commands) / n, 1) };
       } finally {
-        redis.kill('SIGTERM');
+        redis.stop();
       }
     } else throw new Error(`unknown engine ${engine}; known: local1, local2, queue2`);
     if (r.status !== 0) throw new Error(`${engine} exited ${r.status}:\n${r.stderr.slice(-3000)}`);
@@ -228,7 +121,7 @@ async function main() {
       blocksPerSecond: round(blocks / r.seconds, 3),
       processes: r.processes,
       redis: traffic,
-      chunks: chunkDigest(out),
+      chunks: storeDigest(out),
       loadAfter: load(),
     });
     process.stderr.write(`${engine}: ${blocks} blocks in ${r.seconds.toFixed(1)} s\n`);
@@ -241,11 +134,7 @@ async function main() {
     results,
     identical: new Set(results.map((r) => r.chunks)).size === 1,
   };
-  const json = JSON.stringify(report, null, 2);
-  process.stdout.write(`${json}\n`);
-  const file = o.out ?? join(work, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${json}\n`);
+  await writeReport(o.out ?? join(work, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`), report);
 }
 
 await main();
