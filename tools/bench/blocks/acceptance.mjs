@@ -5,7 +5,9 @@
  * by a tiny random-init U-Net (plain-conv-small encoder, decoder [8, 8, 8, 8, 8]; one 1056 tile per
  * block slice, halo 16) through the built CLI:
  *
- *   (a) one process (`predict`, TensorFlow's default threads);
+ *   (a) one process (`predict`, 1 TensorFlow thread like every other process here: another thread
+ *       count may reorder float sums and move a few voxels by one quantum, e.g. 3 of 262144 for a
+ *       ResNet-18 U-Net at 2 threads against 1);
  *   (b) `predict --queue` on a real redis-server (127.0.0.1, free port) with two `worker --queue`
  *       processes (1 thread each), one SIGKILLed in the middle of a block: the other picks the
  *       block up once its lock (--lock-seconds) runs out;
@@ -165,11 +167,11 @@ async function main() {
   try {
     // (a) one process
     log('(a) single process');
-    const a = ok('single', await cli('single', base(outs.single)).done);
-    engines.single = { seconds: round(a.seconds, 1), ...counts(a), threads: 'default', processes: a.processes, loadAfter: load() };
+    const a = ok('single', await cli('single', base(outs.single), one).done);
+    engines.single = { seconds: round(a.seconds, 1), ...counts(a), threads: '1', processes: a.processes, loadAfter: load() };
     engines.single.blocksPerSecond = round(engines.single.predicted / a.seconds, 3);
     const reference = chunkDigests(outs.single);
-    const ra = ok('single rerun', await cli('single rerun', base(outs.single)).done);
+    const ra = ok('single rerun', await cli('single rerun', base(outs.single), one).done);
     reruns.single = { seconds: round(ra.seconds, 1), ...counts(ra) };
 
     // (b) the queue: two workers, one SIGKILLed mid-block

@@ -5,7 +5,8 @@
  * 1 and 2 local worker processes and with 2 BullMQ workers on a redis-server started on a free
  * port. Reports blocks/s, peak RSS per process (VmHWM, sampled from /proc every 200 ms), the Redis
  * traffic per block (INFO stats: bytes in + out and commands, over the whole queued run), and
- * whether every run wrote the same chunks. Every job logs its MLflow run to one server started for
+ * whether every run wrote the same chunks (else how many voxels differ from the first engine's, by
+ * how many quanta: the queue workers run TensorFlow on fewer threads, which can reorder float sums). Every job logs its MLflow run to one server started for
  * the benchmark (store .emseg/bench/blocks/mlflow/), as a user's would. Prints one JSON object and
  * writes it to .emseg/bench/blocks/<time>.json (git-ignored).
  *
@@ -17,7 +18,7 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cli as runCli, lib, load, redisStats, root, round, startRedis, storeDigest, writeReport } from './common.mjs';
 
@@ -72,6 +73,32 @@ async function fixtures() {
 
 /** The CLI, logging to the benchmark's MLflow server only (never the environment's). */
 const cli = (args, env = {}) => runCli(args, { env: { MLFLOW_TRACKING_URI: '', ...env } });
+
+/** Voxels of each later output that differ from the first's, and the largest difference (in stored quanta). */
+async function differences(outs) {
+  const { openZarrVolume } = await lib('data');
+  const read = async (dir) => {
+    const v = await openZarrVolume(dir);
+    return v.read(
+      v.shape.map(() => 0),
+      v.shape,
+    );
+  };
+  const first = await read(outs[0]);
+  const rows = [];
+  for (const dir of outs.slice(1)) {
+    const other = await read(dir);
+    let voxels = 0;
+    let max = 0;
+    for (let i = 0; i < first.length; i++) {
+      const d = Math.abs(first[i] - other[i]);
+      if (d > 0) voxels++;
+      if (d > max) max = d;
+    }
+    rows.push({ output: relative(root, dir), against: relative(root, outs[0]), voxels, of: first.length, maxQuanta: max });
+  }
+  return rows;
+}
 
 async function main() {
   const loadBefore = load();
@@ -133,6 +160,8 @@ async function main() {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGB: round(totalmem() / 2 ** 30, 1), loadBefore },
     results,
     identical: new Set(results.map((r) => r.chunks)).size === 1,
+    // engines run TensorFlow with other thread counts (1 per queue worker), which may reorder float sums: voxels off by a quantum
+    differences: await differences(results.map((r) => join(work, `out-${r.engine}.zarr`))),
   };
   await writeReport(o.out ?? join(work, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`), report);
 }
