@@ -658,7 +658,8 @@ export async function predictZarr(args: ZarrPredictArgs): Promise<number> {
     if (queueing) {
       segmenter.dispose();
       await queueing.queueBlocks(args.queue!, job, todo, { wait: args.wait ?? true, onResult });
-      if (!(args.wait ?? true)) {
+      // (with nothing left to enqueue, --no-wait goes on: a rerun then finishes the instance labels here)
+      if (!(args.wait ?? true) && todo.length > 0) {
         tracked?.run.logMetric('blocks_enqueued', todo.length);
         tracked?.run.setTag('emseg.predict.wait', 'false');
         await tracked?.end('FINISHED');

@@ -131,8 +131,8 @@ describe('predict --queue with BullMQ workers', () => {
     expect(whole.count).toBeGreaterThan(1);
     const labels = await openZarrVolume(labelsOut, { labels: true });
     expect(Array.from(await labels.read([0, 0, 0], [D, H, W]))).toEqual(Array.from(whole.data));
-    // a rerun of the same command finds everything done
-    const again = await runCli(args.filter((a) => a !== '--no-wait'));
+    // a rerun of the same command (still --no-wait) finds everything done and says so
+    const again = await runCli(args);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toContain('0 block(s) predicted, 8 already done, 0 failed');
     expect(again.stdout).toContain(`${whole.count} instance(s)`);
