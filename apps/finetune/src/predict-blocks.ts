@@ -279,7 +279,9 @@ async function blocksNotDone(job: BlockJob, plan: BlockPlan): Promise<number> {
 export async function finishInstances(job: BlockJob, onBlock?: () => void): Promise<MergeResult | null> {
   if (!job.instances) return null;
   const plan = jobPlan(job);
-  if ((await blocksNotDone(job, plan)) > 0) return null;
+  // from the last block down: blocks run roughly in index order, so while a job runs the check
+  // stops at once (a queue worker asks after each of its blocks)
+  for (let i = plan.count - 1; i >= 0; i--) if (!(await isBlockDone(job.output.path, blockAt(plan, i).id))) return null;
   const labelling = await instanceJob(job, await openZarrVolume(job.output.path));
   const { merge } = await mergeBlockLabels(labelling);
   const labels = await openInstanceLabels(labelling);
