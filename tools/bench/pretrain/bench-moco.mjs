@@ -18,7 +18,8 @@ import { Sgd } from '@emseg/training';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
 const { mocoSchema } = await import(join(root, 'apps/pretrain/dist/config.js'));
-const { MocoModel } = await import(join(root, 'apps/pretrain/dist/moco-model.js'));
+const { createMethod } = await import(join(root, 'apps/pretrain/dist/methods.js'));
+const { trainMethodStep } = await import(join(root, 'apps/pretrain/dist/method.js'));
 
 const { values: opts } = parseArgs({
   options: {
@@ -48,18 +49,18 @@ function benchOurs([depth, size, batch]) {
       'moco.mlpHidden=null',
     ],
   });
-  const model = new MocoModel(cfg);
   const opt = new Sgd(0.9, 1e-4);
+  const method = createMethod('mocov2', { cfg, optimizer: opt, totalSteps: warmup + steps });
   const q = tf.randomNormal([batch, size, size, 1], 0, 1, 'float32', 1);
   const k = tf.randomNormal([batch, size, size, 1], 0, 1, 'float32', 2);
   const times = [];
   for (let i = 0; i < warmup + steps; i++) {
     const t0 = performance.now();
-    model.step(q, k, opt, 0.01, i + 1);
+    trainMethodStep(method, [q, k], 0.01, i + 1);
     if (i >= warmup) times.push(performance.now() - t0);
   }
   tf.dispose([q, k]);
-  model.dispose();
+  method.dispose();
   opt.dispose();
   const ms = median(times);
   return { arch: `resnet${depth}`, size, batch, msPerStep: ms, imagesPerSec: (batch * 1000) / ms, stepsMs: times };
