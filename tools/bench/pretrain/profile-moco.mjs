@@ -40,6 +40,8 @@ const embed = (branch, x, bnSubBatches) =>
     const maps = branch.encoder.features(x, { training: true, bnSubBatches });
     return normalizeRows(branch.head.apply(globalAveragePool(maps[maps.length - 1])));
   });
+const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const round = (x) => Number(x.toFixed(2));
 const sync = (t) => (Array.isArray(t) ? t : t ? [t] : []).forEach((x) => x.dataSync());
 const names = Object.keys(method.trainable);
 const vars = names.map((n) => method.trainable[n]);
@@ -75,22 +77,53 @@ const phases = {
   },
 };
 
+// every TensorFlow op the backend executes, timed by name: also the native kernels that emseg calls
+// directly (fused BatchNorm, ReluGrad), which tf.profile does not see
+const native = {};
+const backend = tf.backend();
+for (const method of ['executeSingleOutput', 'executeMultipleOutputs']) {
+  const original = backend[method].bind(backend);
+  backend[method] = (name, ...rest) => {
+    const t0 = performance.now();
+    const out = original(name, ...rest);
+    const e = (native[name] ??= { n: 0, ms: 0 });
+    e.n++;
+    e.ms += performance.now() - t0;
+    return out;
+  };
+}
+const nativeByPhase = {};
+
 const ms = Object.fromEntries(Object.keys(phases).map((p) => [p, []]));
 const kernels = {};
-for (let i = 0; i <= steps; i++) {
+for (let i = 0; i <= steps + 1; i++) {
   const state = { step: i + 1 };
   for (const [name, run] of Object.entries(phases)) {
-    if (i === 0) {
-      // warm-up step: count the kernels each phase dispatches
+    if (i === 0)
+      run(state); // warm-up
+    else if (i === 1) {
+      // the kernels each phase dispatches, with their time (tf.profile times each one to its end)
       const profile = await tf.profile(() => run(state));
       const byName = {};
-      for (const k of profile.kernels) byName[k.name] = (byName[k.name] ?? 0) + 1;
-      kernels[name] = {
-        total: profile.kernels.length,
-        top: Object.entries(byName)
-          .sort((a, b) => b[1] - a[1])
-          .slice(0, 8),
-      };
+      for (const k of profile.kernels) {
+        const e = (byName[k.name] ??= { n: 0, ms: 0 });
+        e.n++;
+        e.ms += k.kernelTimeMs;
+      }
+      const top = Object.entries(byName)
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .slice(0, Number(process.env.PROFILE_TOP ?? 8))
+        .map(([kernel, e]) => ({ kernel, n: e.n, ms: round(e.ms) }));
+      kernels[name] = { total: profile.kernels.length, top };
+    } else if (i === 2) {
+      for (const k of Object.keys(native)) delete native[k];
+      const t0 = performance.now();
+      run(state);
+      ms[name].push(performance.now() - t0);
+      nativeByPhase[name] = Object.entries(native)
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .slice(0, Number(process.env.PROFILE_TOP ?? 8))
+        .map(([op, e]) => ({ op, n: e.n, ms: round(e.ms) }));
     } else {
       const t0 = performance.now();
       run(state);
@@ -109,8 +142,6 @@ for (let r = 0; r < 5; r++) {
 }
 a.dispose();
 
-const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-const round = (x) => Number(x.toFixed(2));
 const phaseMs = Object.fromEntries(Object.entries(ms).map(([p, xs]) => [p, round(median(xs))]));
 const total = Object.values(phaseMs).reduce((x, y) => x + y, 0);
 const usPerKernel = median(tiny) * 1000;
@@ -124,6 +155,7 @@ console.log(
       phaseMs,
       totalMs: round(total),
       kernels,
+      tensorflowOps: nativeByPhase,
       usPerTinyKernel: round(usPerKernel),
       dispatchEstimateMs: Object.fromEntries(Object.entries(kernels).map(([p, k]) => [p, round((k.total * usPerKernel) / 1000)])),
       trainableVariables: names.length,

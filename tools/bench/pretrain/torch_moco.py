@@ -1,9 +1,10 @@
-"""PyTorch reference for the pretraining benchmark: one MoCo v2 step, as emseg's MocoModel does it.
+"""PyTorch reference for the pretraining benchmark: one MoCo v2 step, as emseg's MocoV2 method does it.
 
 momentum update of the key network, keys with shuffle-BN emulated in sub-batches, query forward +
 InfoNCE (queue K) + backward, SGD (momentum 0.9, wd 1e-4), enqueue. torchvision-layout ResNet from
 tools/import-torch/torch_resnet.py with a 1-channel stem and a 2-layer MLP head.
-Prints JSON: {"framework": "pytorch", "results": [{"arch", "size", "batch", "msPerStep", "imagesPerSec"}]}.
+Prints JSON: {"framework": "pytorch", "results": [{"arch", "size", "batch", "msPerStep", "imagesPerSec", "phasesMs"}]},
+phasesMs: the median per phase, each timed to a sync, as tools/bench/pretrain/profile-moco.mjs cuts emseg's step.
 """
 import argparse
 import copy
@@ -50,27 +51,40 @@ def bench(depth, size, batch, steps, warmup, queue_size=4096, groups=2, m=0.99, 
     xq = torch.randn(batch, 1, size, size, device=device)
     xk = torch.randn(batch, 1, size, size, device=device)
     times = []
+    phases = {name: [] for name in ("momentum", "keyForward", "queryForwardBackward", "sgd", "enqueue")}
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        marks = [time.perf_counter()]
+
+        def mark():
+            sync(device)
+            marks.append(time.perf_counter())
+
         with torch.no_grad():
             for pk, pq in zip(k_net.parameters(), q_net.parameters()):
                 pk.mul_(m).add_(pq.detach(), alpha=1 - m)
+            mark()
             perm = torch.randperm(batch, device=device)
             k = torch.cat([k_net(c) for c in xk[perm].chunk(groups)])[torch.argsort(perm)]
+            mark()
         q = q_net(xq)
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / t
         loss = F.cross_entropy(logits, torch.zeros(batch, dtype=torch.long, device=device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        mark()
         opt.step()
+        mark()
         queue[ptr : ptr + batch] = k
         ptr = (ptr + batch) % queue_size
         loss.item()
-        sync(device)
+        mark()
         if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1000)
+            times.append((marks[-1] - marks[0]) * 1000)
+            for j, name in enumerate(phases):
+                phases[name].append((marks[j + 1] - marks[j]) * 1000)
     ms = statistics.median(times)
-    return {"arch": f"resnet{depth}", "size": size, "batch": batch, "msPerStep": ms, "imagesPerSec": batch * 1000 / ms, "stepsMs": times}
+    return {"arch": f"resnet{depth}", "size": size, "batch": batch, "msPerStep": ms, "imagesPerSec": batch * 1000 / ms, "stepsMs": times,
+            "phasesMs": {name: statistics.median(v) for name, v in phases.items()}}
 
 
 def main():
