@@ -5,7 +5,7 @@
 // and the cost of one tiny kernel on this backend, so fixed overhead and compute can be told apart.
 // JSON output. Data loading is excluded (see tools/bench/data).
 //
-// Usage: node tools/bench/pretrain/profile-moco.mjs [--case 18:64:32] [--steps 5] [--queue 4096]
+// Usage: node tools/bench/pretrain/profile-moco.mjs [--case 18:64:32] [--steps 5] [--queue 4096] [--top 8]
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,10 +22,16 @@ const { updateMomentum } = await import(join(root, 'apps/pretrain/dist/method.js
 const { infoNceLogits, infoNceLoss, normalizeRows, shuffledKeyForward } = await import(join(root, 'apps/pretrain/dist/moco.js'));
 
 const { values: o } = parseArgs({
-  options: { case: { type: 'string', default: '18:64:32' }, steps: { type: 'string', default: '5' }, queue: { type: 'string', default: '4096' } },
+  options: {
+    case: { type: 'string', default: '18:64:32' },
+    steps: { type: 'string', default: '5' },
+    queue: { type: 'string', default: '4096' },
+    top: { type: 'string', default: '8' },
+  },
 });
 const [depth, size, batch] = o.case.split(':').map(Number);
 const steps = Number(o.steps);
+const top = Number(o.top); // kernels / ops listed per phase
 const cfg = loadConfig(mocoSchema, {
   file: join(root, 'configs/pretrain/quick.json'),
   overrides: [`encoder.architecture="resnet${depth}"`, `data.cropSize=${size}`, `train.batchSize=${batch}`, `moco.queueSize=${o.queue}`],
@@ -46,7 +52,7 @@ const sync = (t) => (Array.isArray(t) ? t : t ? [t] : []).forEach((x) => x.dataS
 const names = Object.keys(method.trainable);
 const vars = names.map((n) => method.trainable[n]);
 
-/** The phases of one step, as MocoV2.step runs them; each returns what the next needs. */
+/** The phases of one step, as MocoV2.step runs them; each leaves in `s` what the next needs. */
 const phases = {
   momentum: () => {
     updateMomentum(method.momentumPairs, cfg.moco.momentum);
@@ -94,14 +100,21 @@ for (const method of ['executeSingleOutput', 'executeMultipleOutputs']) {
 }
 const nativeByPhase = {};
 
+/** `{name: {n, ms}}` as the `top` entries by time. */
+const topByTime = (byName, key) =>
+  Object.entries(byName)
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .slice(0, top)
+    .map(([name, e]) => ({ [key]: name, n: e.n, ms: round(e.ms) }));
+
 const ms = Object.fromEntries(Object.keys(phases).map((p) => [p, []]));
 const kernels = {};
 for (let i = 0; i <= steps + 1; i++) {
   const state = { step: i + 1 };
   for (const [name, run] of Object.entries(phases)) {
-    if (i === 0)
+    if (i === 0) {
       run(state); // warm-up
-    else if (i === 1) {
+    } else if (i === 1) {
       // the kernels each phase dispatches, with their time (tf.profile times each one to its end)
       const profile = await tf.profile(() => run(state));
       const byName = {};
@@ -110,24 +123,13 @@ for (let i = 0; i <= steps + 1; i++) {
         e.n++;
         e.ms += k.kernelTimeMs;
       }
-      const top = Object.entries(byName)
-        .sort((a, b) => b[1].ms - a[1].ms)
-        .slice(0, Number(process.env.PROFILE_TOP ?? 8))
-        .map(([kernel, e]) => ({ kernel, n: e.n, ms: round(e.ms) }));
-      kernels[name] = { total: profile.kernels.length, top };
-    } else if (i === 2) {
+      kernels[name] = { total: profile.kernels.length, top: topByTime(byName, 'kernel') };
+    } else {
       for (const k of Object.keys(native)) delete native[k];
       const t0 = performance.now();
       run(state);
       ms[name].push(performance.now() - t0);
-      nativeByPhase[name] = Object.entries(native)
-        .sort((a, b) => b[1].ms - a[1].ms)
-        .slice(0, Number(process.env.PROFILE_TOP ?? 8))
-        .map(([op, e]) => ({ op, n: e.n, ms: round(e.ms) }));
-    } else {
-      const t0 = performance.now();
-      run(state);
-      ms[name].push(performance.now() - t0);
+      if (i === 2) nativeByPhase[name] = topByTime(native, 'op');
     }
   }
 }
